@@ -1,0 +1,241 @@
+"""What every model adapter offers: encode a video question, run a pruning plan, answer.
+
+An adapter owns a Hugging Face model, turns a video question into a :class:`TokenState` (the LLM
+input with each token's layout), runs prefill and decode through :class:`DecoderRunner`, and scores
+multiple-choice answers from the logits of the option letters (or option words, for the shipped
+small model, which answers with the word).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+import torch
+from torch.nn import functional as F
+
+from prune_bench.adapters.decoder import DecoderRunner, LayerCount, Mode, PrefillResult
+from prune_bench.core.context import VisionAttention
+from prune_bench.core.stages import PruningPlan
+from prune_bench.core.state import TokenState
+from prune_bench.core.strategy import ModelInfo
+from prune_bench.core.timing import Clock
+from prune_bench.errors import UserError
+
+LETTERS = "ABCDEFGHIJ"
+
+LLAVA_CHAT_TEMPLATE = (
+    "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\n{video}\n{question}\n"
+    "{options}\nAnswer with the option's letter from the given choices directly.<|im_end|>\n"
+    "<|im_start|>assistant\n"
+)
+
+
+@dataclass(frozen=True)
+class PromptFormat:
+    """How a question becomes a prompt, and how the answer is read off the logits.
+
+    ``answer_mode="letter"`` lists options as ``A. text`` lines and compares the logits of the
+    letters (lmms-eval's convention for real checkpoints); ``"option_word"`` lists the option words
+    and compares the logits of the words themselves (the shipped small model answers that way).
+    """
+
+    template: str = LLAVA_CHAT_TEMPLATE
+    answer_mode: Literal["letter", "option_word"] = "letter"
+    num_frames: int = 32
+    pixel_mean: tuple[float, float, float] = (0.5, 0.5, 0.5)
+    pixel_std: tuple[float, float, float] = (0.5, 0.5, 0.5)
+
+    @classmethod
+    def from_model_dir(cls, path: str | Path | None) -> PromptFormat:
+        """Read ``prune_bench.json`` (and ``preprocessor_config.json``) from a model directory."""
+        if path is None or not Path(path).is_dir():
+            return cls()
+        values: dict[str, Any] = {}
+        pre = Path(path) / "preprocessor_config.json"
+        if pre.is_file():
+            cfg = json.loads(pre.read_text())
+            if "image_mean" in cfg:
+                values["pixel_mean"] = tuple(cfg["image_mean"])
+                values["pixel_std"] = tuple(cfg["image_std"])
+        own = Path(path) / "prune_bench.json"
+        if own.is_file():
+            cfg = json.loads(own.read_text())
+            values["template"] = cfg.get("prompt_template", cls.template)
+            for key in ("answer_mode", "num_frames"):
+                if key in cfg:
+                    values[key] = cfg[key]
+            for key in ("pixel_mean", "pixel_std"):
+                if key in cfg:
+                    values[key] = tuple(cfg[key])
+        return cls(**values)
+
+    def render_options(self, options: Sequence[str]) -> str:
+        if self.answer_mode == "letter":
+            return "\n".join(f"{LETTERS[i]}. {o}" for i, o in enumerate(options))
+        return " ".join(options)
+
+
+@dataclass
+class EncodedSample:
+    """A prompt ready for the LLM: its state, the answer token ids, the vision-side extras."""
+
+    state: TokenState
+    answer_ids: list[int] | None
+    vision: Callable[[], VisionAttention] | None = None
+    encode_ms: float = 0.0
+    frames: int = 0
+
+
+@dataclass
+class AnswerResult:
+    """Everything one (sample, plan) run produced."""
+
+    choice: int | None
+    option_logits: list[float] | None
+    generated: list[int]
+    counts: list[LayerCount]
+    input_visual: int
+    total_visual: int
+    decode_visible_visual: int
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def layer_average_retention(self) -> float:
+        """Mean over layers of the visual tokens a layer processed, as a fraction of the total.
+
+        A layer's count is the average of what its attention and its MLP saw, so a stage that runs
+        between the two (after attention, before the MLP) is counted as half a layer.
+        """
+        if not self.counts or not self.total_visual:
+            return 1.0
+        per_layer = [(c.attn_visual + c.mlp_visual) / 2 for c in self.counts]
+        return sum(per_layer) / (len(per_layer) * self.total_visual)
+
+    @property
+    def input_retention(self) -> float:
+        return self.input_visual / self.total_visual if self.total_visual else 1.0
+
+    @property
+    def decode_retention(self) -> float:
+        return self.decode_visible_visual / self.total_visual if self.total_visual else 1.0
+
+
+def frames_to_pixels(
+    frames: torch.Tensor, size: int, mean: Sequence[float], std: Sequence[float], dtype: torch.dtype, device: torch.device
+) -> torch.Tensor:
+    """uint8 frames ``[T, H, W, 3]`` -> normalised ``[T, 3, size, size]`` (SigLIP's preprocessing)."""
+    if frames.dim() != 4 or frames.shape[-1] != 3:
+        raise UserError(f"expected video frames shaped [T, H, W, 3], got {tuple(frames.shape)}")
+    x = frames.to(device).permute(0, 3, 1, 2).float() / 255.0
+    if x.shape[-2:] != (size, size):
+        x = F.interpolate(x, size=(size, size), mode="bicubic", align_corners=False, antialias=True).clamp(0, 1)
+    m = torch.tensor(mean, device=device).view(1, 3, 1, 1)
+    s = torch.tensor(std, device=device).view(1, 3, 1, 1)
+    return ((x - m) / s).to(dtype)
+
+
+class Adapter(ABC):
+    """Base class of model adapters."""
+
+    name: ClassVar[str]
+    #: named architectures this adapter builds with random weights (for speed work, no download)
+    architectures: ClassVar[dict[str, Callable[[], Any]]] = {}
+
+    model: Any
+    runner: DecoderRunner
+    prompt_format: PromptFormat
+
+    @classmethod
+    @abstractmethod
+    def handles(cls, config: Any) -> bool:
+        """Whether this adapter runs models with this Hugging Face config."""
+
+    @abstractmethod
+    def model_info(self, num_frames: int) -> ModelInfo: ...
+
+    @abstractmethod
+    def encode(self, frames: torch.Tensor, question: str, options: Sequence[str], *, capture_vision: bool) -> EncodedSample:
+        """Vision tower, projector and prompt: the unpruned LLM input of one sample."""
+
+    @abstractmethod
+    def encode_synthetic(self, num_frames: int, text_tokens: int, *, capture_vision: bool, seed: int = 0) -> EncodedSample:
+        """A random-pixel video and random text ids at the real shape, for speed work."""
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    # ---------------------------------------------------------------------------------- runs
+    def run(
+        self,
+        sample: EncodedSample,
+        plan: PruningPlan,
+        *,
+        mode: Mode = "drop",
+        max_new_tokens: int = 0,
+        seed: int = 0,
+        eos_token_id: int | None = None,
+    ) -> AnswerResult:
+        """Prefill ``sample`` under ``plan``, score the options, and greedily decode if asked."""
+        clock = Clock(self.device)
+        generator = torch.Generator(device=self.device).manual_seed(seed)
+        wall = time.perf_counter()
+        pre: PrefillResult = self.runner.prefill(
+            sample.state, plan, mode=mode, max_new_tokens=max_new_tokens, clock=clock, generator=generator,
+            vision=sample.vision,
+        )
+        logits = pre.logits
+        choice, option_logits = None, None
+        if sample.answer_ids is not None:
+            scores = logits[torch.tensor(sample.answer_ids, device=logits.device)].float()
+            choice = int(scores.argmax())
+            option_logits = scores.tolist()
+        generated: list[int] = []
+        if max_new_tokens:
+            position = pre.state.next_position
+            token = int(logits.argmax())
+            with clock.measure("decode"):
+                for step in range(max_new_tokens):
+                    generated.append(token)
+                    if eos_token_id is not None and token == eos_token_id:
+                        break
+                    if step == max_new_tokens - 1:
+                        break
+                    logits = self.runner.decode_step(token, position + step, step, pre, plan, clock)
+                    token = int(logits.argmax())
+        timings = clock.totals_ms()
+        timings["wall"] = (time.perf_counter() - wall) * 1000.0
+        timings["encode"] = sample.encode_ms
+        last = pre.caches[-1]
+        visible_vis = int(
+            ((last.layout.kind == 1) & (last.visible if last.visible is not None else True)).sum()  # type: ignore[operator]
+        )
+        return AnswerResult(
+            choice=choice,
+            option_logits=option_logits,
+            generated=generated,
+            counts=pre.counts,
+            input_visual=pre.input_visual,
+            total_visual=sample.state.num_visual,
+            decode_visible_visual=visible_vis,
+            timings_ms=timings,
+        )
+
+
+def resolve_model_path(path_or_id: str) -> str:
+    """A local directory as is; anything that looks like a path but is missing is a user error."""
+    p = Path(path_or_id).expanduser()
+    if p.exists():
+        if not (p / "config.json").is_file():
+            raise UserError(f"model directory '{path_or_id}' has no config.json; point --model at a Hugging Face model directory")
+        return str(p)
+    looks_like_path = path_or_id.startswith((".", "/", "~")) or path_or_id.count("/") != 1
+    if looks_like_path:
+        raise UserError(f"model path '{path_or_id}' does not exist; pass an existing directory or a hub id like org/name")
+    return path_or_id

@@ -1,0 +1,435 @@
+"""Our own prefill and decode loop over a Hugging Face Qwen2-style decoder.
+
+Running the layers ourselves (instead of patching the HF forward) is what lets stages remove tokens
+between and inside layers while SDPA stays on: every layer works on the tokens alive at that point,
+RoPE is computed from each token's ORIGINAL position id, and each layer's KV cache holds exactly the
+tokens its attention saw.
+
+``mode="mask"`` runs the same stages on the full sequence and hides removed tokens with an
+attention mask instead. It saves nothing; it is the oracle that ``mode="drop"`` must match.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from prune_bench.core.attention import apply_rope, attention_rows
+from prune_bench.core.context import DecodeContext, StageContext, VisionAttention
+from prune_bench.core.stages import PRE_LLM, PruningPlan, Stage
+from prune_bench.core.state import TokenKind, TokenState
+from prune_bench.core.timing import Clock
+
+Mode = Literal["drop", "mask"]
+RopeFn = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+
+
+@dataclass
+class LayerCount:
+    """Tokens one decoder layer processed: in its attention, and in its MLP."""
+
+    attn_tokens: int
+    attn_visual: int
+    mlp_tokens: int
+    mlp_visual: int
+
+
+@dataclass
+class LayerCache:
+    """One layer's KV cache, preallocated for the decode steps; ``layout`` is its tokens' layout."""
+
+    key: torch.Tensor  # [KV, capacity, hd], post-RoPE
+    value: torch.Tensor
+    length: int
+    layout: TokenState  # hidden is empty; source/kind of each prompt entry
+    visible: torch.Tensor | None = None  # mask mode: which prompt entries the layer's attention saw
+
+    def append(self, k: torch.Tensor, v: torch.Tensor) -> None:
+        self.key[:, self.length] = k
+        self.value[:, self.length] = v
+        self.length += 1
+
+
+@dataclass
+class PrefillResult:
+    logits: torch.Tensor  # [V] next-token logits after the prompt
+    caches: list[LayerCache]
+    counts: list[LayerCount]
+    state: TokenState  # tokens alive after the last layer
+    input_visual: int  # visual tokens entering the LLM (after pre-LLM stages)
+    memory: dict[str, Any] = field(default_factory=dict)
+
+
+def _layout_only(state: TokenState) -> TokenState:
+    return state.with_hidden(state.hidden[:, :0]) if state.hidden.dim() == 2 else state
+
+
+class DecoderRunner:
+    """Runs prefill and decode for one Qwen2-style language model.
+
+    :param layers: the HF decoder layers (``Qwen2DecoderLayer``-like: ``input_layernorm``,
+        ``self_attn.{q,k,v,o}_proj``, ``post_attention_layernorm``, ``mlp``).
+    :param norm: the final norm; :param lm_head: the output projection.
+    :param embed: the input embedding (for decode steps).
+    :param rope: ``rope(x, position) -> (cos, sin)`` with ``cos``/``sin`` of shape ``[N, head_dim]``.
+    """
+
+    def __init__(
+        self,
+        layers: nn.ModuleList,
+        norm: nn.Module,
+        lm_head: nn.Module,
+        embed: nn.Module,
+        rope: RopeFn,
+        num_heads: int,
+        num_kv_heads: int,
+        head_dim: int,
+    ) -> None:
+        self.layers = layers
+        self.norm = norm
+        self.lm_head = lm_head
+        self.embed = embed
+        self.rope = rope
+        self.num_heads = num_heads
+        self.num_kv_heads = num_kv_heads
+        self.head_dim = head_dim
+        self.scaling = head_dim**-0.5
+
+    @property
+    def num_layers(self) -> int:
+        return len(self.layers)
+
+    # ---------------------------------------------------------------------------- projections
+    def _qkv(
+        self, layer: nn.Module, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        attn = layer.self_attn
+        n = x.shape[0]
+        q = attn.q_proj(x).view(n, self.num_heads, self.head_dim).transpose(0, 1)
+        k = attn.k_proj(x).view(n, self.num_kv_heads, self.head_dim).transpose(0, 1)
+        v = attn.v_proj(x).view(n, self.num_kv_heads, self.head_dim).transpose(0, 1)
+        return apply_rope(q, cos, sin), apply_rope(k, cos, sin), v
+
+    def _attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        """SDPA over ``[H, n, hd]`` queries and ``[KV, m, hd]`` keys; causal when ``mask`` is None."""
+        groups = self.num_heads // self.num_kv_heads
+        if mask is None:
+            out = F.scaled_dot_product_attention(
+                q[None], k[None], v[None], is_causal=q.shape[1] > 1, scale=self.scaling, enable_gqa=groups > 1
+            )
+        else:
+            k = k.repeat_interleave(groups, dim=0)
+            v = v.repeat_interleave(groups, dim=0)
+            out = F.scaled_dot_product_attention(q[None], k[None], v[None], attn_mask=mask, scale=self.scaling)
+        return out[0].transpose(0, 1).reshape(q.shape[1], -1)
+
+    # --------------------------------------------------------------------------------- stages
+    def run_stages(
+        self,
+        stages: tuple[Stage, ...],
+        state: TokenState,
+        make_ctx: Callable[[Stage], StageContext],
+        clock: Clock,
+    ) -> TokenState:
+        for stage in stages:
+            with clock.measure("pruning"), clock.measure(f"stage:{stage.name}"):
+                new = stage.fn(state, make_ctx(stage))
+            if not isinstance(new, TokenState):
+                raise TypeError(f"stage {stage.name!r} returned {type(new).__name__}, not a TokenState")
+            if not stage.touches_text:
+                _check_text_untouched(stage, state, new)
+            if stage.position_policy == "reindex":
+                new = new.reindexed()
+            state = new
+        return state
+
+    def pre_llm(
+        self,
+        state: TokenState,
+        plan: PruningPlan,
+        clock: Clock,
+        memory: dict[str, Any],
+        generator: torch.Generator,
+        vision: Callable[[], VisionAttention] | None,
+    ) -> TokenState:
+        for hook in PRE_LLM:
+            stages = tuple(s for s in plan.pre_llm if s.hook == hook)
+            if not stages:
+                continue
+
+            def ctx(stage: Stage, hook: str = hook) -> StageContext:
+                return StageContext(
+                    hook=hook, num_layers=self.num_layers, generator=generator, memory=memory, _vision=vision
+                )
+
+            state = self.run_stages(stages, state, ctx, clock)
+        return state
+
+    # -------------------------------------------------------------------------------- prefill
+    @torch.no_grad()
+    def prefill(
+        self,
+        state: TokenState,
+        plan: PruningPlan,
+        *,
+        mode: Mode = "drop",
+        max_new_tokens: int = 0,
+        clock: Clock | None = None,
+        generator: torch.Generator | None = None,
+        vision: Callable[[], VisionAttention] | None = None,
+    ) -> PrefillResult:
+        clock = clock or Clock(state.device)
+        generator = generator or torch.Generator(device=state.device).manual_seed(0)
+        memory: dict[str, Any] = {}
+        with clock.measure("prefill"):
+            state = self.pre_llm(state, plan, clock, memory, generator, vision)
+            input_visual = state.num_visual
+            if mode == "drop":
+                out = self._prefill_drop(state, plan, max_new_tokens, clock, memory, generator)
+            else:
+                out = self._prefill_mask(state, plan, max_new_tokens, clock, memory, generator)
+        out.input_visual = input_visual
+        out.memory = memory
+        return out
+
+    def _layer_ctx(
+        self, layer_idx: int, memory: dict[str, Any], generator: torch.Generator, rows: Callable[[TokenState, int], torch.Tensor]
+    ) -> StageContext:
+        return StageContext(
+            hook="layer", num_layers=self.num_layers, generator=generator, memory=memory, layer=layer_idx, _attention=rows
+        )
+
+    def _pre_rows(self, layer: nn.Module) -> Callable[[TokenState, int], torch.Tensor]:
+        """Attention rows of ``layer`` computed from its own q/k on a state not yet attended."""
+
+        def rows(st: TokenState, num_queries: int) -> torch.Tensor:
+            x = layer.input_layernorm(st.hidden)
+            cos, sin = self.rope(x, st.position)
+            q, k, _ = self._qkv(layer, x, cos, sin)
+            n = len(st)
+            qi = torch.arange(n - num_queries, n, device=st.device)
+            return attention_rows(q[:, qi], k, qi, self.scaling)
+
+        return rows
+
+    def _prefill_drop(
+        self,
+        state: TokenState,
+        plan: PruningPlan,
+        max_new_tokens: int,
+        clock: Clock,
+        memory: dict[str, Any],
+        generator: torch.Generator,
+    ) -> PrefillResult:
+        caches: list[LayerCache] = []
+        counts: list[LayerCount] = []
+        for idx, layer in enumerate(self.layers):
+            pre = plan.at_layer(idx, "pre")
+            if pre:
+                state = self.run_stages(
+                    pre, state, lambda s, i=idx, ly=layer: self._layer_ctx(i, memory, generator, self._pre_rows(ly)), clock
+                )
+            h = state.hidden
+            x = layer.input_layernorm(h)
+            cos, sin = self.rope(x, state.position)
+            q, k, v = self._qkv(layer, x, cos, sin)
+            caches.append(self._new_cache(k, v, state, max_new_tokens))
+            h = h + layer.self_attn.o_proj(self._attend(q, k, v, None))
+            attn_n, attn_vis = len(state), state.num_visual
+            state = state.with_hidden(h)
+            post = plan.at_layer(idx, "post")
+            if post:
+
+                def rows(st: TokenState, num_queries: int, q: torch.Tensor = q, k: torch.Tensor = k) -> torch.Tensor:
+                    # ``st`` is the state as attended by this layer (post stages run before any drop).
+                    n = k.shape[1]
+                    qi = torch.arange(n - num_queries, n, device=k.device)
+                    return attention_rows(q[:, qi], k, qi, self.scaling)
+
+                state = self.run_stages(
+                    post, state, lambda s, i=idx, r=rows: self._layer_ctx(i, memory, generator, r), clock
+                )
+            h = state.hidden
+            h = h + layer.mlp(layer.post_attention_layernorm(h))
+            state = state.with_hidden(h)
+            counts.append(LayerCount(attn_n, attn_vis, len(state), state.num_visual))
+        logits = self.lm_head(self.norm(state.hidden[-1:]))[0]
+        return PrefillResult(logits=logits, caches=caches, counts=counts, state=state, input_visual=0)
+
+    def _prefill_mask(
+        self,
+        full: TokenState,
+        plan: PruningPlan,
+        max_new_tokens: int,
+        clock: Clock,
+        memory: dict[str, Any],
+        generator: torch.Generator,
+    ) -> PrefillResult:
+        n = len(full)
+        alive = torch.ones(n, dtype=torch.bool, device=full.device)
+        causal = torch.ones(n, n, dtype=torch.bool, device=full.device).tril()
+        caches: list[LayerCache] = []
+        counts: list[LayerCount] = []
+
+        def apply(stages: tuple[Stage, ...], make_ctx: Callable[[Stage], StageContext]) -> None:
+            nonlocal full, alive
+            compact = full.keep_mask(alive)
+            new = self.run_stages(stages, compact, make_ctx, clock)
+            full, alive = _scatter_back(full, new)
+
+        for idx, layer in enumerate(self.layers):
+            pre = plan.at_layer(idx, "pre")
+            if pre:
+                apply(pre, lambda s, i=idx, ly=layer: self._layer_ctx(i, memory, generator, self._pre_rows(ly)))
+            h = full.hidden
+            x = layer.input_layernorm(h)
+            cos, sin = self.rope(x, full.position)
+            q, k, v = self._qkv(layer, x, cos, sin)
+            seen = alive.clone()
+            cache = self._new_cache(k, v, full, max_new_tokens)
+            cache.visible = seen
+            caches.append(cache)
+            attn_n = int(seen.sum())
+            attn_vis = int((seen & (full.kind == TokenKind.VISUAL)).sum())
+            h = h + layer.self_attn.o_proj(self._attend(q, k, v, (causal & seen[None, :])[None, None]))
+            full = full.with_hidden(h)
+            post = plan.at_layer(idx, "post")
+            if post:
+                alive_idx = torch.nonzero(seen).flatten()
+
+                def rows(st: TokenState, num_queries: int, q: torch.Tensor = q, k: torch.Tensor = k, ai: torch.Tensor = alive_idx) -> torch.Tensor:
+                    m = ai.numel()
+                    qi = torch.arange(m - num_queries, m, device=k.device)
+                    return attention_rows(q[:, ai[qi]], k[:, ai], qi, self.scaling)
+
+                apply(post, lambda s, i=idx, r=rows: self._layer_ctx(i, memory, generator, r))
+            h = full.hidden
+            h = h + layer.mlp(layer.post_attention_layernorm(h))
+            full = full.with_hidden(h)
+            counts.append(
+                LayerCount(attn_n, attn_vis, int(alive.sum()), int((alive & (full.kind == TokenKind.VISUAL)).sum()))
+            )
+        last = int(torch.nonzero(alive).flatten()[-1])
+        logits = self.lm_head(self.norm(full.hidden[last : last + 1]))[0]
+        return PrefillResult(logits=logits, caches=caches, counts=counts, state=full.keep_mask(alive), input_visual=0)
+
+    def _new_cache(self, k: torch.Tensor, v: torch.Tensor, state: TokenState, extra: int) -> LayerCache:
+        n = k.shape[1]
+        if extra == 0:
+            return LayerCache(k, v, n, _layout_only(state))
+        key = k.new_empty(k.shape[0], n + extra, k.shape[2])
+        value = v.new_empty(v.shape[0], n + extra, v.shape[2])
+        key[:, :n] = k
+        value[:, :n] = v
+        return LayerCache(key, value, n, _layout_only(state))
+
+    # --------------------------------------------------------------------------------- decode
+    @torch.no_grad()
+    def decode_step(
+        self,
+        token_id: int,
+        position: int,
+        step: int,
+        prefill: PrefillResult,
+        plan: PruningPlan,
+        clock: Clock,
+    ) -> torch.Tensor:
+        """Run one generated token through every layer, appending to each layer's cache."""
+        caches = prefill.caches
+        device = caches[0].key.device
+        h = self.embed(torch.tensor([token_id], device=device))
+        pos = torch.tensor([position], device=device)
+        if prefill.state.position.dim() == 2:
+            pos = pos[None].expand(prefill.state.position.shape[0], 1)
+        cos = sin = None
+        visible_sources: torch.Tensor | None = None
+        restrict_from: int | None = None
+        decode_stages = {s.layer: s for s in plan.decode}
+        for idx, layer in enumerate(self.layers):
+            x = layer.input_layernorm(h)
+            if cos is None:
+                cos, sin = self.rope(x, pos)
+            q, k, v = self._qkv(layer, x, cos, sin)
+            cache = caches[idx]
+            cache.append(k[:, 0], v[:, 0])
+            keys, values = cache.key[:, : cache.length], cache.value[:, : cache.length]
+            keep = self._decode_visibility(cache, visible_sources if restrict_from is not None and idx >= restrict_from else None)
+            if keep is not None:
+                keys, values = keys[:, keep], values[:, keep]
+            h = h + layer.self_attn.o_proj(self._attend(q, keys, values, None))
+            h = h + layer.mlp(layer.post_attention_layernorm(h))
+            stage = decode_stages.get(idx + 1)
+            if stage is not None:
+                with clock.measure("pruning"), clock.measure(f"stage:{stage.name}"):
+                    ctx = DecodeContext(
+                        step=step,
+                        layer=idx + 1,
+                        cache_layout=cache.layout,
+                        memory=prefill.memory,
+                        _attention=lambda q=q, c=cache: self._decode_rows(q, c),
+                    )
+                    visible_sources = stage.fn(ctx)  # type: ignore[assignment]
+                restrict_from = idx + 1
+        return self.lm_head(self.norm(h))[0]
+
+    def _decode_rows(self, q: torch.Tensor, cache: LayerCache) -> torch.Tensor:
+        """Current token's attention over the prompt entries of ``cache``, mean over heads, ``[n]``.
+
+        Taken over the layer's whole cache (what the unrestricted layer attends to); in mask mode
+        the entries the layer never saw are masked out, so both modes give the same row.
+        """
+        n_prompt = cache.layout.source.numel()
+        keys = cache.key[:, : cache.length]
+        key_mask = None
+        if cache.visible is not None:
+            key_mask = torch.ones(cache.length, dtype=torch.bool, device=keys.device)
+            key_mask[:n_prompt] = cache.visible
+        last = torch.tensor([cache.length - 1], device=q.device)
+        rows = attention_rows(q, keys, last, self.scaling, key_mask=key_mask)
+        return rows[:, 0, :n_prompt].mean(0)
+
+    @staticmethod
+    def _decode_visibility(cache: LayerCache, visible_sources: torch.Tensor | None) -> torch.Tensor | None:
+        """Indices of the cache entries the current token may attend to (``None``: all)."""
+        if cache.visible is None and visible_sources is None:
+            return None
+        n_prompt = cache.layout.source.numel()
+        keep = torch.ones(cache.length, dtype=torch.bool, device=cache.key.device)
+        if cache.visible is not None:
+            keep[:n_prompt] = cache.visible
+        if visible_sources is not None:
+            visual = cache.layout.kind == TokenKind.VISUAL
+            keep[:n_prompt] &= ~visual | torch.isin(cache.layout.source, visible_sources)
+        return torch.nonzero(keep).flatten()
+
+
+def _check_text_untouched(stage: Stage, before: TokenState, after: TokenState) -> None:
+    text_before = before.source[before.kind != TokenKind.VISUAL]
+    text_after = after.source[after.kind != TokenKind.VISUAL]
+    if text_before.numel() != text_after.numel() or not torch.equal(text_before, text_after):
+        raise RuntimeError(
+            f"stage {stage.name!r} removed non-visual tokens without declaring touches_text=True"
+        )
+
+
+def _scatter_back(full: TokenState, new: TokenState) -> tuple[TokenState, torch.Tensor]:
+    """Mask mode: write a stage's result back onto the full sequence; return it and the alive mask."""
+    alive = torch.zeros(len(full), dtype=torch.bool, device=full.device)
+    alive[new.source] = True
+    hidden = full.hidden.clone()
+    hidden[new.source] = new.hidden
+    position = full.position.clone()
+    position[..., new.source] = new.position
+    weight = full.weight.clone()
+    weight[new.source] = new.weight
+    segment = full.segment.clone()
+    segment[new.source] = new.segment
+    return (
+        replace(full, hidden=hidden, position=position, weight=weight, segment=segment, next_position=new.next_position),
+        alive,
+    )

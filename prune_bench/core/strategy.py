@@ -1,0 +1,104 @@
+"""Strategies: a named, documented, configurable set of stages.
+
+A strategy author writes a pydantic config (every field with a description and the paper's
+default; unknown fields are rejected), a ``stages()`` method that returns the stages bound to the
+model at hand, and a ``for_budget()`` that maps a target retention onto the strategy's own knobs the
+way its authors did.
+"""
+
+from __future__ import annotations
+
+import warnings
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from prune_bench.core.stages import Stage
+from prune_bench.errors import UserError
+
+BudgetUnit = Literal["input", "layer-average", "flops"]
+BUDGET_UNITS: tuple[BudgetUnit, ...] = ("input", "layer-average", "flops")
+
+
+class BudgetWarning(UserWarning):
+    """A strategy cannot reach the requested budget and runs at the closest one it can."""
+
+
+class StrategyConfig(BaseModel):
+    """Base of every strategy config: frozen, and unknown fields are an error."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What a strategy may know about the model and the sample layout when building its stages."""
+
+    num_layers: int
+    num_frames: int
+    tokens_per_frame: int
+    hidden_size: int
+    family: str = "llava_onevision"
+
+
+class Strategy(ABC):
+    """Base class of pruning strategies. Subclasses set ``name``, ``summary`` and ``Config``."""
+
+    name: ClassVar[str]
+    summary: ClassVar[str]
+    Config: ClassVar[type[StrategyConfig]] = StrategyConfig
+
+    def __init__(self, config: StrategyConfig | None = None, **options: Any) -> None:
+        if config is not None and options:
+            raise TypeError("pass either a config or options, not both")
+        self.config = config if config is not None else self.make_config(**options)
+
+    @classmethod
+    def make_config(cls, **options: Any) -> StrategyConfig:
+        """Validate ``options`` into this strategy's config; a mistake is one readable line."""
+        try:
+            return cls.Config(**options)
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in err['loc']) or 'config'}: {err['msg']}" for err in exc.errors()
+            )
+            fields = ", ".join(cls.Config.model_fields) or "(none)"
+            raise UserError(f"invalid options for strategy '{cls.name}': {problems} (valid options: {fields})") from None
+
+    @classmethod
+    def for_budget(cls, keep: float, unit: BudgetUnit, model: ModelInfo, **options: Any) -> Strategy:
+        """This strategy configured to retain ``keep`` of the visual tokens, measured in ``unit``.
+
+        The default ignores the budget (strategies without a budget knob, like ``none``).
+        """
+        return cls(**options)
+
+    @abstractmethod
+    def stages(self, model: ModelInfo) -> list[Stage]:
+        """The stages to mount on ``model``."""
+
+    @property
+    def label(self) -> str:
+        return self.name
+
+    def describe(self) -> dict[str, Any]:
+        return {"strategy": self.name, **self.config.model_dump()}
+
+
+def warn_budget(strategy: str, requested: float, achievable: float, why: str) -> None:
+    warnings.warn(
+        f"{strategy} cannot reach keep={requested:.3f}: {why}; running at keep={achievable:.3f}",
+        BudgetWarning,
+        stacklevel=3,
+    )
+
+
+def layer_average_to_kept(keep: float, num_layers: int, full_layers: float) -> float:
+    """Fraction kept after one drop so that the layer average equals ``keep``.
+
+    With ``full_layers`` layers (possibly fractional, see the ledger's half-layer convention) at the
+    full count and the rest at ``r``: ``keep = (full + (L - full) * r) / L``.
+    """
+    return (keep * num_layers - full_layers) / (num_layers - full_layers)

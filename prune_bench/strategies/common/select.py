@@ -1,0 +1,28 @@
+"""Selection primitives shared by strategies: keep every non-visual token, choose among visual ones."""
+
+from __future__ import annotations
+
+import torch
+
+from prune_bench.core.state import TokenState
+
+
+def keep_visual_subset(state: TokenState, visual_keep: torch.Tensor) -> TokenState:
+    """Keep the visual tokens at ``visual_keep`` (indices into ``state.visual_index``) and all others."""
+    vis = state.visual_index
+    keep = torch.ones(len(state), dtype=torch.bool, device=state.device)
+    keep[vis] = False
+    keep[vis[visual_keep.to(state.device)]] = True
+    return state.keep_mask(keep)
+
+
+def topk_visual(state: TokenState, scores: torch.Tensor, k: int) -> TokenState:
+    """Keep the ``k`` visual tokens with the highest ``scores`` (one score per visual token)."""
+    k = max(0, min(int(k), scores.numel()))
+    top = torch.topk(scores.float(), k, sorted=False).indices
+    return keep_visual_subset(state, top)
+
+
+def budget_count(n: int, keep: float) -> int:
+    """Tokens kept out of ``n`` at ratio ``keep``: rounded, at least one when ``n > 0``."""
+    return max(1, round(n * keep)) if n else 0
