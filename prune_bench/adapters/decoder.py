@@ -187,12 +187,13 @@ class DecoderRunner:
         generator = generator or torch.Generator(device=state.device).manual_seed(0)
         memory: dict[str, Any] = {}
         with clock.measure("prefill"):
-            state = self.pre_llm(state, plan, clock, memory, generator, vision)
-            input_visual = state.num_visual
             if mode == "drop":
+                state = self.pre_llm(state, plan, clock, memory, generator, vision)
+                input_visual = state.num_visual
                 out = self._prefill_drop(state, plan, max_new_tokens, clock, memory, generator)
             else:
-                out = self._prefill_mask(state, plan, max_new_tokens, clock, memory, generator)
+                out = self._prefill_mask(state, plan, max_new_tokens, clock, memory, generator, vision)
+                input_visual = out.counts[0].attn_visual if out.counts else state.num_visual
         out.input_visual = input_visual
         out.memory = memory
         return out
@@ -269,6 +270,7 @@ class DecoderRunner:
         clock: Clock,
         memory: dict[str, Any],
         generator: torch.Generator,
+        vision: Callable[[], VisionAttention] | None,
     ) -> PrefillResult:
         n = len(full)
         alive = torch.ones(n, dtype=torch.bool, device=full.device)
@@ -281,6 +283,12 @@ class DecoderRunner:
             compact = full.keep_mask(alive)
             new = self.run_stages(stages, compact, make_ctx, clock)
             full, alive = _scatter_back(full, new)
+
+        for hook in PRE_LLM:
+            stages = tuple(s for s in plan.pre_llm if s.hook == hook)
+            if stages:
+                apply(stages, lambda s, h=hook: StageContext(
+                    hook=h, num_layers=self.num_layers, generator=generator, memory=memory, _vision=vision))
 
         for idx, layer in enumerate(self.layers):
             pre = plan.at_layer(idx, "pre")

@@ -29,7 +29,10 @@ ENTRY_POINT_GROUP = "prune_bench"
 ALLOWLIST_ENV = "PRUNE_BENCH_PLUGINS"
 DEFAULT_PLUGINS: tuple[str, ...] = (
     "prune_bench.strategies.simple",
+    "prune_bench.strategies.hieravid",
     "prune_bench.adapters.llava_onevision",
+    "prune_bench.benchmarks.registry",
+    "prune_bench.cli.commands",
 )
 
 T = TypeVar("T")

@@ -1,0 +1,19 @@
+"""Built-in benchmarks, registered through the same hook as third-party ones."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from prune_bench.core.hookspecs import hookimpl
+
+
+def synthetic(**options: Any) -> Any:
+    from prune_bench.benchmarks.synthetic import SyntheticVideoQA
+
+    return SyntheticVideoQA(**options)
+
+
+@hookimpl
+def register_benchmarks(register: Callable[[str, Callable[..., Any]], None]) -> None:
+    register("synthetic", synthetic)

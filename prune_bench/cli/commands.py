@@ -1,0 +1,18 @@
+"""The built-in subcommands, registered through the same hook third-party plugins use."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import click
+
+from prune_bench.core.hookspecs import hookimpl
+
+
+@hookimpl
+def register_commands(register: Callable[[click.Command], None]) -> None:
+    from prune_bench.cli.compare import compare
+    from prune_bench.cli.list_cmd import list_
+
+    register(list_)
+    register(compare)

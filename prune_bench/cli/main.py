@@ -1,0 +1,49 @@
+"""The ``prune-bench`` command: a click group whose subcommands come from plugins."""
+
+from __future__ import annotations
+
+import sys
+import warnings
+
+import click
+
+from prune_bench.core.plugins import registry
+from prune_bench.core.strategy import BudgetWarning
+from prune_bench.errors import UserError
+
+
+class PluginGroup(click.Group):
+    """Subcommands are whatever the registered plugins contribute through ``register_commands``."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(registry().commands)
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        return registry().commands.get(name)
+
+
+@click.group(cls=PluginGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="prune-bench")
+def cli() -> None:
+    """Compare visual-token pruning strategies on video LLMs."""
+
+
+def _show_warning(message: Warning | str, category: type[Warning], *args: object, **kwargs: object) -> None:
+    click.secho(f"warning: {message}", fg="yellow", err=True)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: a user mistake is one line on stderr and exit code 2, never a traceback."""
+    warnings.simplefilter("always", BudgetWarning)
+    warnings.showwarning = _show_warning  # type: ignore[assignment]
+    try:
+        cli.main(args=argv, prog_name="prune-bench", standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(2 if isinstance(exc, click.UsageError) else exc.exit_code)
+    except UserError as exc:
+        click.secho(f"error: {exc}", fg="red", err=True)
+        sys.exit(2)

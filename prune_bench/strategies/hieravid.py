@@ -1,0 +1,308 @@
+"""HieraVid: hierarchical token pruning for fast video LLMs (Guo et al., arXiv 2604.01881).
+
+Followed: the authors' code, github.com/Ethan16162/VidTokenPrune, branch ``segment_multi_stage``,
+commit 2733a94 (the state when the paper's main results were produced), as documented in
+``shared/research/hieravid.md``; the paper's text is not public beyond its abstract.
+
+The method prunes at three levels, in the order a video meets the LLM:
+
+1. **Segment level** (LLM input). Each visual token is compared with the token at the same
+   position of the previous frame (cosine). A frame whose fraction of similar tokens
+   (``similarity > 0.6``) falls below ``beta = 0.4`` opens a new segment. Each segment gets a
+   *marginal value* ``MV = k * cos(f, earlier) + (1 - k) * (1 - cos(f, later))`` (k = 0.5, from
+   MMG-Vid Eq. 6), z-scored over segments. Then the globally most similar tokens (a fraction
+   ``prune_ratios[0]``) are merged into their previous-frame counterpart: each run of merged tokens
+   collapses into its first token, which takes the run's element-wise mean and keeps its position.
+2. **Frame level** (inside the LLM, at layers 7, 14 and 21 of 28, scaled to the model's depth).
+   Relevance ``r`` = the last prompt token's attention (mean over heads) min-max normalised;
+   similarity ``S`` = cosine of the current hidden states (after the layer's attention, before its
+   MLP); kernel ``L = diag(r) S diag(r)`` sliced per segment; greedy MAP inference of the DPP picks
+   ``k_g = int(n_g * clamp(keep_s + 0.1 * MV_g, 0.05, 0.95))`` tokens in segment g.
+3. **Layer level**: the three stages form a schedule, so redundancy shrinks as depth grows.
+
+Where the authors' code differs from what one would read into the abstract, we follow the code:
+the relevance is NEGATED before normalisation (copied from CDPruner's recipe, it makes the
+lowest-attention tokens the most "relevant"); ``relevance_sign="positive"`` is the alternative.
+Pruned tokens keep their original RoPE positions; nothing happens during decoding.
+
+Where we differ, and why:
+
+* Budgets. ``for_budget(keep)`` rescales the authors' 30% schedule (cumulative retention 50%,
+  35%, 24.5%, 10.5%) so that the achieved layer-average retention equals ``keep`` under this
+  project's ledger (a layer pruned between its attention and its MLP counts half). The authors'
+  own presets are in ``PRESETS`` and used verbatim with ``authors_preset=True``; by their own
+  counting the 20% and 10% presets retain 21% and 11%.
+* Speed. Greedy DPP runs batched over all segments of a stage on the GPU (one step per pick of the
+  largest segment, no Python loop over tokens), where the authors loop over segments.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, ClassVar, Literal
+
+import torch
+import torch.nn.functional as F
+from pydantic import Field
+
+from prune_bench.core.context import StageContext
+from prune_bench.core.hookspecs import hookimpl
+from prune_bench.core.stages import Stage
+from prune_bench.core.state import TokenState
+from prune_bench.core.strategy import BudgetUnit, ModelInfo, Strategy, StrategyConfig
+from prune_bench.strategies.common.dpp import greedy_dpp_map
+from prune_bench.strategies.common.select import keep_visual_subset, topk_visual
+from prune_bench.strategies.common.temporal import (
+    frame_grid_index,
+    previous_frame_similarity,
+    run_start_targets,
+    segment_by_merge_ratio,
+)
+
+#: The authors' prune ratios [merge at the input, prune at layer 7, 14, 21] per target retention.
+PRESETS: dict[float, tuple[float, float, float, float]] = {
+    0.3: (0.5, 0.3, 0.3, 0.57),
+    0.2: (0.5, 0.5, 0.7, 0.8),
+    0.1: (0.7, 0.6, 0.85, 0.9),
+}
+REFERENCE_DEPTH = 28
+REFERENCE_STAGE_LAYERS = (7, 14, 21)
+MV_KEY = "hieravid.marginal_value"
+
+
+class HieraVidConfig(StrategyConfig):
+    prune_ratios: tuple[float, float, float, float] = Field(
+        PRESETS[0.3],
+        description="fraction of the remaining visual tokens removed at [input merge, stage 1, 2, 3] (authors' 30% preset)",
+    )
+    stage_layers: tuple[int, int, int] | None = Field(
+        None, description="decoder layers of the three in-LLM stages; None scales 7/14/21 of 28 to the model's depth"
+    )
+    similarity_threshold: float = Field(0.6, description="cosine above which a token counts as similar to its predecessor")
+    segment_beta: float = Field(0.4, description="a frame opens a new segment when its similar-token ratio is below this")
+    marginal_k: float = Field(0.5, description="weight of novelty w.r.t. earlier segments in the marginal value")
+    extra_ratio: float = Field(0.1, description="R_extra: how much a segment's z-scored marginal value moves its keep ratio")
+    ratio_bounds: tuple[float, float] = Field((0.05, 0.95), description="clamp of a segment's keep ratio")
+    relevance_sign: Literal["negative", "positive"] = Field(
+        "negative", description="the authors' code negates the attention relevance; 'positive' uses it as is"
+    )
+    query_tokens: int = Field(1, ge=1, description="last prompt tokens whose attention is averaged (authors: 1; 4 on Qwen2-VL)")
+    segment_level: bool = Field(True, description="ablation: False = one segment, no marginal values")
+    frame_level: bool = Field(True, description="ablation: False = global top-k relevance instead of per-segment DPP")
+    layer_level: bool = Field(True, description="ablation: False = all pruning at the input merge")
+    dynamic_budget: bool = Field(True, description="ablation: False = k_g = int(n_g * keep_s)")
+    first_stage_selector: Literal["dpp", "relevance_spread"] = Field(
+        "dpp", description="'relevance_spread' = the authors' fast variant at the first in-LLM stage"
+    )
+    authors_preset: bool = Field(False, description="for_budget uses the authors' preset verbatim when one exists")
+
+
+def scaled_stage_layers(num_layers: int) -> tuple[int, int, int]:
+    layers = tuple(max(1, min(num_layers - 1, round(l * num_layers / REFERENCE_DEPTH))) for l in REFERENCE_STAGE_LAYERS)
+    return layers  # type: ignore[return-value]
+
+
+def cumulative_keep(prune_ratios: tuple[float, ...]) -> list[float]:
+    out, kept = [], 1.0
+    for r in prune_ratios:
+        kept *= 1.0 - r
+        out.append(kept)
+    return out
+
+
+def layer_average(cumulative: list[float], stage_layers: tuple[int, ...], num_layers: int) -> float:
+    """Layer-averaged retention of a schedule under the ledger's convention (a post stage = half a layer)."""
+    total, level = 0.0, 0
+    for layer in range(num_layers):
+        if level < len(stage_layers) and layer == stage_layers[level]:
+            total += (cumulative[level] + cumulative[level + 1]) / 2
+            level += 1
+        else:
+            total += cumulative[level]
+    return total / num_layers
+
+
+def ratios_for_average(keep: float, stage_layers: tuple[int, ...], num_layers: int) -> tuple[float, float, float, float]:
+    """Scale the authors' 30% schedule so its layer average is ``keep``."""
+    shape = cumulative_keep(PRESETS[0.3])
+
+    def schedule(a: float) -> list[float]:
+        out, prev = [], 1.0
+        for c in shape:
+            prev = min(prev, min(1.0, a * c))
+            out.append(prev)
+        return out
+
+    lo, hi = 0.0, 1.0 / shape[-1]
+    for _ in range(60):
+        mid = (lo + hi) / 2
+        if layer_average(schedule(mid), stage_layers, num_layers) < keep:
+            lo = mid
+        else:
+            hi = mid
+    cum = schedule((lo + hi) / 2)
+    prev, ratios = 1.0, []
+    for c in cum:
+        ratios.append(1.0 - c / prev if prev > 0 else 0.0)
+        prev = c
+    return tuple(ratios)  # type: ignore[return-value]
+
+
+class HieraVid(Strategy):
+    name = "hieravid"
+    summary = "hierarchical segment / frame / layer pruning with per-segment DPP (arXiv 2604.01881)"
+    Config = HieraVidConfig
+    config: HieraVidConfig
+    PRESETS: ClassVar[dict[float, tuple[float, float, float, float]]] = PRESETS
+
+    @classmethod
+    def for_budget(cls, keep: float, unit: BudgetUnit, model: ModelInfo, **options: Any) -> Strategy:
+        probe = cls.make_config(**options)
+        if "prune_ratios" in options:
+            return cls(config=probe)
+        layers = probe.stage_layers or scaled_stage_layers(model.num_layers)
+        if not probe.layer_level or unit == "input":
+            # Everything happens at the input merge, or the budget is defined there.
+            ratios = (1.0 - keep, *probe.prune_ratios[1:]) if probe.layer_level else (1.0 - keep, 0.0, 0.0, 0.0)
+            return cls(config=probe.model_copy(update={"prune_ratios": ratios}))
+        preset = next((p for k, p in PRESETS.items() if abs(k - keep) < 1e-9), None)
+        ratios = preset if probe.authors_preset and preset else ratios_for_average(keep, layers, model.num_layers)
+        return cls(config=probe.model_copy(update={"prune_ratios": ratios}))
+
+    # ---------------------------------------------------------------------------- segment level
+    def segment_and_merge(self, state: TokenState, ctx: StageContext) -> TokenState:
+        cfg = self.config
+        grid = frame_grid_index(state)  # [T, P]
+        feats = state.hidden[grid]  # [T, P, D]
+        sim = previous_frame_similarity(feats)
+        frames = grid.shape[0]
+        if cfg.segment_level:
+            frame_segment = segment_by_merge_ratio(sim, cfg.similarity_threshold, cfg.segment_beta)
+        else:
+            frame_segment = torch.zeros(frames, dtype=torch.long, device=state.device)
+        ctx.memory[MV_KEY] = segment_marginal_value(feats, frame_segment, cfg.marginal_k)
+        segment = torch.full((len(state),), -1, dtype=torch.long, device=state.device)
+        segment[grid] = frame_segment[:, None].expand_as(grid)
+        state = state.with_segments(segment)
+        k = int(cfg.prune_ratios[0] * grid.numel())
+        if k <= 0:
+            return state
+        # One-shot global top-k of the most similar tokens (frame 0 has -inf and is never merged).
+        flat = sim.flatten()
+        merged = torch.zeros_like(flat, dtype=torch.bool)
+        merged[torch.topk(flat, min(k, int(torch.isfinite(flat).sum())), sorted=False).indices] = True
+        merged = merged.view_as(sim)
+        target_frame = run_start_targets(merged)
+        target = torch.arange(len(state), device=state.device)
+        target[grid] = grid.gather(0, target_frame)
+        return state.merge(target, weighting="uniform")
+
+    # ------------------------------------------------------------------------ frame + layer level
+    def relevance(self, state: TokenState, ctx: StageContext) -> torch.Tensor:
+        attn = ctx.last_token_attention(state, self.config.query_tokens)  # [H, q, N]
+        a = attn.mean(dim=(0, 1))[state.visual_index]
+        r = -a if self.config.relevance_sign == "negative" else a
+        return (r - r.min() + 1e-6) / (r.max() - r.min()).clamp_min(1e-12)
+
+    def segment_budgets(self, counts: torch.Tensor, keep: float, mv: torch.Tensor | None) -> torch.Tensor:
+        lo, hi = self.config.ratio_bounds
+        if self.config.dynamic_budget and mv is not None:
+            ratio = (keep + self.config.extra_ratio * mv).clamp(lo, hi)
+        else:
+            ratio = torch.full_like(counts, keep, dtype=torch.float32)
+        return (counts.float() * ratio).long()  # int() truncation, as coded
+
+    def make_layer_stage(self, stage: int) -> Callable[[TokenState, StageContext], TokenState]:
+        keep = 1.0 - self.config.prune_ratios[stage]
+        fast = stage == 1 and self.config.first_stage_selector == "relevance_spread"
+
+        def prune(state: TokenState, ctx: StageContext) -> TokenState:
+            vis = state.visual_index
+            if vis.numel() == 0:
+                return state
+            r = self.relevance(state, ctx)
+            if not self.config.frame_level:
+                return topk_visual(state, r, int(vis.numel() * keep))
+            seg = state.segment[vis]
+            n_seg = int(seg.max()) + 1
+            counts = torch.bincount(seg, minlength=n_seg)
+            mv = ctx.memory.get(MV_KEY)
+            budgets = self.segment_budgets(counts, keep, mv if mv is not None and mv.numel() == n_seg else None)
+            if fast:
+                chosen = relevance_spread(r, seg, counts, budgets)
+            else:
+                chosen = segment_dpp(state.hidden[vis], r, seg, counts, budgets)
+            return keep_visual_subset(state, chosen)
+
+        return prune
+
+    def stages(self, model: ModelInfo) -> list[Stage]:
+        cfg = self.config
+        out = [Stage("hieravid.segment_merge", "segment", self.segment_and_merge)]
+        if not cfg.layer_level:
+            return out
+        layers = cfg.stage_layers or scaled_stage_layers(model.num_layers)
+        for i, layer in enumerate(layers, start=1):
+            if cfg.prune_ratios[i] > 0:
+                out.append(Stage(f"hieravid.dpp_stage{i}", "layer", self.make_layer_stage(i), layer=layer, site="post"))
+        return out
+
+
+def segment_marginal_value(feats: torch.Tensor, frame_segment: torch.Tensor, k: float) -> torch.Tensor:
+    """z-scored marginal value of each segment (MMG-Vid Eq. 6 as HieraVid's code uses it), ``[G]``."""
+    n_seg = int(frame_segment.max()) + 1
+    per_frame = feats.float().mean(dim=1)  # [T, D]
+    sums = torch.zeros(n_seg, per_frame.shape[1], device=feats.device).index_add_(0, frame_segment, per_frame)
+    f = sums / torch.bincount(frame_segment, minlength=n_seg)[:, None]
+    if n_seg == 1:
+        return torch.zeros(1, device=feats.device)
+    idx = torch.arange(n_seg, device=feats.device)
+    csum = torch.cumsum(f, dim=0)
+    earlier = torch.cat([torch.zeros_like(f[:1]), csum[:-1]]) / idx.clamp_min(1)[:, None]
+    later = (csum[-1:] - csum) / (n_seg - 1 - idx).clamp_min(1)[:, None]
+    a1 = torch.where(idx > 0, F.cosine_similarity(f, earlier, dim=-1), torch.zeros(n_seg, device=f.device))
+    a2 = torch.where(idx < n_seg - 1, F.cosine_similarity(f, later, dim=-1), torch.zeros(n_seg, device=f.device))
+    mv = k * a1 + (1 - k) * (1 - a2)
+    return (mv - mv.mean()) / (mv.std() + 1e-8)
+
+
+def _segment_slots(seg: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
+    """Rank of each token inside its (contiguous) segment."""
+    offsets = torch.cumsum(counts, 0) - counts
+    return torch.arange(seg.numel(), device=seg.device) - offsets[seg]
+
+
+def segment_dpp(
+    hidden: torch.Tensor, relevance: torch.Tensor, seg: torch.Tensor, counts: torch.Tensor, budgets: torch.Tensor
+) -> torch.Tensor:
+    """Per-segment conditional DPP (kernel diag(r) S diag(r)), all segments in one batch."""
+    n_seg, n_max = counts.numel(), int(counts.max())
+    slot = _segment_slots(seg, counts)
+    x = F.normalize(hidden.float(), dim=-1)
+    padded = x.new_zeros(n_seg, n_max, x.shape[1])
+    padded[seg, slot] = x * relevance[:, None]
+    kernel = padded @ padded.transpose(1, 2)  # r_i * cos(x_i, x_j) * r_j
+    picked = greedy_dpp_map(kernel, counts, budgets)
+    return torch.nonzero(picked[seg, slot]).flatten()
+
+
+def relevance_spread(relevance: torch.Tensor, seg: torch.Tensor, counts: torch.Tensor, budgets: torch.Tensor) -> torch.Tensor:
+    """The authors' fast variant: cut each segment into k_g contiguous buckets, keep each bucket's
+    most relevant token."""
+    slot = _segment_slots(seg, counts)
+    k = budgets[seg].clamp_min(1)
+    bucket = (slot * k) // counts[seg]
+    key = (torch.cumsum(budgets.clamp_min(1), 0) - budgets.clamp_min(1))[seg] + bucket
+    best = torch.full((int(key.max()) + 1,), -torch.inf, device=relevance.device)
+    best = best.scatter_reduce(0, key, relevance.float(), reduce="amax")
+    is_best = (relevance.float() == best[key]) & (budgets[seg] > 0)
+    # ties: keep the first token of a bucket that reaches the maximum
+    first = torch.full_like(best, relevance.numel(), dtype=torch.long)
+    pos = torch.arange(relevance.numel(), device=relevance.device)
+    first = first.scatter_reduce(0, key[is_best], pos[is_best], reduce="amin")
+    return first[first < relevance.numel()]
+
+
+@hookimpl
+def register_strategies(register: Callable[[type[Strategy]], None]) -> None:
+    register(HieraVid)
