@@ -141,6 +141,15 @@ def test_batched_greedy_dpp_matches_naive_greedy_and_brute_force_map():
         assert torch.linalg.det(kern[sorted(got)][:, sorted(got)].double()).item() >= 0.5 * best
 
 
+def test_greedy_dpp_picks_the_full_budget_beyond_the_kernel_rank():
+    # 12 items in a 3-dimensional feature space: the kernel has rank 3, the budget is 8.
+    x = torch.nn.functional.normalize(torch.randn(2, 12, 3, generator=torch.Generator().manual_seed(0)), dim=-1)
+    kernel = x @ x.transpose(1, 2)
+    picked = greedy_dpp_map(kernel, torch.tensor([12, 10]), torch.tensor([8, 10]))
+    assert picked.sum(dim=1).tolist() == [8, 10]
+    assert not picked[1, 10:].any()
+
+
 def test_segment_budgets_follow_marginal_value_with_clamp_and_truncation():
     strategy = HieraVid()
     budgets = strategy.segment_budgets(torch.tensor([10, 10, 100]), 0.7, torch.tensor([1.0, -9.0, 3.0]))

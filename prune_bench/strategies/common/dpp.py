@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import torch
 
+#: Residual below which a kernel is treated as exhausted (float32 kernels with entries in [-1, 1]).
+RANK_EPS = 1e-10
+
 
 def greedy_dpp_map(kernel: torch.Tensor, sizes: torch.Tensor, budgets: torch.Tensor) -> torch.Tensor:
     """Greedy MAP picks for a batch of padded kernels.
@@ -32,13 +35,16 @@ def greedy_dpp_map(kernel: torch.Tensor, sizes: torch.Tensor, budgets: torch.Ten
     rows = torch.arange(g, device=device)
     for i in range(steps):
         active = budgets > i  # [G]
-        j = torch.argmax(d2, dim=1)  # [G]
-        dj = d2[rows, j].clamp_min(1e-12).sqrt()
+        # Once a kernel's rank is exhausted every residual is ~0: keep picking (in index order of the
+        # largest residual), but stop updating the factorisation, which would divide by ~0.
+        j = torch.argmax(torch.where(picked | ~valid, -torch.inf, torch.nan_to_num(d2, nan=-1.0)), dim=1)  # [G]
+        dj2 = d2[rows, j]
+        update = active & (dj2 > RANK_EPS)
         proj = torch.einsum("gt,gtn->gn", chol[rows, :i, j], chol[:, :i, :]) if i else 0.0
-        e = (kernel[rows, j, :] - proj) / dj[:, None]
-        e = torch.where(active[:, None], e, torch.zeros_like(e))
+        e = (kernel[rows, j, :] - proj) / dj2.clamp_min(RANK_EPS).sqrt()[:, None]
+        e = torch.where(update[:, None], e, torch.zeros_like(e))
         chol[:, i, :] = e
         d2 = d2 - e * e
         picked[rows, j] |= active
-        d2[rows, j] = torch.where(active, torch.full_like(dj, -torch.inf), d2[rows, j])
+        d2[rows, j] = torch.where(active, torch.full_like(dj2, -torch.inf), d2[rows, j])
     return picked
