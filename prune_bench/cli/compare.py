@@ -92,6 +92,11 @@ def compare(
         for name in spec.split("+"):
             reg.strategy(name)  # unknown names fail before any model loads
     options = parse_sets(sets)
+    mounted = {n for spec in strategies for n in spec.split("+")}
+    for name, opts in options.items():
+        if name not in mounted:
+            raise UserError(f"--set {name}.… names a strategy that is not being compared ({', '.join(sorted(mounted))})")
+        reg.strategy(name).make_config(**opts)  # an unknown or invalid option fails before any model loads
     bench_options: dict[str, Any] = {"data_dir": data_dir} if data_dir else {}
     bench = reg.benchmark(benchmark)(**bench_options)
     device = pick_device(device)

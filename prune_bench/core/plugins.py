@@ -38,8 +38,8 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
 T = TypeVar("T")
 
 
-class DuplicateNameError(ValueError):
-    pass
+class DuplicateNameError(UserError):
+    """Two plugins registered the same name for a strategy, adapter, benchmark or command."""
 
 
 def make_plugin_manager(extra: Iterable[object] = (), load_entry_points: bool = True) -> pluggy.PluginManager:

@@ -1,0 +1,47 @@
+"""Every user mistake is one readable line on stderr and exit code 2, before any model loads."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+
+def _run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", "from prune_bench.cli.main import main; main()", *args],
+        capture_output=True, text=True, timeout=120,
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("compare", "hieravd"), "unknown strategy 'hieravd'; did you mean 'hieravid'?"),
+        (("compare", "random", "--keep", "0"), "--keep must be in (0, 1], got 0.0"),
+        (("compare", "random", "--keep", "1.5"), "--keep must be in (0, 1], got 1.5"),
+        (("compare", "random", "--set", "random.kep=0.2"), "invalid options for strategy 'random': kep"),
+        (("compare", "random", "--set", "fastv.k=2"), "names a strategy that is not being compared"),
+        (("compare", "random", "--model", "/no/such/model"), "/no/such/model"),
+        (("compare", "random", "--benchmark", "synthetc"), "unknown benchmark 'synthetc'; did you mean 'synthetic'?"),
+        (("list", "--options", "fastw"), "unknown strategy 'fastw'"),
+    ],
+)
+def test_user_errors_are_one_line_with_exit_code_2(args, message):
+    proc = _run(*args)
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert message in lines[0]
+    assert "Traceback" not in proc.stderr
+
+
+def test_list_shows_strategies_and_a_strategys_options():
+    proc = _run("list")
+    assert proc.returncode == 0, proc.stderr
+    for name in ("none", "random", "uniform", "hieravid"):
+        assert name in proc.stdout
+    proc = _run("list", "--options", "hieravid")
+    assert proc.returncode == 0, proc.stderr
+    assert "relevance_sign" in proc.stdout and "segment_level" in proc.stdout
