@@ -33,6 +33,7 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "prune_bench.adapters.llava_onevision",
     "prune_bench.benchmarks.registry",
     "prune_bench.cli.commands",
+    "prune_bench.strategies.fastv",
 )
 
 T = TypeVar("T")

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 
 from prune_bench.core.state import TokenState
+
+if TYPE_CHECKING:
+    from prune_bench.core.context import StageContext
 
 
 def keep_visual_subset(state: TokenState, visual_keep: torch.Tensor) -> TokenState:
@@ -26,3 +31,13 @@ def topk_visual(state: TokenState, scores: torch.Tensor, k: int) -> TokenState:
 def budget_count(n: int, keep: float) -> int:
     """Tokens kept out of ``n`` at ratio ``keep``: rounded, at least one when ``n > 0``."""
     return max(1, round(n * keep)) if n else 0
+
+
+def last_token_visual_attention(state: TokenState, ctx: StageContext, num_queries: int = 1) -> torch.Tensor:
+    """Attention of the last prompt token(s) to each visual token at the stage's layer, ``[n_visual]``.
+
+    Mean over heads (and over the ``num_queries`` last tokens), taken from the softmax over the
+    whole sequence as the layer computes it (FastV, PyramidDrop, FrameFusion rank by this).
+    """
+    rows = ctx.last_token_attention(state, num_queries)  # [H, q, N]
+    return rows.mean(dim=(0, 1))[state.visual_index]
