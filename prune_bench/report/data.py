@@ -1,0 +1,109 @@
+"""Read a results directory and shape its records for reporting.
+
+:func:`prune_bench.runner.summary.summarize` does the aggregation; this module adds what a report
+needs around it: reading a :class:`~prune_bench.runner.store.ResultStore` directory without creating
+it, one reference (``none``) row however many runs wrote one, and the per-layer token curves.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from prune_bench.errors import UserError
+from prune_bench.runner.store import ResultStore
+from prune_bench.runner.summary import SummaryRow, summarize
+
+REFERENCE = "none"
+REQUIRED = ("config_hash", "item_id", "task", "strategy", "keep", "unit", "correct", "retention", "flops",
+            "timings_ms")
+
+
+def load_records(directory: str | Path) -> list[dict[str, Any]]:
+    """All records of a results directory (or of its ``results.jsonl``); a :class:`UserError` if none."""
+    path = Path(directory)
+    if path.is_file() and path.name == "results.jsonl":
+        path = path.parent
+    if not path.is_dir():
+        raise UserError(f"results directory '{directory}' does not exist (pass the --out directory of a run)")
+    if not (path / "results.jsonl").is_file():
+        raise UserError(f"'{directory}' holds no results.jsonl (pass the --out directory of a run)")
+    records = list(ResultStore(path).records())
+    if not records:
+        raise UserError(f"'{directory}/results.jsonl' holds no results yet (run 'prune-bench compare' first)")
+    for n, r in enumerate(records, 1):
+        missing = [k for k in REQUIRED if k not in r]
+        if missing:
+            raise UserError(f"record {n} of '{directory}/results.jsonl' lacks {', '.join(missing)}")
+    return records
+
+
+def prepare(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Drop duplicate records and fold every reference run into one ``none`` group.
+
+    Each ``compare`` run adds its own unpruned reference under its budget unit, so a directory
+    filled at several units holds the same ``none`` items several times; only the first is kept
+    (per item), under the first unit seen, so the table has one reference row.
+    """
+    out: list[dict[str, Any]] = []
+    seen: set[tuple[str, str]] = set()
+    ref_unit: str | None = None
+    for r in records:
+        if r["strategy"] == REFERENCE:
+            key = (REFERENCE, r["item_id"])
+            ref_unit = ref_unit or r["unit"]
+            r = {**r, "unit": ref_unit}
+        else:
+            key = (r["config_hash"], r["item_id"])
+        if key in seen:
+            continue
+        seen.add(key)
+        out.append(r)
+    return out
+
+
+def report_rows(records: Iterable[dict[str, Any]]) -> list[SummaryRow]:
+    """One :class:`SummaryRow` per (strategy, keep, unit), reference first (see :func:`prepare`)."""
+    return summarize(prepare(records))
+
+
+def reference_row(rows: Iterable[SummaryRow]) -> SummaryRow | None:
+    """The unpruned reference row, if the results have one."""
+    return next((r for r in rows if r.strategy == REFERENCE), None)
+
+
+def label(row: SummaryRow | dict[str, Any], with_unit: bool = False) -> str:
+    """``strategy@keep`` (``none`` alone), with the budget unit when asked."""
+    get = row.get if isinstance(row, dict) else lambda k: getattr(row, k)
+    if get("strategy") == REFERENCE:
+        return REFERENCE
+    text = f"{get('strategy')}@{get('keep'):g}"
+    return f"{text} ({get('unit')})" if with_unit else text
+
+
+def mixed_units(rows: Iterable[SummaryRow]) -> bool:
+    """Whether the pruned rows were budgeted in more than one unit (then tables and plots name it)."""
+    return len({r.unit for r in rows if r.strategy != REFERENCE}) > 1
+
+
+def tokens_per_layer(records: Iterable[dict[str, Any]]) -> dict[tuple[str, float, str], list[float]]:
+    """Mean visual tokens each LLM layer saw, per (strategy, keep, unit), from ``visual_per_layer``.
+
+    Layer ``i`` is averaged over the records that reach it (all of them, for one model).
+    """
+    sums: dict[tuple[str, float, str], list[float]] = defaultdict(list)
+    counts: dict[tuple[str, float, str], list[int]] = defaultdict(list)
+    for r in prepare(records):
+        per_layer = r.get("visual_per_layer") or []
+        key = (r["strategy"], r["keep"], r["unit"])
+        s, c = sums[key], counts[key]
+        for i, v in enumerate(per_layer):
+            if i == len(s):
+                s.append(0.0)
+                c.append(0)
+            s[i] += float(v)
+            c[i] += 1
+    curves = {k: [s / c for s, c in zip(sums[k], counts[k], strict=True)] for k in sums if sums[k]}
+    return dict(sorted(curves.items(), key=lambda kv: (kv[0][0] != REFERENCE, kv[0])))
