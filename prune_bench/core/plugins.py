@@ -34,6 +34,7 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "prune_bench.benchmarks.registry",
     "prune_bench.cli.commands",
     "prune_bench.strategies.fastv",
+    "prune_bench.strategies.visionzip",
 )
 
 T = TypeVar("T")
