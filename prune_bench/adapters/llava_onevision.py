@@ -34,7 +34,7 @@ def _siglip_so400m(num_layers: int = 26) -> dict[str, Any]:
     # LLaVA-OneVision deletes SigLIP-so400m's last encoder layer: 26 of 27 are used.
     return dict(
         hidden_size=1152, intermediate_size=4304, num_hidden_layers=num_layers, num_attention_heads=16,
-        image_size=384, patch_size=14,
+        image_size=384, patch_size=14, vision_use_head=False,
     )
 
 
@@ -68,6 +68,7 @@ def tiny_llava_onevision_config(num_layers: int = 4, image_size: int = 32, patch
         vision_config={
             "model_type": "siglip_vision_model", "hidden_size": 32, "intermediate_size": 64,
             "num_hidden_layers": 2, "num_attention_heads": 2, "image_size": image_size, "patch_size": patch_size,
+            "vision_use_head": False,
         },
         text_config={
             "model_type": "qwen2", "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": num_layers,

@@ -13,6 +13,10 @@ from prune_bench.core.hookspecs import hookimpl
 def register_commands(register: Callable[[click.Command], None]) -> None:
     from prune_bench.cli.compare import compare
     from prune_bench.cli.list_cmd import list_
+    from prune_bench.cli.report_cmd import report
+    from prune_bench.cli.speed import speed
 
     register(list_)
     register(compare)
+    register(speed)
+    register(report)

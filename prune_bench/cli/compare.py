@@ -10,6 +10,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from prune_bench.adapters.base import resolve_model_path
 from prune_bench.cli.model import load_adapter, pick_device
 from prune_bench.core.compose import build_strategy, check_keep
 from prune_bench.core.plugins import registry
@@ -56,7 +57,7 @@ def print_table(rows: list[SummaryRow], title: str, console: Console) -> None:
     console.print(
         "accuracy in %, avg = mean over tasks; ret. = visual tokens kept (input to the LLM, averaged over layers, "
         "visible while decoding); FLOPs = prefill FLOPs as a fraction of the unpruned model's, 'exact' "
-        "(GQA-aware, vision tower and projector included) and 'paper' (4nd^2 + 2n^2d + 2ndm per LLM layer)."
+        "(LLM prefill, GQA-aware, causal) and 'paper' (4nd^2 + 2n^2d + 2ndm per LLM layer)."
     )
 
 
@@ -97,6 +98,8 @@ def compare(
         if name not in mounted:
             raise UserError(f"--set {name}.… names a strategy that is not being compared ({', '.join(sorted(mounted))})")
         reg.strategy(name).make_config(**opts)  # an unknown or invalid option fails before any model loads
+    if model is not None:
+        resolve_model_path(model)  # a missing path fails before anything is built
     bench_options: dict[str, Any] = {"data_dir": data_dir} if data_dir else {}
     bench = reg.benchmark(benchmark)(**bench_options)
     device = pick_device(device)

@@ -3,7 +3,7 @@
 All counts come from the model config and *measured per-layer token counts*, so a strategy that prunes in
 several stages, or whose ratio depends on the input, is counted for what it actually ran.
 
-Two conventions for the language model's prefill (see ``/work/shared/research/ecosystem.md`` §5.1):
+Two conventions for the language model's prefill (FastV, PyramidDrop and DyCoke publish the second):
 
 ``"exact"`` -- FLOPs with 1 multiply-accumulate = 2 FLOPs, per decoder layer of a Qwen2-style model
 (GQA attention, SwiGLU MLP), with ``n`` the layer's attention tokens and ``n_mlp`` its MLP tokens:

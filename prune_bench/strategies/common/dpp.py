@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import torch
 
-#: Residual below which a kernel is treated as exhausted (float32 kernels with entries in [-1, 1]).
-RANK_EPS = 1e-10
+#: Residual, relative to the kernel's largest diagonal entry, below which its rank counts as exhausted
+#: (float32 cancellation leaves residuals of about 1e-6 of the diagonal).
+RANK_EPS = 1e-4
 
 
 def greedy_dpp_map(kernel: torch.Tensor, sizes: torch.Tensor, budgets: torch.Tensor) -> torch.Tensor:
@@ -33,18 +34,24 @@ def greedy_dpp_map(kernel: torch.Tensor, sizes: torch.Tensor, budgets: torch.Ten
     chol = kernel.new_zeros(g, max(steps, 1), n)
     picked = torch.zeros(g, n, dtype=torch.bool, device=device)
     rows = torch.arange(g, device=device)
+    diag = torch.where(valid, torch.diagonal(kernel, dim1=1, dim2=2), -torch.inf)
+    floor = RANK_EPS * diag.amax(dim=1).clamp_min(1e-30)  # [G], relative to each kernel's scale
     for i in range(steps):
         active = budgets > i  # [G]
-        # Once a kernel's rank is exhausted every residual is ~0: keep picking (in index order of the
-        # largest residual), but stop updating the factorisation, which would divide by ~0.
-        j = torch.argmax(torch.where(picked | ~valid, -torch.inf, torch.nan_to_num(d2, nan=-1.0)), dim=1)  # [G]
+        free = valid & ~picked
+        residual = torch.where(free, torch.nan_to_num(d2, nan=-1.0), -torch.inf)
+        best = residual.amax(dim=1)
+        # Once a kernel's rank is exhausted every residual is float noise: pick the remaining items by
+        # their own quality (the kernel diagonal, r_i^2) instead, which drop and mask modes agree on,
+        # and stop updating the factorisation, which would divide by ~0.
+        exhausted = best <= floor
+        j = torch.where(exhausted, torch.where(free, diag, -torch.inf).argmax(dim=1), residual.argmax(dim=1))
         dj2 = d2[rows, j]
-        update = active & (dj2 > RANK_EPS)
+        update = active & ~exhausted
         proj = torch.einsum("gt,gtn->gn", chol[rows, :i, j], chol[:, :i, :]) if i else 0.0
-        e = (kernel[rows, j, :] - proj) / dj2.clamp_min(RANK_EPS).sqrt()[:, None]
+        e = (kernel[rows, j, :] - proj) / dj2.clamp_min(1e-30).sqrt()[:, None]
         e = torch.where(update[:, None], e, torch.zeros_like(e))
         chol[:, i, :] = e
         d2 = d2 - e * e
         picked[rows, j] |= active
-        d2[rows, j] = torch.where(active, torch.full_like(dj2, -torch.inf), d2[rows, j])
     return picked

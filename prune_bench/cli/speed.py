@@ -1,0 +1,158 @@
+"""``prune-bench speed``: prefill, TTFT, decode and memory of strategies at a real model's shape."""
+
+from __future__ import annotations
+
+import difflib
+import json
+from pathlib import Path
+from typing import Any
+
+import click
+import torch
+from rich.console import Console
+from rich.progress import Progress
+from rich.table import Table
+
+from prune_bench.cli.compare import parse_sets
+from prune_bench.cli.model import pick_device
+from prune_bench.core.compose import build_strategy, check_keep
+from prune_bench.core.plugins import registry
+from prune_bench.core.strategy import BUDGET_UNITS
+from prune_bench.errors import UserError
+from prune_bench.runner.speed import (
+    SpeedRow,
+    finish,
+    hf_lm_prefill_ms,
+    machine,
+    measure_strategy,
+    time_vision,
+)
+
+COLUMNS = (
+    ("strategy", "strategy"), ("keep", "keep"), ("frames", "frames"), ("ret. layer-avg", "retention_layer_average"),
+    ("vision ms", "vision_ms"), ("pruning ms", "pruning_ms"), ("LM prefill ms", "lm_prefill_ms"),
+    ("TTFT ms", "ttft_ms"), ("decode ms/tok", "decode_ms_per_token"), ("peak GiB", "peak_mem_gib"),
+    ("KV MiB", "kv_cache_mib"), ("overhead", "overhead"), ("speed-up", "speedup"), ("FLOPs-ideal", "ideal_speedup"),
+    ("achieved/ideal", "efficiency"),
+)
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.3f}" if abs(value) < 10 else f"{value:.1f}"
+    return str(value)
+
+
+def markdown(rows: list[SpeedRow], meta: dict[str, Any]) -> str:
+    lines = [
+        f"# Speed: {meta['arch']} (random weights)",
+        "",
+        f"Machine: {meta['machine']['device']}, {meta['machine']['dtype']}, attention {meta['machine']['attention']}, "
+        f"torch {meta['machine']['torch']}, transformers {meta['machine']['transformers']}, CUDA {meta['machine']['cuda']}.",
+        f"Command: `{meta['command']}`",
+        f"Medians of {meta['repeats']} runs after {meta['warmup']} warm-up runs; {meta['decode_tokens']} decoded tokens; "
+        f"{meta['text_tokens']} text tokens around the video.",
+        "",
+    ]
+    for frames, hf in meta["hf_lm_prefill_ms"].items():
+        ours = next((r.lm_prefill_ms for r in rows if r.strategy == "none" and str(r.frames) == str(frames)), None)
+        if ours is not None:
+            lines.append(
+                f"- {frames} frames, unpruned: HF language-model forward {hf:.1f} ms; prune-bench prefill {ours:.1f} ms "
+                f"({100 * (ours / hf - 1):+.1f}%)."
+            )
+    lines += ["", "| " + " | ".join(c for c, _ in COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    for r in rows:
+        d = r.as_dict()
+        lines.append("| " + " | ".join(_fmt(d[k]) for _, k in COLUMNS) + " |")
+    lines += [
+        "",
+        "overhead = pruning time / pruned prefill time; speed-up = unpruned LM prefill / this LM prefill (pruning "
+        "excluded); FLOPs-ideal = ratio of exact LLM prefill FLOPs (GQA-aware, causal); achieved/ideal = their ratio.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+@click.command("speed")
+@click.argument("strategies", nargs=-1, required=True)
+@click.option("--arch", default="llava-onevision-7b", show_default=True, help="Named architecture (random weights).")
+@click.option("--frames", "frame_counts", type=int, multiple=True, default=(32,), show_default=True)
+@click.option("--keep", "keeps", type=float, multiple=True, default=(0.3,), show_default=True)
+@click.option("--budget-unit", type=click.Choice(BUDGET_UNITS), default="layer-average", show_default=True)
+@click.option("--text-tokens", type=int, default=64, show_default=True, help="Prompt text tokens around the video.")
+@click.option("--decode-tokens", type=int, default=16, show_default=True)
+@click.option("--repeats", type=int, default=5, show_default=True)
+@click.option("--warmup", type=int, default=2, show_default=True)
+@click.option("--device", default=None, help="cuda (default when available) or cpu.")
+@click.option("--dtype", type=click.Choice(["bfloat16", "float16", "float32"]), default=None,
+              help="Default: bfloat16 on CUDA, float32 on CPU.")
+@click.option("--set", "sets", multiple=True, metavar="STRATEGY.OPTION=VALUE")
+@click.option("--out", type=click.Path(file_okay=False), default=None, help="Write speed.json and speed.md here.")
+def speed(
+    strategies: tuple[str, ...], arch: str, frame_counts: tuple[int, ...], keeps: tuple[float, ...], budget_unit: str,
+    text_tokens: int, decode_tokens: int, repeats: int, warmup: int, device: str | None, dtype: str | None,
+    sets: tuple[str, ...], out: str | None,
+) -> None:
+    """Time STRATEGIES at a real architecture's shape with random weights (no download).
+
+    The unpruned model ('none') is always measured as the reference.
+    """
+    reg = registry()
+    for k in keeps:
+        check_keep(k)
+    for spec in strategies:
+        for name in spec.split("+"):
+            reg.strategy(name)
+    options = parse_sets(sets)
+    archs = {name: (cls, make) for cls in reg.adapters.values() for name, make in cls.architectures.items()}
+    if arch not in archs:
+        close = difflib.get_close_matches(arch, list(archs), n=2)
+        hint = f"; did you mean {', '.join(close)}?" if close else ""
+        raise UserError(f"unknown architecture '{arch}'{hint} (known: {', '.join(sorted(archs))})")
+    device = pick_device(device)
+    torch_dtype = getattr(torch, dtype) if dtype else None
+    adapter_cls, make_config = archs[arch]
+    console = Console()
+    console.print(f"building {arch} with random weights on {device} ...")
+    adapter = adapter_cls.from_config(make_config(), device=device, dtype=torch_dtype)  # type: ignore[attr-defined]
+    info_machine = machine(adapter)
+    console.print(f"machine: {info_machine['device']} ({info_machine['dtype']}, {info_machine['attention']})")
+    specs = ["none", *[s for s in strategies if s != "none"]]
+    rows: list[SpeedRow] = []
+    hf: dict[str, float] = {}
+    with Progress(console=console, transient=True) as progress:
+        bar = progress.add_task("measuring", total=len(frame_counts) * (1 + (len(specs) - 1) * len(keeps)))
+        for frames in frame_counts:
+            info = adapter.model_info(frames)
+            sample = time_vision(adapter, frames, text_tokens, capture=True)
+            hf[str(frames)] = hf_lm_prefill_ms(adapter, sample, warmup=warmup, repeats=repeats)
+            for spec in specs:
+                for keep in [1.0] if spec == "none" else keeps:
+                    strategy = build_strategy(spec, keep, budget_unit, info, reg, options)  # type: ignore[arg-type]
+                    rows.append(measure_strategy(adapter, sample, strategy, keep, decode_tokens=decode_tokens,
+                                                 warmup=warmup, repeats=repeats))
+                    progress.advance(bar)
+            del sample
+            if device.startswith("cuda"):
+                torch.cuda.empty_cache()
+    finish(rows)
+    table = Table(title=f"{arch} on {info_machine['device']}")
+    for col, _ in COLUMNS:
+        table.add_column(col, justify="left" if col == "strategy" else "right")
+    for r in rows:
+        d = r.as_dict()
+        table.add_row(*(_fmt(d[k]) for _, k in COLUMNS))
+    console.print(table)
+    for frames, ms in hf.items():
+        console.print(f"HF language-model forward, unpruned, {frames} frames: {ms:.1f} ms")
+    if out:
+        import sys
+
+        meta = {"arch": arch, "machine": info_machine, "repeats": repeats, "warmup": warmup,
+                "decode_tokens": decode_tokens, "text_tokens": text_tokens, "budget_unit": budget_unit,
+                "hf_lm_prefill_ms": hf, "command": "prune-bench " + " ".join(sys.argv[1:])}
+        path = Path(out)
+        path.mkdir(parents=True, exist_ok=True)
+        (path / "speed.json").write_text(json.dumps({"meta": meta, "rows": [r.as_dict() for r in rows]}, indent=1))
+        (path / "speed.md").write_text(markdown(rows, meta))
+        console.print(f"wrote {path / 'speed.md'} and {path / 'speed.json'}")

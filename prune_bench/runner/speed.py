@@ -1,0 +1,185 @@
+"""Speed measurement at a real architecture's shape, with random weights (no download).
+
+For every (strategy, keep) the same synthetic sample (random pixels, random text ids, the real
+token counts) runs ``warmup`` times untimed, then ``repeats`` times; each figure is the median of
+the repeats. CUDA events time the GPU work without extra synchronisation (``core.timing``).
+
+Figures, all per sample:
+
+* ``vision_ms``: vision tower + projector + prompt assembly (the same for every strategy);
+* ``pruning_ms``: the sum of every stage's time (selection overhead, scoring included);
+* ``lm_prefill_ms``: the LLM prefill without the pruning stages (what pruning is meant to save);
+* ``prefill_ms``: LLM prefill including the stages;
+* ``ttft_ms``: ``vision_ms + prefill_ms`` (the first token is the argmax of the prefill logits);
+* ``decode_ms_per_token``: greedy decode with the per-layer reduced KV cache;
+* ``peak_mem_gib``: peak allocated memory during the run; ``kv_cache_mib``: the prompt's KV cache;
+* ``speedup``: unpruned ``lm_prefill_ms`` / this ``lm_prefill_ms``; ``ideal_speedup``: the same
+  ratio of exact LLM prefill FLOPs; ``efficiency`` = speedup / ideal_speedup.
+
+The Hugging Face reference (``hf_lm_prefill_ms``) is the HF language model's own forward
+(``use_cache=True``, same SDPA backend, same embeddings) over the unpruned prompt, so the cost of
+running our own layer loop is visible.
+"""
+
+from __future__ import annotations
+
+import platform
+from dataclasses import asdict, dataclass
+from importlib.metadata import version
+from statistics import median
+from typing import Any
+
+import torch
+
+from prune_bench.adapters.base import Adapter, AnswerResult, EncodedSample
+from prune_bench.core.flops import LayerTokens, LMShape, prefill_flops
+from prune_bench.core.stages import PruningPlan
+from prune_bench.core.strategy import Strategy
+from prune_bench.core.timing import Clock
+
+
+@dataclass
+class SpeedRow:
+    strategy: str
+    keep: float
+    frames: int
+    visual_tokens: int
+    retention_layer_average: float
+    retention_input: float
+    vision_ms: float
+    pruning_ms: float
+    lm_prefill_ms: float
+    prefill_ms: float
+    ttft_ms: float
+    decode_ms_per_token: float
+    peak_mem_gib: float
+    kv_cache_mib: float
+    flops_exact: float
+    flops_paper: float
+    speedup: float = 1.0
+    ideal_speedup: float = 1.0
+
+    @property
+    def efficiency(self) -> float:
+        return self.speedup / self.ideal_speedup if self.ideal_speedup else float("nan")
+
+    @property
+    def overhead(self) -> float:
+        """Pruning time as a fraction of the pruned prefill it belongs to."""
+        return self.pruning_ms / self.prefill_ms if self.prefill_ms else 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "efficiency": self.efficiency, "overhead": self.overhead}
+
+
+def machine(adapter: Adapter) -> dict[str, str]:
+    """What every figure was measured on."""
+    dev = adapter.device
+    return {
+        "device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else (platform.processor() or "cpu"),
+        "dtype": str(adapter.model.dtype).removeprefix("torch."),
+        "attention": str(getattr(adapter.config.text_config, "_attn_implementation", "sdpa")),
+        "torch": torch.__version__,
+        "transformers": version("transformers"),
+        "cuda": str(torch.version.cuda),
+        "host": platform.node(),
+    }
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def kv_cache_bytes(shape: LMShape, result: AnswerResult, dtype: torch.dtype) -> int:
+    per_token = 2 * shape.num_kv_heads * shape.head_dim * torch.empty((), dtype=dtype).element_size()
+    return sum(c.attn_tokens for c in result.counts) * per_token
+
+
+def measure_strategy(
+    adapter: Adapter,
+    sample: EncodedSample,
+    strategy: Strategy,
+    keep: float,
+    *,
+    decode_tokens: int = 16,
+    warmup: int = 2,
+    repeats: int = 5,
+) -> SpeedRow:
+    info = adapter.model_info(sample.frames)
+    plan = PruningPlan.of(strategy.stages(info), info.num_layers)
+    shape = LMShape.from_config(adapter.config.text_config)
+    device = adapter.device
+    runs: list[AnswerResult] = []
+    peaks: list[float] = []
+    for i in range(warmup + repeats):
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(device)
+        result = adapter.run(sample, plan, max_new_tokens=decode_tokens)
+        if i >= warmup:
+            runs.append(result)
+            peaks.append(torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else 0.0)
+
+    def med(key: str) -> float:
+        return median(r.timings_ms.get(key, 0.0) for r in runs)
+
+    first = runs[0]
+    layers = [LayerTokens(c.attn_tokens, c.mlp_tokens) for c in first.counts]
+    prefill, pruning = med("prefill"), med("pruning")
+    decode_steps = max(1, len(first.generated) - 1)
+    return SpeedRow(
+        strategy=strategy.label,
+        keep=keep,
+        frames=sample.frames,
+        visual_tokens=first.total_visual,
+        retention_layer_average=first.layer_average_retention,
+        retention_input=first.input_retention,
+        vision_ms=sample.encode_ms,
+        pruning_ms=pruning,
+        lm_prefill_ms=median(r.timings_ms.get("prefill", 0.0) - r.timings_ms.get("pruning", 0.0) for r in runs),
+        prefill_ms=prefill,
+        ttft_ms=sample.encode_ms + prefill,
+        decode_ms_per_token=med("decode") / decode_steps,
+        peak_mem_gib=median(peaks),
+        kv_cache_mib=kv_cache_bytes(shape, first, adapter.model.dtype) / 2**20,
+        flops_exact=prefill_flops(shape, layers, "exact"),
+        flops_paper=prefill_flops(shape, layers, "paper"),
+    )
+
+
+def time_vision(adapter: Adapter, frames: int, text_tokens: int, *, capture: bool, repeats: int = 5) -> EncodedSample:
+    """Encode the synthetic sample ``repeats`` times; the returned sample carries the median time."""
+    samples = [adapter.encode_synthetic(frames, text_tokens, capture_vision=capture) for _ in range(repeats + 1)]
+    sample = samples[-1]
+    sample.encode_ms = median(s.encode_ms for s in samples[1:])
+    return sample
+
+
+@torch.no_grad()
+def hf_lm_prefill_ms(adapter: Adapter, sample: EncodedSample, *, warmup: int = 2, repeats: int = 5) -> float:
+    """The Hugging Face language model's own prefill of the unpruned prompt (same embeddings and backend)."""
+    model = adapter.model
+    lm = model.model.language_model
+    embeds = sample.state.hidden[None]
+    position = sample.state.position[None]
+    clock = Clock(adapter.device)
+    times = []
+    for i in range(warmup + repeats):
+        clock.reset()
+        with clock.measure("hf"):
+            out = lm(inputs_embeds=embeds, position_ids=position, use_cache=True)
+            model.lm_head(out.last_hidden_state[:, -1])
+        if i >= warmup:
+            times.append(clock.totals_ms()["hf"])
+    return median(times)
+
+
+def finish(rows: list[SpeedRow]) -> list[SpeedRow]:
+    """Fill speed-ups relative to the unpruned row of the same frame count."""
+    for row in rows:
+        base = next((r for r in rows if r.strategy == "none" and r.frames == row.frames), None)
+        if base is None:
+            continue
+        row.speedup = base.lm_prefill_ms / row.lm_prefill_ms if row.lm_prefill_ms else float("nan")
+        row.ideal_speedup = base.flops_exact / row.flops_exact if row.flops_exact else float("nan")
+    return rows
