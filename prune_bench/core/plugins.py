@@ -35,6 +35,7 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "prune_bench.cli.commands",
     "prune_bench.strategies.fastv",
     "prune_bench.strategies.visionzip",
+    "prune_bench.strategies.dycoke",
 )
 
 T = TypeVar("T")
