@@ -246,11 +246,17 @@ class DecoderRunner:
             post = plan.at_layer(idx, "post")
             if post:
 
-                def rows(st: TokenState, num_queries: int, q: torch.Tensor = q, k: torch.Tensor = k) -> torch.Tensor:
-                    # ``st`` is the state as attended by this layer (post stages run before any drop).
+                attended = state.source
+
+                def rows(
+                    st: TokenState, num_queries: int, q: torch.Tensor = q, k: torch.Tensor = k, src: torch.Tensor = attended
+                ) -> torch.Tensor:
+                    # The attention this layer actually computed; a second post stage at the same layer
+                    # sees the columns of the tokens the first one left (sources stay sorted).
                     n = k.shape[1]
                     qi = torch.arange(n - num_queries, n, device=k.device)
-                    return attention_rows(q[:, qi], k, qi, self.scaling)
+                    out = attention_rows(q[:, qi], k, qi, self.scaling)
+                    return out if len(st) == n else out[..., torch.searchsorted(src, st.source)]
 
                 state = self.run_stages(
                     post, state, lambda s, i=idx, r=rows: self._layer_ctx(i, memory, generator, r), clock
@@ -310,10 +316,16 @@ class DecoderRunner:
             if post:
                 alive_idx = torch.nonzero(seen).flatten()
 
-                def rows(st: TokenState, num_queries: int, q: torch.Tensor = q, k: torch.Tensor = k, ai: torch.Tensor = alive_idx) -> torch.Tensor:
+                attended = full.source[alive_idx]
+
+                def rows(
+                    st: TokenState, num_queries: int, q: torch.Tensor = q, k: torch.Tensor = k,
+                    ai: torch.Tensor = alive_idx, src: torch.Tensor = attended,
+                ) -> torch.Tensor:
                     m = ai.numel()
                     qi = torch.arange(m - num_queries, m, device=k.device)
-                    return attention_rows(q[:, ai[qi]], k[:, ai], qi, self.scaling)
+                    out = attention_rows(q[:, ai[qi]], k[:, ai], qi, self.scaling)
+                    return out if len(st) == m else out[..., torch.searchsorted(src, st.source)]
 
                 apply(post, lambda s, i=idx, r=rows: self._layer_ctx(i, memory, generator, r))
             h = full.hidden

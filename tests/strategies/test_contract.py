@@ -85,3 +85,27 @@ def test_config_rejects_unknown_fields_and_describes_itself(name):
     assert cls.summary
     assert sys.modules[cls.__module__].__doc__, f"{name}'s module must say which paper and code it follows"
     json.dumps(cls().describe())
+
+
+def test_two_post_stages_at_one_layer_see_the_attention_of_the_survivors(adapter, sample):
+    """A second stage at the same layer gets the columns of the tokens the first one left."""
+    from prune_bench.core.stages import Stage
+    from prune_bench.strategies.common.select import keep_visual_subset
+
+    seen: dict[str, list] = {"a": [], "b": []}
+
+    def first(state, ctx):
+        seen["a"].append((ctx.last_token_attention(state), state.source.clone()))
+        return keep_visual_subset(state, torch.arange(0, state.num_visual, 2))
+
+    def second(state, ctx):
+        seen["b"].append((ctx.last_token_attention(state), state.source.clone()))
+        return state
+
+    stages = [Stage("t.first", "layer", first, layer=1), Stage("t.second", "layer", second, layer=1)]
+    plan = PruningPlan.of(stages, 8)
+    for mode in ("drop", "mask"):
+        adapter.run(sample, plan, mode=mode)
+        (full, src_a), (sub, src_b) = seen["a"][-1], seen["b"][-1]
+        assert sub.shape[-1] == src_b.numel() < src_a.numel()
+        torch.testing.assert_close(sub, full[..., torch.searchsorted(src_a, src_b)])
