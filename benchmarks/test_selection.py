@@ -1,0 +1,82 @@
+"""Micro-benchmarks: the selection work of every registered strategy, without the model.
+
+Run with ``tox -e bench`` or ``python -m pytest benchmarks --benchmark-only --benchmark-enable``.
+On CUDA the state has LLaVA-OneVision-7B's shape (32 frames of 14x14 tokens, hidden 3584, 28
+heads); on a CPU a smaller one (8 frames, hidden 896) so the run stays short. Layer stages get
+attention rows drawn at random and vision stages random tower attention, so what is timed is each
+strategy's own scoring and selection (what ``pruning ms`` reports during real runs), stage after
+stage in plan order, on the state each stage would see. Decode stages are not included.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from prune_bench.core.context import StageContext, VisionAttention
+from prune_bench.core.plugins import registry
+from prune_bench.core.stages import PruningPlan
+from prune_bench.core.state import TokenKind, TokenState
+from prune_bench.core.strategy import ModelInfo
+
+CUDA = torch.cuda.is_available()
+DEVICE = torch.device("cuda" if CUDA else "cpu")
+FRAMES, GRID, HIDDEN, HEADS, LAYERS = (32, 14, 3584, 28, 28) if CUDA else (8, 14, 896, 14, 24)
+TEXT_BEFORE, TEXT_AFTER = 14, 50
+
+
+def video_state(seed: int = 0) -> TokenState:
+    g = torch.Generator(device=DEVICE).manual_seed(seed)
+    p = GRID * GRID
+    nv = FRAMES * p
+    n = TEXT_BEFORE + nv + 1 + TEXT_AFTER
+    # Scenes of 8 frames whose tokens drift slowly, so temporal methods see real redundancy.
+    base = torch.randn(FRAMES // 8 + 1, p, HIDDEN, generator=g, device=DEVICE)
+    frames = base.repeat_interleave(8, dim=0)[:FRAMES] + 0.3 * torch.randn(FRAMES, p, HIDDEN, generator=g, device=DEVICE)
+    hidden = torch.randn(n, HIDDEN, generator=g, device=DEVICE)
+    hidden[TEXT_BEFORE : TEXT_BEFORE + nv] = frames.reshape(nv, HIDDEN)
+    kind = torch.full((n,), int(TokenKind.TEXT), dtype=torch.int8)
+    frame = torch.full((n,), -1, dtype=torch.long)
+    row, col = frame.clone(), frame.clone()
+    vis = torch.arange(TEXT_BEFORE, TEXT_BEFORE + nv)
+    kind[vis] = int(TokenKind.VISUAL)
+    kind[TEXT_BEFORE + nv] = int(TokenKind.NEWLINE)
+    local = torch.arange(nv)
+    frame[vis], row[vis], col[vis] = local // p, (local % p) // GRID, local % GRID
+    dtype = torch.bfloat16 if CUDA else torch.float32
+    return TokenState.from_layout(hidden.to(dtype), kind, frame, row, col)
+
+
+def run_prefill_stages(plan: PruningPlan, state: TokenState, vision: VisionAttention) -> TokenState:
+    g = torch.Generator(device=DEVICE).manual_seed(0)
+    memory: dict = {}
+
+    def rows(st: TokenState, q: int) -> torch.Tensor:
+        return torch.softmax(torch.randn(HEADS, q, len(st), device=DEVICE, generator=g), dim=-1)
+
+    for stage in plan.stages:
+        if stage.hook == "decode":
+            continue
+        ctx = StageContext(hook=stage.hook, num_layers=LAYERS, generator=g, memory=memory, layer=stage.layer,
+                           _attention=rows if stage.hook == "layer" else None, _vision=lambda: vision)
+        state = stage.fn(state, ctx)  # type: ignore[assignment]
+    if CUDA:
+        torch.cuda.synchronize()
+    return state
+
+
+@pytest.mark.filterwarnings("ignore::prune_bench.core.strategy.BudgetWarning")
+@pytest.mark.parametrize("name", sorted(n for n in registry().strategies if n != "none"))
+@pytest.mark.parametrize("keep", [0.1, 0.3])
+def test_selection(benchmark, name: str, keep: float) -> None:
+    info = ModelInfo(num_layers=LAYERS, num_frames=FRAMES, tokens_per_frame=GRID * GRID, hidden_size=HIDDEN)
+    plan = PruningPlan.of(registry().strategy(name).for_budget(keep, "layer-average", info).stages(info), LAYERS)
+    state = video_state()
+    g = torch.Generator(device=DEVICE).manual_seed(1)
+    vision = VisionAttention(
+        received=torch.rand(FRAMES, GRID * GRID, device=DEVICE, generator=g),
+        keys=torch.randn(FRAMES, GRID * GRID, 72, device=DEVICE, generator=g),
+    )
+    benchmark.extra_info.update({"device": str(DEVICE), "frames": FRAMES, "hidden": HIDDEN})
+    out = benchmark.pedantic(run_prefill_stages, args=(plan, state, vision), rounds=5, warmup_rounds=1)
+    assert out.num_visual < state.num_visual
