@@ -36,6 +36,7 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "prune_bench.strategies.fastv",
     "prune_bench.strategies.visionzip",
     "prune_bench.strategies.dycoke",
+    "prune_bench.strategies.pyramiddrop",
 )
 
 T = TypeVar("T")

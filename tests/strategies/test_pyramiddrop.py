@@ -1,0 +1,114 @@
+from __future__ import annotations
+
+import pytest
+import torch
+
+from prune_bench.core.context import StageContext
+from prune_bench.core.stages import PruningPlan
+from prune_bench.core.state import TokenKind, TokenState
+from prune_bench.core.strategy import BudgetWarning, ModelInfo
+from prune_bench.core.timing import Clock
+from prune_bench.strategies.pyramiddrop import PyramidDrop, pdrop_layer_average, scaled_layers
+
+
+def _state(n_visual: int = 8) -> TokenState:
+    n = 2 + n_visual + 2
+    kind = torch.zeros(n, dtype=torch.int8)
+    kind[2 : 2 + n_visual] = int(TokenKind.VISUAL)
+    frame = torch.full((n,), -1)
+    frame[2 : 2 + n_visual] = torch.arange(n_visual) // 4
+    row = torch.where(frame >= 0, torch.zeros(n, dtype=torch.long), frame)
+    col = torch.where(frame >= 0, torch.arange(n) % 4, frame)
+    return TokenState.from_layout(torch.randn(n, 4), kind, frame, row, col)
+
+
+def _ctx(memory: dict, scores_by_source: torch.Tensor) -> StageContext:
+    def rows(st: TokenState, q: int) -> torch.Tensor:
+        return scores_by_source[st.source][None, None, :].expand(2, 1, -1)
+
+    return StageContext(
+        hook="layer", num_layers=32, generator=torch.Generator(), memory=memory, _attention=rows
+    )
+
+
+def test_stages_keep_a_cumulative_share_of_the_input_count_by_last_token_attention():
+    state = _state(8)
+    scores = torch.tensor([0.2, 0.0, 0.01, 0.08, 0.02, 0.07, 0.03, 0.06, 0.04, 0.05, 0.1, 0.3])
+    strategy, memory = PyramidDrop(), {}
+    s1 = strategy.make_stage(1)(state, _ctx(memory, scores))
+    # int(8 * 0.5) = 4 of visual sources 2..9: 0.08 (3), 0.07 (5), 0.06 (7), 0.05 (9)
+    assert s1.source[s1.kind == TokenKind.VISUAL].tolist() == [3, 5, 7, 9]
+    s2 = strategy.make_stage(2)(s1, _ctx(memory, scores))
+    assert s2.source[s2.kind == TokenKind.VISUAL].tolist() == [3, 5]  # int(8 * 0.25)
+    s3 = strategy.make_stage(3)(s2, _ctx(memory, scores))
+    assert s3.source[s3.kind == TokenKind.VISUAL].tolist() == [3]  # int(8 * 0.125)
+    assert s3.source[s3.kind != TokenKind.VISUAL].tolist() == [0, 1, 10, 11]
+
+
+def test_layers_scale_to_depth_and_the_default_layer_average():
+    assert scaled_layers(32) == (8, 16, 24)
+    assert scaled_layers(28) == (7, 14, 21)
+    assert scaled_layers(4) == (1, 2, 3)
+    assert pdrop_layer_average(0.5, (8, 16, 24), 32) == pytest.approx(15 / 32)
+
+
+@pytest.mark.parametrize("keep", [0.3, 0.4, 0.5])
+def test_for_budget_solves_lambda_for_the_layer_average(keep):
+    info = ModelInfo(num_layers=28, num_frames=32, tokens_per_frame=196, hidden_size=3584)
+    s = PyramidDrop.for_budget(keep, "layer-average", info)
+    assert pdrop_layer_average(s.config.ratio, (7, 14, 21), 28) == pytest.approx(keep, abs=1e-9)
+    assert PyramidDrop.for_budget(keep, "input", info).config.ratio == keep
+
+
+def test_unreachable_budget_warns():
+    info = ModelInfo(num_layers=28, num_frames=32, tokens_per_frame=196, hidden_size=3584)
+    with pytest.warns(BudgetWarning):
+        s = PyramidDrop.for_budget(0.2, "layer-average", info, layers=(8, 16, 24))
+    assert s.config.ratio == 0.0
+
+
+def _run(adapter, sample, plan, mode, steps):
+    pre = adapter.runner.prefill(sample.state, plan, mode=mode, max_new_tokens=steps)
+    out, token, pos = [pre.logits], int(pre.logits.argmax()), pre.state.next_position
+    for step in range(steps - 1):
+        logits = adapter.runner.decode_step(token, pos + step, step, pre, plan, Clock("cpu"))
+        out.append(logits)
+        token = int(logits.argmax())
+    return pre, out
+
+
+@pytest.mark.parametrize("policy", ["reindex", "keep"])
+def test_drop_mode_equals_mask_mode(tiny_adapter, tiny_sample, policy):
+    _, _, sample = tiny_sample
+    info = tiny_adapter.model_info(6)
+    plan = PruningPlan.of(PyramidDrop(position_policy=policy).stages(info), info.num_layers)
+    pre_d, drop = _run(tiny_adapter, sample, plan, "drop", 3)
+    pre_m, mask = _run(tiny_adapter, sample, plan, "mask", 3)
+    for d, m in zip(drop, mask, strict=True):
+        torch.testing.assert_close(d, m, atol=1e-4, rtol=1e-4)
+    assert torch.equal(pre_d.state.source, pre_m.state.source)
+
+
+def test_counts_positions_text_and_determinism_on_the_tiny_model(tiny_adapter, tiny_sample):
+    _, _, sample = tiny_sample
+    info = tiny_adapter.model_info(6)
+    plan = PruningPlan.of(PyramidDrop().stages(info), info.num_layers)
+    pre = tiny_adapter.runner.prefill(sample.state, plan)
+    n = sample.state.num_visual  # 24
+    assert [c.attn_visual for c in pre.counts] == [n, n // 2, n // 4, n // 8]
+    assert torch.equal(pre.state.position, torch.arange(len(pre.state)))  # re-indexed after every drop
+    full = sample.state
+    text = full.source[full.kind != TokenKind.VISUAL]
+    assert torch.equal(pre.state.source[pre.state.kind != TokenKind.VISUAL], text)
+    assert torch.equal(tiny_adapter.runner.prefill(sample.state, plan).state.source, pre.state.source)
+
+
+@pytest.mark.parametrize("keep", [0.4, 0.6])
+def test_achieved_layer_average_matches_up_to_truncation(tiny_adapter, tiny_sample, keep):
+    _, _, sample = tiny_sample
+    info = tiny_adapter.model_info(6)
+    strategy = PyramidDrop.for_budget(keep, "layer-average", info)
+    result = tiny_adapter.run(sample, PruningPlan.of(strategy.stages(info), info.num_layers))
+    n, layers = sample.state.num_visual, info.num_layers
+    # int() truncation loses less than one token in each layer after the first stage
+    assert keep - (layers - 1) / (layers * n) <= result.layer_average_retention <= keep + 1e-9
