@@ -275,12 +275,32 @@ class LlavaOnevisionAdapter(Adapter):
     def encode_synthetic(self, num_frames: int, text_tokens: int, *, capture_vision: bool, seed: int = 0) -> EncodedSample:
         g = torch.Generator().manual_seed(seed)
         size = self.config.vision_config.image_size
-        frames = torch.randint(0, 256, (num_frames, size, size, 3), generator=g, dtype=torch.uint8)
+        frames = synthetic_scenes(num_frames, size, g)
         vocab = min(self.config.text_config.vocab_size, self.config.video_token_id, self.config.image_token_id)
         text = torch.randint(0, vocab, (text_tokens,), generator=g).tolist()
         split = min(14, text_tokens // 2)  # a system-prompt-like prefix, then the video, then the question
         ids = text[:split] + [self.config.video_token_id] * self.video_token_count(num_frames) + text[split:]
         return self.encode_ids(ids, self.pixels(frames), None, capture_vision)
+
+
+def synthetic_scenes(num_frames: int, size: int, generator: torch.Generator, frames_per_scene: int = 8) -> torch.Tensor:
+    """uint8 ``[T, size, size, 3]``: scenes of ``frames_per_scene`` frames, each a random smooth image
+    held still with sensor noise and a square moving across it.
+
+    Speed runs use it instead of pure noise so that methods exploiting temporal redundancy (HieraVid's
+    segments, DyCoke's merging) meet the structure real videos have: a random-pixel video makes every
+    frame its own segment and every token unique, which flatters some methods and penalises others.
+    """
+    scenes = (num_frames + frames_per_scene - 1) // frames_per_scene
+    coarse = torch.rand(scenes, 3, 8, 8, generator=generator)
+    images = torch.nn.functional.interpolate(coarse, size=(size, size), mode="bilinear", align_corners=False)
+    video = images.repeat_interleave(frames_per_scene, dim=0)[:num_frames].clone()  # [T, 3, H, W]
+    side = max(2, size // 8)
+    for t in range(num_frames):  # a handful of frames: a Python loop over frames is fine here
+        x = (t * size // max(1, num_frames)) % (size - side)
+        video[t, :, size // 2 - side // 2 : size // 2 + side // 2, x : x + side] = 1.0
+    video = video + 0.02 * torch.randn(video.shape, generator=generator)
+    return (video.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).contiguous()
 
 
 @hookimpl
