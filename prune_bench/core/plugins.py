@@ -37,6 +37,7 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "prune_bench.strategies.visionzip",
     "prune_bench.strategies.dycoke",
     "prune_bench.strategies.pyramiddrop",
+    "prune_bench.strategies.divprune",
 )
 
 T = TypeVar("T")
