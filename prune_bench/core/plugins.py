@@ -38,6 +38,7 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "prune_bench.strategies.dycoke",
     "prune_bench.strategies.pyramiddrop",
     "prune_bench.strategies.divprune",
+    "prune_bench.strategies.framefusion",
 )
 
 T = TypeVar("T")
