@@ -59,7 +59,7 @@ Where we differ, and why:
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import torch
 import torch.nn.functional as F
@@ -159,7 +159,7 @@ class DyCoke(Strategy):
 
     @classmethod
     def for_budget(cls, keep: float, unit: BudgetUnit, model: ModelInfo, **options: Any) -> Strategy:
-        probe = cls.make_config(**options)
+        probe = cast(DyCokeConfig, cls.make_config(**options))
         frames, per_frame = model.num_frames, model.tokens_per_frame
         ref = ttm_reference_frames(frames, probe.windows)
         whole, pruned = int((ref == KEEP_WHOLE).sum()), int((ref >= 0).sum())

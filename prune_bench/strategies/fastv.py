@@ -46,7 +46,7 @@ Where we differ, and why:
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 from pydantic import Field
 
@@ -88,7 +88,7 @@ class FastV(Strategy):
 
     @classmethod
     def for_budget(cls, keep: float, unit: BudgetUnit, model: ModelInfo, **options: Any) -> Strategy:
-        probe = cls.make_config(**options)
+        probe = cast(FastVConfig, cls.make_config(**options))
         if unit == "input":
             return cls(config=probe.model_copy(update={"keep": keep}))
         # Layers 0..K-2 and the attention half of layer K-1 see every visual token.
