@@ -5,6 +5,17 @@ largest residual diagonal d_j^2, extend each remaining item's Cholesky row by
 e = (L[j, :] - c[:, j]^T C) / sqrt(d_j^2), and shrink d^2 by e^2. Here every kernel of a batch (one
 per video segment) advances one pick per step, so a stage runs ``max(k_g)`` steps of batched tensor
 work regardless of how many segments there are; nothing loops over tokens in Python.
+
+Each step is about a dozen tensor operations with no host synchronisation: the per-kernel budgets
+are applied once at the end (every kernel records its pick order; it keeps its first ``k_g`` picks),
+so no step branches on which kernels are still active.
+
+Rank exhaustion. A kernel ``diag(r) S diag(r)`` built from D-dimensional features has rank at most
+D; once the picks span it, every residual is float32 noise. To keep picking deterministically (and
+identically in drop and mask modes, whose hidden states differ by rounding), the score is
+``d_j^2 + TIE * L_jj``: the tie-breaker is far below any residual that matters, so it only decides
+among items the DPP can no longer tell apart, in favour of the most relevant one; and the division
+uses ``max(d_j^2, RANK_EPS * max_j L_jj)`` so an exhausted kernel's factor stays finite.
 """
 
 from __future__ import annotations
@@ -14,6 +25,8 @@ import torch
 #: Residual, relative to the kernel's largest diagonal entry, below which its rank counts as exhausted
 #: (float32 cancellation leaves residuals of about 1e-6 of the diagonal).
 RANK_EPS = 1e-4
+#: Weight of an item's own quality ``L_jj`` in its score, deciding between numerically equal residuals.
+TIE = 1e-5
 
 
 def greedy_dpp_map(kernel: torch.Tensor, sizes: torch.Tensor, budgets: torch.Tensor) -> torch.Tensor:
@@ -27,31 +40,32 @@ def greedy_dpp_map(kernel: torch.Tensor, sizes: torch.Tensor, budgets: torch.Ten
     g, n, _ = kernel.shape
     device = kernel.device
     kernel = kernel.float()
-    budgets = torch.minimum(budgets.to(device), sizes.to(device))
+    sizes = sizes.to(device)
+    budgets = torch.minimum(budgets.to(device), sizes)
     steps = int(budgets.max().item()) if g else 0
-    valid = torch.arange(n, device=device)[None, :] < sizes.to(device)[:, None]
-    d2 = torch.where(valid, torch.diagonal(kernel, dim1=1, dim2=2).clone(), torch.full_like(kernel[:, 0], -torch.inf))
-    chol = kernel.new_zeros(g, max(steps, 1), n)
     picked = torch.zeros(g, n, dtype=torch.bool, device=device)
-    rows = torch.arange(g, device=device)
-    diag = torch.where(valid, torch.diagonal(kernel, dim1=1, dim2=2), -torch.inf)
-    floor = RANK_EPS * diag.amax(dim=1).clamp_min(1e-30)  # [G], relative to each kernel's scale
+    if steps == 0:
+        return picked
+    valid = torch.arange(n, device=device)[None, :] < sizes[:, None]
+    diag = torch.diagonal(kernel, dim1=1, dim2=2)
+    floor = (RANK_EPS * diag.amax(dim=1)).clamp_min(1e-30)[:, None]  # [G, 1]
+    tie = TIE * diag
+    score = torch.where(valid, diag + tie, -torch.inf)  # d^2 + tie; -inf once picked or padding
+    chol = kernel.new_zeros(g, steps, n)
+    order = torch.empty(g, steps, dtype=torch.long, device=device)
     for i in range(steps):
-        active = budgets > i  # [G]
-        free = valid & ~picked
-        residual = torch.where(free, torch.nan_to_num(d2, nan=-1.0), -torch.inf)
-        best = residual.amax(dim=1)
-        # Once a kernel's rank is exhausted every residual is float noise: pick the remaining items by
-        # their own quality (the kernel diagonal, r_i^2) instead, which drop and mask modes agree on,
-        # and stop updating the factorisation, which would divide by ~0.
-        exhausted = best <= floor
-        j = torch.where(exhausted, torch.where(free, diag, -torch.inf).argmax(dim=1), residual.argmax(dim=1))
-        dj2 = d2[rows, j]
-        update = active & ~exhausted
-        proj = torch.einsum("gt,gtn->gn", chol[rows, :i, j], chol[:, :i, :]) if i else 0.0
-        e = (kernel[rows, j, :] - proj) / dj2.clamp_min(1e-30).sqrt()[:, None]
-        e = torch.where(update[:, None], e, torch.zeros_like(e))
-        chol[:, i, :] = e
-        d2 = d2 - e * e
-        picked[rows, j] |= active
+        j = score.argmax(dim=1, keepdim=True)  # [G, 1]
+        dj2 = (score.gather(1, j) - tie.gather(1, j)).clamp_min(floor)
+        kj = kernel.gather(1, j[:, :, None].expand(g, 1, n)).squeeze(1)  # [G, n]
+        if i:
+            cj = chol[:, :i].gather(2, j[:, None, :].expand(g, i, 1))  # [G, i, 1]
+            kj = kj - torch.bmm(cj.transpose(1, 2), chol[:, :i]).squeeze(1)
+        e = kj * dj2.rsqrt()
+        chol[:, i] = e
+        score.addcmul_(e, e, value=-1.0)
+        score.scatter_(1, j, -torch.inf)
+        order[:, i] = j[:, 0]
+    keep = torch.arange(steps, device=device)[None, :] < budgets[:, None]
+    rows = torch.arange(g, device=device)[:, None].expand(g, steps)
+    picked[rows[keep], order[keep]] = True
     return picked
