@@ -12,7 +12,7 @@ from rich.table import Table
 
 from prune_bench.adapters.base import resolve_model_path
 from prune_bench.cli.model import load_adapter, pick_device
-from prune_bench.core.compose import build_strategy, check_keep
+from prune_bench.core.compose import build_strategy, check_keep, parse_value, spec_names
 from prune_bench.core.plugins import registry
 from prune_bench.core.strategy import BUDGET_UNITS
 from prune_bench.errors import UserError
@@ -23,19 +23,13 @@ from prune_bench.runner.summary import SummaryRow, summarize
 
 def parse_sets(values: tuple[str, ...]) -> dict[str, dict[str, Any]]:
     """``--set fastv.layer=3`` -> ``{"fastv": {"layer": 3}}`` (values parsed as JSON when they can be)."""
-    import json
-
     out: dict[str, dict[str, Any]] = {}
     for v in values:
         m = re.fullmatch(r"([\w-]+)\.(\w+)=(.*)", v)
         if not m:
             raise UserError(f"--set expects STRATEGY.OPTION=VALUE, got '{v}' (e.g. --set fastv.layer=3)")
         name, key, raw = m.groups()
-        try:
-            value: Any = json.loads(raw)
-        except json.JSONDecodeError:
-            value = raw
-        out.setdefault(name, {})[key] = value
+        out.setdefault(name, {})[key] = parse_value(raw)
     return out
 
 
@@ -63,7 +57,8 @@ def print_table(rows: list[SummaryRow], title: str, console: Console) -> None:
 
 @click.command("compare")
 @click.argument("strategies", nargs=-1, required=True)
-@click.option("--keep", type=float, default=0.3, show_default=True, help="Visual-token retention to match.")
+@click.option("--keep", "keeps", type=float, multiple=True, default=(0.3,), show_default=True,
+              help="Visual-token retention to match; repeat for a sweep (--keep 0.1 --keep 0.3).")
 @click.option("--budget-unit", type=click.Choice(BUDGET_UNITS), default="layer-average", show_default=True,
               help="What --keep measures: tokens entering the LLM, tokens averaged over LLM layers, or prefill FLOPs.")
 @click.option("--model", default=None, help="Model directory or hub id (default: the shipped small model).")
@@ -79,21 +74,23 @@ def print_table(rows: list[SummaryRow], title: str, console: Console) -> None:
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--no-progress", is_flag=True, help="Hide progress bars.")
 def compare(
-    strategies: tuple[str, ...], keep: float, budget_unit: str, model: str | None, benchmark: str, data_dir: str | None,
+    strategies: tuple[str, ...], keeps: tuple[float, ...], budget_unit: str, model: str | None, benchmark: str, data_dir: str | None,
     frames: int | None, limit: int | None, device: str | None, mode: str, sets: tuple[str, ...], out: str | None,
     seed: int, no_progress: bool,
 ) -> None:
-    """Compare STRATEGIES (names, or a+b to mount several together) at one budget.
+    """Compare STRATEGIES at one budget (or several, with --keep repeated).
 
-    The unpruned model ('none') is always added as the reference row.
+    A strategy is NAME, NAME[option=value,...] (an ablation, e.g. 'hieravid[segment_level=false]'), or
+    A+B to mount the stages of several together. The unpruned model ('none') is always the reference row.
     """
-    check_keep(keep)
+    for keep in keeps:
+        check_keep(keep)
     reg = registry()
-    for spec in strategies:
-        for name in spec.split("+"):
-            reg.strategy(name)  # unknown names fail before any model loads
     options = parse_sets(sets)
-    mounted = {n for spec in strategies for n in spec.split("+")}
+    for spec in strategies:
+        for name in spec_names(spec):
+            reg.strategy(name)  # unknown names fail before any model loads
+    mounted = {n for spec in strategies for n in spec_names(spec)}
     for name, opts in options.items():
         if name not in mounted:
             raise UserError(f"--set {name}.… names a strategy that is not being compared ({', '.join(sorted(mounted))})")
@@ -109,9 +106,9 @@ def compare(
     info = adapter.model_info(num_frames)
     specs = ["none", *[s for s in strategies if s != "none"]]
     configs = [
-        RunConfig(build_strategy(s, 1.0 if s == "none" else keep, budget_unit, info, reg, options),  # type: ignore[arg-type]
-                  1.0 if s == "none" else keep, budget_unit, mode)  # type: ignore[arg-type]
+        RunConfig(build_strategy(s, k, budget_unit, info, reg, options), k, budget_unit, mode)  # type: ignore[arg-type]
         for s in specs
+        for k in ([1.0] if s == "none" else keeps)
     ]
     items = list(bench.items(limit))
     model_tag = "default" if model is None else Path(model).name
@@ -122,5 +119,6 @@ def compare(
     console.print(f"model: {model_label} on {device}; benchmark: {bench.name} ({len(items)} items, {num_frames} frames)")
     evaluate(adapter, items, configs, store, context, num_frames=num_frames, seed=seed, show_progress=not no_progress)
     hashes = {c.hash(context) for c in configs}
-    print_table(summarize(store.records(), hashes), f"{bench.name}: keep={keep:g} ({budget_unit})", console)
+    title = f"{bench.name}: keep={', '.join(f'{k:g}' for k in keeps)} ({budget_unit})"
+    print_table(summarize(store.records(), hashes), title, console)
     console.print(f"results: {out_dir / 'results.jsonl'}")

@@ -8,6 +8,8 @@ input-level part left).
 
 from __future__ import annotations
 
+import json
+import re
 from typing import Any
 
 from prune_bench.core.plugins import Registry
@@ -47,6 +49,81 @@ def check_keep(keep: float) -> None:
         raise UserError(f"--keep must be in (0, 1], got {keep}; e.g. --keep 0.3 keeps 30% of visual tokens")
 
 
+class Variant(Strategy):
+    """A strategy with options given in its name, e.g. ``hieravid[segment_level=false]``: an ablation
+    that sits in one table beside the default."""
+
+    name = "variant"
+    summary = "a strategy with options fixed in its label"
+    Config = CombinedConfig
+
+    def __init__(self, inner: Strategy, tag: str) -> None:
+        super().__init__()
+        self.inner, self.tag = inner, tag
+
+    def stages(self, model: ModelInfo) -> list[Stage]:
+        return self.inner.stages(model)
+
+    @property
+    def label(self) -> str:
+        return f"{self.inner.label}[{self.tag}]"
+
+    def describe(self) -> dict[str, Any]:
+        return {**self.inner.describe(), "variant": self.tag}
+
+
+def _split_top(text: str, sep: str) -> list[str]:
+    """Split on ``sep`` outside brackets."""
+    parts, depth, current = [], 0, ""
+    for ch in text:
+        depth += (ch == "[") - (ch == "]")
+        if ch == sep and depth == 0:
+            parts.append(current)
+            current = ""
+        else:
+            current += ch
+    parts.append(current)
+    return [p.strip() for p in parts]
+
+
+def split_specs(text: str) -> list[str]:
+    """``a[x=1,y=2]+b`` -> ``["a[x=1,y=2]", "b"]`` (a ``+`` inside brackets does not split)."""
+    return _split_top(text, "+")
+
+
+def parse_part(part: str) -> tuple[str, dict[str, Any], str]:
+    """``hieravid[segment_level=false,extra_ratio=0.2]`` -> (name, options, tag)."""
+    m = re.fullmatch(r"([\w.-]+)(?:\[(.*)\])?", part)
+    if not m:
+        raise UserError(
+            f"cannot read strategy '{part}'; write NAME or NAME[option=value,...], "
+            "e.g. hieravid[segment_level=false]"
+        )
+    name, inner = m.group(1), m.group(2)
+    options: dict[str, Any] = {}
+    for item in filter(None, (x.strip() for x in _split_top(inner or "", ","))):
+        key, sep, raw = item.partition("=")
+        if not sep:
+            raise UserError(f"option '{item}' in '{part}' needs a value: {name}[{item}=...]")
+        options[key.strip()] = parse_value(raw.strip())
+    return name, options, inner or ""
+
+
+def parse_value(raw: str) -> Any:
+    """JSON where it parses (numbers, true/false, lists), else the string; ``false``/``False`` alike."""
+    lowered = {"true": True, "false": False, "none": None, "null": None}.get(raw.lower(), raw)
+    if lowered is not raw:
+        return lowered
+    try:
+        return json.loads(raw)
+    except json.JSONDecodeError:
+        return raw
+
+
+def spec_names(spec: str) -> list[str]:
+    return [parse_part(p)[0] for p in split_specs(spec) if p]
+
+
 def build_strategy(
     spec: str,
     keep: float,
@@ -55,12 +132,18 @@ def build_strategy(
     registry: Registry,
     options: dict[str, dict[str, Any]] | None = None,
 ) -> Strategy:
-    """``spec`` is a name or ``a+b``; ``options[name]`` are config fields for that part."""
+    """``spec`` is ``name``, ``name[opt=value,...]`` or ``a+b``; ``options[name]`` add config fields."""
     check_keep(keep)
-    names = [n.strip() for n in spec.split("+") if n.strip()]
-    if not names:
+    parts_text = [p for p in split_specs(spec) if p]
+    if not parts_text:
         raise UserError(f"empty strategy name in '{spec}'")
     options = options or {}
-    share = keep ** (1.0 / len(names))
-    parts = [registry.strategy(n).for_budget(share, unit, model, **options.get(n, {})) for n in names]
+    share = keep ** (1.0 / len(parts_text))
+    parts: list[Strategy] = []
+    for text in parts_text:
+        name, inline, tag = parse_part(text)
+        cls = registry.strategy(name)
+        cls.make_config(**{**options.get(name, {}), **inline})  # one readable line for a bad option
+        strategy = cls.for_budget(share, unit, model, **{**options.get(name, {}), **inline})
+        parts.append(Variant(strategy, tag) if tag else strategy)
     return parts[0] if len(parts) == 1 else Combined(parts)
