@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields, replace
 from enum import IntEnum
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 
@@ -168,7 +168,7 @@ class TokenState:
         return replace(self, position=pos, next_position=int(pos.max().item()) + 1 if n else 0)
 
     def _gather(self, idx: torch.Tensor, hidden: torch.Tensor) -> TokenState:
-        values = {}
+        values: dict[str, Any] = {}
         for f in fields(self):
             if f.name not in _PER_TOKEN or f.name == "hidden":
                 continue
