@@ -73,6 +73,25 @@ def markdown(rows: list[SpeedRow], meta: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def write_outputs(
+    path: Path, rows: list[SpeedRow], meta: dict[str, Any], failures: list[dict[str, Any]], plots: bool = True
+) -> None:
+    """speed.json, speed.md and the figures; rewritten after every configuration so a cut run keeps its rows."""
+    from prune_bench.report.speed_plots import write_speed_plots
+
+    path.mkdir(parents=True, exist_ok=True)
+    payload = {"meta": meta, "rows": [r.as_dict() for r in rows], "failures": failures}
+    (path / "speed.json").write_text(json.dumps(payload, indent=1))
+    text = markdown(rows, meta)
+    if failures:
+        text += "\nFailed configurations:\n" + "".join(
+            f"- {f['strategy']} keep={f['keep']:g} at {f['frames']} frames: {f['error']}\n" for f in failures
+        )
+    (path / "speed.md").write_text(text)
+    if plots:
+        write_speed_plots(rows, path)
+
+
 @click.command("speed")
 @click.argument("strategies", nargs=-1, required=True)
 @click.option("--arch", default="llava-onevision-7b", show_default=True, help="Named architecture (random weights).")
@@ -119,7 +138,16 @@ def speed(
     console.print(f"machine: {info_machine['device']} ({info_machine['dtype']}, {info_machine['attention']})")
     specs = ["none", *[s for s in strategies if s != "none"]]
     rows: list[SpeedRow] = []
+    failures: list[dict[str, Any]] = []
     hf: dict[str, float] = {}
+
+    def meta() -> dict[str, Any]:
+        import sys
+
+        return {"arch": arch, "machine": info_machine, "repeats": repeats, "warmup": warmup,
+                "decode_tokens": decode_tokens, "text_tokens": text_tokens, "budget_unit": budget_unit,
+                "hf_lm_prefill_ms": hf, "command": "prune-bench " + " ".join(sys.argv[1:])}
+
     with Progress(console=console, transient=True) as progress:
         bar = progress.add_task("measuring", total=len(frame_counts) * (1 + (len(specs) - 1) * len(keeps)))
         for frames in frame_counts:
@@ -129,9 +157,19 @@ def speed(
             for spec in specs:
                 for keep in [1.0] if spec == "none" else keeps:
                     strategy = build_strategy(spec, keep, budget_unit, info, reg, options)  # type: ignore[arg-type]
-                    rows.append(measure_strategy(adapter, sample, strategy, keep, decode_tokens=decode_tokens,
-                                                 warmup=warmup, repeats=repeats))
+                    try:
+                        rows.append(measure_strategy(adapter, sample, strategy, keep, decode_tokens=decode_tokens,
+                                                     warmup=warmup, repeats=repeats))
+                    except (RuntimeError, ValueError) as exc:  # CUDA out-of-memory is a RuntimeError
+                        # One failing configuration must not lose the others' measurements.
+                        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                        console.print(f"[red]error:[/red] {spec} at keep={keep:g}, {frames} frames: {first}")
+                        failures.append({"strategy": spec, "keep": keep, "frames": frames, "error": first})
+                        if device.startswith("cuda"):
+                            torch.cuda.empty_cache()
                     progress.advance(bar)
+                    if out:
+                        write_outputs(Path(out), finish(list(rows)), meta(), failures, plots=False)
             del sample
             if device.startswith("cuda"):
                 torch.cuda.empty_cache()
@@ -146,13 +184,5 @@ def speed(
     for frames, ms in hf.items():
         console.print(f"HF language-model forward, unpruned, {frames} frames: {ms:.1f} ms")
     if out:
-        import sys
-
-        meta = {"arch": arch, "machine": info_machine, "repeats": repeats, "warmup": warmup,
-                "decode_tokens": decode_tokens, "text_tokens": text_tokens, "budget_unit": budget_unit,
-                "hf_lm_prefill_ms": hf, "command": "prune-bench " + " ".join(sys.argv[1:])}
-        path = Path(out)
-        path.mkdir(parents=True, exist_ok=True)
-        (path / "speed.json").write_text(json.dumps({"meta": meta, "rows": [r.as_dict() for r in rows]}, indent=1))
-        (path / "speed.md").write_text(markdown(rows, meta))
-        console.print(f"wrote {path / 'speed.md'} and {path / 'speed.json'}")
+        write_outputs(Path(out), rows, meta(), failures)
+        console.print(f"wrote {Path(out) / 'speed.md'}, speed.json and plots")
