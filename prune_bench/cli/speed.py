@@ -15,7 +15,7 @@ from rich.table import Table
 
 from prune_bench.cli.compare import parse_sets
 from prune_bench.cli.model import pick_device
-from prune_bench.core.compose import build_strategy, check_keep
+from prune_bench.core.compose import build_strategy, check_keep, spec_names
 from prune_bench.core.plugins import registry
 from prune_bench.core.strategy import BUDGET_UNITS
 from prune_bench.errors import UserError
@@ -120,7 +120,7 @@ def speed(
     for k in keeps:
         check_keep(k)
     for spec in strategies:
-        for name in spec.split("+"):
+        for name in spec_names(spec):
             reg.strategy(name)
     options = parse_sets(sets)
     archs = {name: (cls, make) for cls in reg.adapters.values() for name, make in cls.architectures.items()}
