@@ -1,0 +1,53 @@
+"""What a video question-answering benchmark hands the runner: items, and the benchmark interface.
+
+A benchmark is any object with a ``name``, the ``tasks`` it covers and an ``items(limit)`` method
+that returns its evaluation items in a fixed order (so ``--limit N`` always means the same first N
+items). Each :class:`VideoQAItem` carries its frames in memory (``video``) or a path to a video file
+(``video_path``) that :func:`prune_bench.benchmarks.video.load_video` decodes.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+
+@dataclass(frozen=True)
+class VideoQAItem:
+    """One multiple-choice question about one video.
+
+    ``answer`` is the index (0-3) of the right option; ``video`` is uint8 ``[T, H, W, 3]`` or None
+    when the frames come from ``video_path``; ``meta`` holds task-specific facts (for tests and
+    analysis, never shown to the model).
+    """
+
+    item_id: str
+    task: str
+    question: str
+    options: tuple[str, ...]
+    answer: int
+    video: torch.Tensor | None
+    video_path: str | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+class Benchmark(ABC):
+    """A named, ordered collection of :class:`VideoQAItem` grouped into tasks."""
+
+    #: the name results are filed under (``results/<name>-...``)
+    name: str
+    #: the task names items may carry, in display order
+    tasks: tuple[str, ...]
+
+    @abstractmethod
+    def items(self, limit: int | None = None) -> list[VideoQAItem]:
+        """The first ``limit`` items (all when None), always in the same order."""
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        return iter(self.items())
+
+    def __len__(self) -> int:
+        return len(self.items())

@@ -1,0 +1,1 @@
+"""Training the small default model that ships with prune-bench."""

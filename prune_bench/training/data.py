@@ -1,0 +1,91 @@
+"""Training batches for the default model, generated on the training device.
+
+A batch mixes every synthetic task (in proportion to ``task_weights``), renders the frames on the
+device, and turns each question into exactly the token ids the adapter builds at evaluation time:
+the prompt comes from the same :class:`PromptFormat` and the same tokenizer call (see
+``LlavaOnevisionAdapter._prompt_ids``); the target is the first id of the answer word.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from prune_bench.adapters.base import PromptFormat, frames_to_pixels
+from prune_bench.benchmarks.synthetic.tasks import TaskBatch, generate
+
+
+@dataclass
+class TrainBatch:
+    """Pixels ``[B*T, 3, S, S]``, right-padded ids ``[B, L]``, last prompt position, target ids, tasks."""
+
+    pixels: torch.Tensor
+    ids: torch.Tensor
+    last: torch.Tensor
+    target: torch.Tensor
+    tasks: list[str]
+
+
+def task_counts(batch_size: int, weights: Mapping[str, float]) -> dict[str, int]:
+    """Split ``batch_size`` over tasks in proportion to ``weights`` (each task at least one item)."""
+    total = sum(weights.values())
+    counts = {t: max(1, int(batch_size * w / total)) for t, w in weights.items()}
+    rest = batch_size - sum(counts.values())
+    for t in sorted(weights, key=weights.__getitem__, reverse=True):
+        if rest <= 0:
+            break
+        counts[t] += 1
+        rest -= 1
+    return counts
+
+
+class PromptEncoder:
+    """Question + options -> prompt ids with the video placeholders, exactly as the adapter does."""
+
+    def __init__(self, tokenizer: Any, fmt: PromptFormat, video_token_id: int, video_tokens: int) -> None:
+        self.tokenizer, self.fmt = tokenizer, fmt
+        self.video = [video_token_id] * video_tokens
+        self._cache: dict[str, list[int]] = {}
+
+    def _ids(self, text: str) -> list[int]:
+        if text not in self._cache:
+            self._cache[text] = self.tokenizer(text, add_special_tokens=False)["input_ids"]
+        return self._cache[text]
+
+    def prompt(self, question: str, options: tuple[str, ...]) -> list[int]:
+        text = self.fmt.template.format(video="\x00", question=question, options=self.fmt.render_options(options))
+        before, after = text.split("\x00")
+        return self._ids(before) + self.video + self._ids(after)
+
+    def word(self, word: str) -> int:
+        return self._ids(word)[0]
+
+
+def make_batch(
+    parts: list[TaskBatch], encoder: PromptEncoder, fmt: PromptFormat, image_size: int, device: torch.device,
+    dtype: torch.dtype = torch.float32,
+) -> TrainBatch:
+    """Stack task batches into one model batch (prompts right-padded with id 0)."""
+    frames = torch.cat([p.frames for p in parts])
+    b, t = frames.shape[:2]
+    pixels = frames_to_pixels(frames.flatten(0, 1), image_size, fmt.pixel_mean, fmt.pixel_std, dtype, device)
+    prompts, targets, tasks = [], [], []
+    for p in parts:
+        for q, opts, word in zip(p.questions, p.options, p.answer_words):
+            prompts.append(encoder.prompt(q, opts))
+            targets.append(encoder.word(word))
+            tasks.append(p.task)
+    longest = max(len(x) for x in prompts)
+    ids = torch.zeros(b, longest, dtype=torch.long)
+    for i, x in enumerate(prompts):
+        ids[i, : len(x)] = torch.tensor(x)
+    last = torch.tensor([len(x) - 1 for x in prompts])
+    return TrainBatch(pixels, ids.to(device), last.to(device), torch.tensor(targets, device=device), tasks)
+
+
+def sample_parts(g: torch.Generator, counts: Mapping[str, int], frames: int, size: int) -> list[TaskBatch]:
+    """One batch's worth of task batches, drawn on ``g``'s device."""
+    return [generate(task, g, n, frames, size) for task, n in counts.items() if n > 0]
