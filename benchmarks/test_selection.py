@@ -32,7 +32,9 @@ def video_state(seed: int = 0) -> TokenState:
     n = TEXT_BEFORE + nv + 1 + TEXT_AFTER
     # Scenes of 8 frames whose tokens drift slowly, so temporal methods see real redundancy.
     base = torch.randn(FRAMES // 8 + 1, p, HIDDEN, generator=g, device=DEVICE)
-    frames = base.repeat_interleave(8, dim=0)[:FRAMES] + 0.3 * torch.randn(FRAMES, p, HIDDEN, generator=g, device=DEVICE)
+    frames = base.repeat_interleave(8, dim=0)[:FRAMES] + 0.3 * torch.randn(
+        FRAMES, p, HIDDEN, generator=g, device=DEVICE
+    )
     hidden = torch.randn(n, HIDDEN, generator=g, device=DEVICE)
     hidden[TEXT_BEFORE : TEXT_BEFORE + nv] = frames.reshape(nv, HIDDEN)
     kind = torch.full((n,), int(TokenKind.TEXT), dtype=torch.int8)
@@ -57,8 +59,15 @@ def run_prefill_stages(plan: PruningPlan, state: TokenState, vision: VisionAtten
     for stage in plan.stages:
         if stage.hook == "decode":
             continue
-        ctx = StageContext(hook=stage.hook, num_layers=LAYERS, generator=g, memory=memory, layer=stage.layer,
-                           _attention=rows if stage.hook == "layer" else None, _vision=lambda: vision)
+        ctx = StageContext(
+            hook=stage.hook,
+            num_layers=LAYERS,
+            generator=g,
+            memory=memory,
+            layer=stage.layer,
+            _attention=rows if stage.hook == "layer" else None,
+            _vision=lambda: vision,
+        )
         state = stage.fn(state, ctx)  # type: ignore[assignment]
     if CUDA:
         torch.cuda.synchronize()
@@ -70,7 +79,9 @@ def run_prefill_stages(plan: PruningPlan, state: TokenState, vision: VisionAtten
 @pytest.mark.parametrize("keep", [0.1, 0.3])
 def test_selection(benchmark, name: str, keep: float) -> None:
     info = ModelInfo(num_layers=LAYERS, num_frames=FRAMES, tokens_per_frame=GRID * GRID, hidden_size=HIDDEN)
-    plan = PruningPlan.of(registry().strategy(name).for_budget(keep, "layer-average", info).stages(info), LAYERS)
+    plan = PruningPlan.of(
+        registry().strategy(name).for_budget(keep, "layer-average", info).stages(info), LAYERS
+    )
     state = video_state()
     g = torch.Generator(device=DEVICE).manual_seed(1)
     vision = VisionAttention(

@@ -127,14 +127,21 @@ class AnswerResult:
 
 
 def frames_to_pixels(
-    frames: torch.Tensor, size: int, mean: Sequence[float], std: Sequence[float], dtype: torch.dtype, device: torch.device
+    frames: torch.Tensor,
+    size: int,
+    mean: Sequence[float],
+    std: Sequence[float],
+    dtype: torch.dtype,
+    device: torch.device,
 ) -> torch.Tensor:
     """uint8 frames ``[T, H, W, 3]`` -> normalised ``[T, 3, size, size]`` (SigLIP's preprocessing)."""
     if frames.dim() != 4 or frames.shape[-1] != 3:
         raise UserError(f"expected video frames shaped [T, H, W, 3], got {tuple(frames.shape)}")
     x = frames.to(device).permute(0, 3, 1, 2).float() / 255.0
     if x.shape[-2:] != (size, size):
-        x = F.interpolate(x, size=(size, size), mode="bicubic", align_corners=False, antialias=True).clamp(0, 1)
+        x = F.interpolate(x, size=(size, size), mode="bicubic", align_corners=False, antialias=True).clamp(
+            0, 1
+        )
     m = torch.tensor(mean, device=device).view(1, 3, 1, 1)
     s = torch.tensor(std, device=device).view(1, 3, 1, 1)
     return ((x - m) / s).to(dtype)
@@ -160,11 +167,15 @@ class Adapter(ABC):
     def model_info(self, num_frames: int) -> ModelInfo: ...
 
     @abstractmethod
-    def encode(self, frames: torch.Tensor, question: str, options: Sequence[str], *, capture_vision: bool) -> EncodedSample:
+    def encode(
+        self, frames: torch.Tensor, question: str, options: Sequence[str], *, capture_vision: bool
+    ) -> EncodedSample:
         """Vision tower, projector and prompt: the unpruned LLM input of one sample."""
 
     @abstractmethod
-    def encode_synthetic(self, num_frames: int, text_tokens: int, *, capture_vision: bool, seed: int = 0) -> EncodedSample:
+    def encode_synthetic(
+        self, num_frames: int, text_tokens: int, *, capture_vision: bool, seed: int = 0
+    ) -> EncodedSample:
         """A random-pixel video and random text ids at the real shape, for speed work."""
 
     @property
@@ -187,7 +198,12 @@ class Adapter(ABC):
         generator = torch.Generator(device=self.device).manual_seed(seed)
         wall = time.perf_counter()
         pre: PrefillResult = self.runner.prefill(
-            sample.state, plan, mode=mode, max_new_tokens=max_new_tokens, clock=clock, generator=generator,
+            sample.state,
+            plan,
+            mode=mode,
+            max_new_tokens=max_new_tokens,
+            clock=clock,
+            generator=generator,
             vision=sample.vision,
         )
         logits = pre.logits
@@ -233,9 +249,13 @@ def resolve_model_path(path_or_id: str) -> str:
     p = Path(path_or_id).expanduser()
     if p.exists():
         if not (p / "config.json").is_file():
-            raise UserError(f"model directory '{path_or_id}' has no config.json; point --model at a Hugging Face model directory")
+            raise UserError(
+                f"model directory '{path_or_id}' has no config.json; point --model at a Hugging Face model directory"
+            )
         return str(p)
     looks_like_path = path_or_id.startswith((".", "/", "~")) or path_or_id.count("/") != 1
     if looks_like_path:
-        raise UserError(f"model path '{path_or_id}' does not exist; pass an existing directory or a hub id like org/name")
+        raise UserError(
+            f"model path '{path_or_id}' does not exist; pass an existing directory or a hub id like org/name"
+        )
     return path_or_id

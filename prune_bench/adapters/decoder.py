@@ -115,7 +115,9 @@ class DecoderRunner:
         v = attn.v_proj(x).view(n, self.num_kv_heads, self.head_dim).transpose(0, 1)
         return apply_rope(q, cos, sin), apply_rope(k, cos, sin), v
 
-    def _attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    def _attend(
+        self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None
+    ) -> torch.Tensor:
         """SDPA over ``[H, n, hd]`` queries and ``[KV, m, hd]`` keys; causal when ``mask`` is None."""
         groups = self.num_heads // self.num_kv_heads
         if mask is None:
@@ -125,7 +127,9 @@ class DecoderRunner:
         else:
             k = k.repeat_interleave(groups, dim=0)
             v = v.repeat_interleave(groups, dim=0)
-            out = F.scaled_dot_product_attention(q[None], k[None], v[None], attn_mask=mask, scale=self.scaling)
+            out = F.scaled_dot_product_attention(
+                q[None], k[None], v[None], attn_mask=mask, scale=self.scaling
+            )
         return out[0].transpose(0, 1).reshape(q.shape[1], -1)
 
     # --------------------------------------------------------------------------------- stages
@@ -199,10 +203,19 @@ class DecoderRunner:
         return out
 
     def _layer_ctx(
-        self, layer_idx: int, memory: dict[str, Any], generator: torch.Generator, rows: Callable[[TokenState, int], torch.Tensor]
+        self,
+        layer_idx: int,
+        memory: dict[str, Any],
+        generator: torch.Generator,
+        rows: Callable[[TokenState, int], torch.Tensor],
     ) -> StageContext:
         return StageContext(
-            hook="layer", num_layers=self.num_layers, generator=generator, memory=memory, layer=layer_idx, _attention=rows
+            hook="layer",
+            num_layers=self.num_layers,
+            generator=generator,
+            memory=memory,
+            layer=layer_idx,
+            _attention=rows,
         )
 
     def _pre_rows(self, layer: nn.Module) -> Callable[[TokenState, int], torch.Tensor]:
@@ -233,7 +246,10 @@ class DecoderRunner:
             pre = plan.at_layer(idx, "pre")
             if pre:
                 state = self.run_stages(
-                    pre, state, lambda s, i=idx, ly=layer: self._layer_ctx(i, memory, generator, self._pre_rows(ly)), clock
+                    pre,
+                    state,
+                    lambda s, i=idx, ly=layer: self._layer_ctx(i, memory, generator, self._pre_rows(ly)),
+                    clock,
                 )
             h = state.hidden
             x = layer.input_layernorm(h)
@@ -245,11 +261,14 @@ class DecoderRunner:
             state = state.with_hidden(h)
             post = plan.at_layer(idx, "post")
             if post:
-
                 attended = state.source
 
                 def rows(
-                    st: TokenState, num_queries: int, q: torch.Tensor = q, k: torch.Tensor = k, src: torch.Tensor = attended
+                    st: TokenState,
+                    num_queries: int,
+                    q: torch.Tensor = q,
+                    k: torch.Tensor = k,
+                    src: torch.Tensor = attended,
                 ) -> torch.Tensor:
                     # The attention this layer actually computed; a second post stage at the same layer
                     # sees the columns of the tokens the first one left (sources stay sorted).
@@ -293,13 +312,19 @@ class DecoderRunner:
         for hook in PRE_LLM:
             stages = tuple(s for s in plan.pre_llm if s.hook == hook)
             if stages:
-                apply(stages, lambda s, h=hook: StageContext(
-                    hook=h, num_layers=self.num_layers, generator=generator, memory=memory, _vision=vision))
+                apply(
+                    stages,
+                    lambda s, h=hook: StageContext(
+                        hook=h, num_layers=self.num_layers, generator=generator, memory=memory, _vision=vision
+                    ),
+                )
 
         for idx, layer in enumerate(self.layers):
             pre = plan.at_layer(idx, "pre")
             if pre:
-                apply(pre, lambda s, i=idx, ly=layer: self._layer_ctx(i, memory, generator, self._pre_rows(ly)))
+                apply(
+                    pre, lambda s, i=idx, ly=layer: self._layer_ctx(i, memory, generator, self._pre_rows(ly))
+                )
             h = full.hidden
             x = layer.input_layernorm(h)
             cos, sin = self.rope(x, full.position)
@@ -319,8 +344,12 @@ class DecoderRunner:
                 attended = full.source[alive_idx]
 
                 def rows(
-                    st: TokenState, num_queries: int, q: torch.Tensor = q, k: torch.Tensor = k,
-                    ai: torch.Tensor = alive_idx, src: torch.Tensor = attended,
+                    st: TokenState,
+                    num_queries: int,
+                    q: torch.Tensor = q,
+                    k: torch.Tensor = k,
+                    ai: torch.Tensor = alive_idx,
+                    src: torch.Tensor = attended,
                 ) -> torch.Tensor:
                     m = ai.numel()
                     qi = torch.arange(m - num_queries, m, device=k.device)
@@ -332,11 +361,15 @@ class DecoderRunner:
             h = h + layer.mlp(layer.post_attention_layernorm(h))
             full = full.with_hidden(h)
             counts.append(
-                LayerCount(attn_n, attn_vis, int(alive.sum()), int((alive & (full.kind == TokenKind.VISUAL)).sum()))
+                LayerCount(
+                    attn_n, attn_vis, int(alive.sum()), int((alive & (full.kind == TokenKind.VISUAL)).sum())
+                )
             )
         last = int(torch.nonzero(alive).flatten()[-1])
         logits = self.lm_head(self.norm(full.hidden[last : last + 1]))[0]
-        return PrefillResult(logits=logits, caches=caches, counts=counts, state=full.keep_mask(alive), input_visual=0)
+        return PrefillResult(
+            logits=logits, caches=caches, counts=counts, state=full.keep_mask(alive), input_visual=0
+        )
 
     def _new_cache(self, k: torch.Tensor, v: torch.Tensor, state: TokenState, extra: int) -> LayerCache:
         n = k.shape[1]
@@ -378,7 +411,9 @@ class DecoderRunner:
             cache = caches[idx]
             cache.append(k[:, 0], v[:, 0])
             keys, values = cache.key[:, : cache.length], cache.value[:, : cache.length]
-            keep = self._decode_visibility(cache, visible_sources if restrict_from is not None and idx >= restrict_from else None)
+            keep = self._decode_visibility(
+                cache, visible_sources if restrict_from is not None and idx >= restrict_from else None
+            )
             if keep is not None:
                 keys, values = keys[:, keep], values[:, keep]
             h = h + layer.self_attn.o_proj(self._attend(q, keys, values, None))
@@ -450,6 +485,13 @@ def _scatter_back(full: TokenState, new: TokenState) -> tuple[TokenState, torch.
     segment = full.segment.clone()
     segment[new.source] = new.segment
     return (
-        replace(full, hidden=hidden, position=position, weight=weight, segment=segment, next_position=new.next_position),
+        replace(
+            full,
+            hidden=hidden,
+            position=position,
+            weight=weight,
+            segment=segment,
+            next_position=new.next_position,
+        ),
         alive,
     )

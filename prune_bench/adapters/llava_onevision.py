@@ -20,7 +20,13 @@ from typing import Any
 import torch
 from torch import nn
 
-from prune_bench.adapters.base import Adapter, EncodedSample, PromptFormat, frames_to_pixels, resolve_model_path
+from prune_bench.adapters.base import (
+    Adapter,
+    EncodedSample,
+    PromptFormat,
+    frames_to_pixels,
+    resolve_model_path,
+)
 from prune_bench.adapters.decoder import DecoderRunner
 from prune_bench.adapters.vision_capture import capture_vision_attention
 from prune_bench.core.context import VisionAttention
@@ -33,16 +39,28 @@ from prune_bench.errors import UserError
 def _siglip_so400m(num_layers: int = 26) -> dict[str, Any]:
     # LLaVA-OneVision deletes SigLIP-so400m's last encoder layer: 26 of 27 are used.
     return dict(
-        hidden_size=1152, intermediate_size=4304, num_hidden_layers=num_layers, num_attention_heads=16,
-        image_size=384, patch_size=14, vision_use_head=False,
+        hidden_size=1152,
+        intermediate_size=4304,
+        num_hidden_layers=num_layers,
+        num_attention_heads=16,
+        image_size=384,
+        patch_size=14,
+        vision_use_head=False,
     )
 
 
 def _qwen2_7b() -> dict[str, Any]:
     return dict(
-        hidden_size=3584, intermediate_size=18944, num_hidden_layers=28, num_attention_heads=28,
-        num_key_value_heads=4, vocab_size=152064, max_position_embeddings=32768, rms_norm_eps=1e-6,
-        rope_theta=1_000_000.0, tie_word_embeddings=False,
+        hidden_size=3584,
+        intermediate_size=18944,
+        num_hidden_layers=28,
+        num_attention_heads=28,
+        num_key_value_heads=4,
+        vocab_size=152064,
+        max_position_embeddings=32768,
+        rms_norm_eps=1e-6,
+        rope_theta=1_000_000.0,
+        tie_word_embeddings=False,
     )
 
 
@@ -66,13 +84,24 @@ def tiny_llava_onevision_config(num_layers: int = 4, image_size: int = 32, patch
 
     return LlavaOnevisionConfig(
         vision_config={
-            "model_type": "siglip_vision_model", "hidden_size": 32, "intermediate_size": 64,
-            "num_hidden_layers": 2, "num_attention_heads": 2, "image_size": image_size, "patch_size": patch_size,
+            "model_type": "siglip_vision_model",
+            "hidden_size": 32,
+            "intermediate_size": 64,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 2,
+            "image_size": image_size,
+            "patch_size": patch_size,
             "vision_use_head": False,
         },
         text_config={
-            "model_type": "qwen2", "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": num_layers,
-            "num_attention_heads": 4, "num_key_value_heads": 2, "vocab_size": 300, "max_position_embeddings": 4096,
+            "model_type": "qwen2",
+            "hidden_size": 64,
+            "intermediate_size": 128,
+            "num_hidden_layers": num_layers,
+            "num_attention_heads": 4,
+            "num_key_value_heads": 2,
+            "vocab_size": 300,
+            "max_position_embeddings": 4096,
         },
         vision_feature_layer=-1,
         vision_feature_select_strategy="full",
@@ -91,7 +120,9 @@ class LlavaOnevisionAdapter(Adapter):
         "tiny-llava-onevision": tiny_llava_onevision_config,
     }
 
-    def __init__(self, model: Any, tokenizer: Any | None = None, prompt_format: PromptFormat | None = None) -> None:
+    def __init__(
+        self, model: Any, tokenizer: Any | None = None, prompt_format: PromptFormat | None = None
+    ) -> None:
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.prompt_format = prompt_format or PromptFormat()
@@ -111,8 +142,14 @@ class LlavaOnevisionAdapter(Adapter):
             return cos[0], sin[0]
 
         self.runner = DecoderRunner(
-            self.lm.layers, self.lm.norm, model.lm_head, self.lm.embed_tokens, rope,
-            text.num_attention_heads, text.num_key_value_heads, head_dim,
+            self.lm.layers,
+            self.lm.norm,
+            model.lm_head,
+            self.lm.embed_tokens,
+            rope,
+            text.num_attention_heads,
+            text.num_key_value_heads,
+            head_dim,
         )
 
     # ------------------------------------------------------------------------------- loading
@@ -129,7 +166,9 @@ class LlavaOnevisionAdapter(Adapter):
         where = resolve_model_path(path_or_id)
         dtype = dtype or (torch.bfloat16 if device.startswith("cuda") else torch.float32)
         try:
-            model = LlavaOnevisionForConditionalGeneration.from_pretrained(where, dtype=dtype, attn_implementation=attn)
+            model = LlavaOnevisionForConditionalGeneration.from_pretrained(
+                where, dtype=dtype, attn_implementation=attn
+            )
             tokenizer = AutoTokenizer.from_pretrained(where)
         except OSError as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
@@ -141,7 +180,13 @@ class LlavaOnevisionAdapter(Adapter):
 
     @classmethod
     def from_config(
-        cls, config: Any, *, device: str = "cpu", dtype: torch.dtype | None = None, seed: int = 0, attn: str = "sdpa"
+        cls,
+        config: Any,
+        *,
+        device: str = "cpu",
+        dtype: torch.dtype | None = None,
+        seed: int = 0,
+        attn: str = "sdpa",
     ) -> LlavaOnevisionAdapter:
         """Random weights at ``config``'s shape, built directly on ``device`` (no download)."""
         from transformers import LlavaOnevisionForConditionalGeneration
@@ -177,10 +222,14 @@ class LlavaOnevisionAdapter(Adapter):
         )
 
     # -------------------------------------------------------------------------------- encode
-    def _video_features(self, pixels: torch.Tensor, capture_vision: bool) -> tuple[torch.Tensor, Callable[[], VisionAttention] | None]:
+    def _video_features(
+        self, pixels: torch.Tensor, capture_vision: bool
+    ) -> tuple[torch.Tensor, Callable[[], VisionAttention] | None]:
         layer = self.config.vision_feature_layer
         if not isinstance(layer, int):
-            raise UserError("multi-layer vision features are not supported yet; use a checkpoint with one vision_feature_layer")
+            raise UserError(
+                "multi-layer vision features are not supported yet; use a checkpoint with one vision_feature_layer"
+            )
         with capture_vision_attention(self.vision_tower, layer, enabled=capture_vision) as captured:
             out = self.vision_tower(pixels, output_hidden_states=True)
         feats = out.hidden_states[layer]
@@ -205,9 +254,13 @@ class LlavaOnevisionAdapter(Adapter):
         pooled = nn.functional.interpolate(grid, size=[self.pooled_grid] * 2, mode="bilinear")
         return pooled.permute(0, 2, 3, 1).reshape(t, -1, c)
 
-    def _prompt_ids(self, question: str, options: Sequence[str], n_video: int) -> tuple[list[int], list[int] | None]:
+    def _prompt_ids(
+        self, question: str, options: Sequence[str], n_video: int
+    ) -> tuple[list[int], list[int] | None]:
         if self.tokenizer is None:
-            raise UserError("this model has no tokenizer (random-weight architecture); it only runs speed measurements")
+            raise UserError(
+                "this model has no tokenizer (random-weight architecture); it only runs speed measurements"
+            )
         fmt = self.prompt_format
         text = fmt.template.format(video="\x00", question=question, options=fmt.render_options(options))
         before, after = text.split("\x00")
@@ -260,7 +313,11 @@ class LlavaOnevisionAdapter(Adapter):
         if self.device.type == "cuda":
             torch.cuda.synchronize()
         return EncodedSample(
-            state=state, answer_ids=answer_ids, vision=vision, encode_ms=(time.perf_counter() - t0) * 1000, frames=t
+            state=state,
+            answer_ids=answer_ids,
+            vision=vision,
+            encode_ms=(time.perf_counter() - t0) * 1000,
+            frames=t,
         )
 
     def pixels(self, frames: torch.Tensor) -> torch.Tensor:
@@ -268,22 +325,30 @@ class LlavaOnevisionAdapter(Adapter):
         size = self.config.vision_config.image_size
         return frames_to_pixels(frames, size, fmt.pixel_mean, fmt.pixel_std, self.model.dtype, self.device)
 
-    def encode(self, frames: torch.Tensor, question: str, options: Sequence[str], *, capture_vision: bool) -> EncodedSample:
+    def encode(
+        self, frames: torch.Tensor, question: str, options: Sequence[str], *, capture_vision: bool
+    ) -> EncodedSample:
         ids, answer_ids = self._prompt_ids(question, options, self.video_token_count(frames.shape[0]))
         return self.encode_ids(ids, self.pixels(frames), answer_ids, capture_vision)
 
-    def encode_synthetic(self, num_frames: int, text_tokens: int, *, capture_vision: bool, seed: int = 0) -> EncodedSample:
+    def encode_synthetic(
+        self, num_frames: int, text_tokens: int, *, capture_vision: bool, seed: int = 0
+    ) -> EncodedSample:
         g = torch.Generator().manual_seed(seed)
         size = self.config.vision_config.image_size
         frames = synthetic_scenes(num_frames, size, g)
-        vocab = min(self.config.text_config.vocab_size, self.config.video_token_id, self.config.image_token_id)
+        vocab = min(
+            self.config.text_config.vocab_size, self.config.video_token_id, self.config.image_token_id
+        )
         text = torch.randint(0, vocab, (text_tokens,), generator=g).tolist()
         split = min(14, text_tokens // 2)  # a system-prompt-like prefix, then the video, then the question
         ids = text[:split] + [self.config.video_token_id] * self.video_token_count(num_frames) + text[split:]
         return self.encode_ids(ids, self.pixels(frames), None, capture_vision)
 
 
-def synthetic_scenes(num_frames: int, size: int, generator: torch.Generator, frames_per_scene: int = 8) -> torch.Tensor:
+def synthetic_scenes(
+    num_frames: int, size: int, generator: torch.Generator, frames_per_scene: int = 8
+) -> torch.Tensor:
     """uint8 ``[T, size, size, 3]``: scenes of ``frames_per_scene`` frames, each a random smooth image
     held still with sensor noise and a square moving across it.
 

@@ -33,7 +33,9 @@ class CapturedQK:
         kh = k.view(t, p, self.num_heads, hd).transpose(1, 2)
         received = []
         for s in range(0, t, frames_per_chunk):
-            scores = torch.matmul(qh[s : s + frames_per_chunk].float(), kh[s : s + frames_per_chunk].float().transpose(-1, -2))
+            scores = torch.matmul(
+                qh[s : s + frames_per_chunk].float(), kh[s : s + frames_per_chunk].float().transpose(-1, -2)
+            )
             attn = torch.softmax(scores * hd**-0.5, dim=-1)  # [t, H, P, P]
             received.append(attn.mean(dim=(1, 2)))  # mean over heads and over queries
         return torch.cat(received), kh.mean(dim=1)

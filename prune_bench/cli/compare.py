@@ -37,15 +37,36 @@ def print_table(rows: list[SummaryRow], title: str, console: Console) -> None:
     tasks = sorted({t for r in rows for t in r.accuracy})
     full = next((r for r in rows if r.strategy == "none"), None)
     table = Table(title=title)
-    for col in ("strategy", "keep", *tasks, "avg", "% of full", "ret. input", "ret. layer-avg", "ret. decode",
-                "FLOPs exact", "FLOPs paper", "prefill ms", "pruning ms"):
+    for col in (
+        "strategy",
+        "keep",
+        *tasks,
+        "avg",
+        "% of full",
+        "ret. input",
+        "ret. layer-avg",
+        "ret. decode",
+        "FLOPs exact",
+        "FLOPs paper",
+        "prefill ms",
+        "pruning ms",
+    ):
         table.add_column(col, justify="left" if col == "strategy" else "right")
     for r in rows:
         rel = f"{100 * r.average / full.average:.1f}" if full and full.average else "-"
         table.add_row(
-            r.strategy, f"{r.keep:g}", *(f"{r.accuracy.get(t, float('nan')):.1f}" for t in tasks), f"{r.average:.1f}", rel,
-            f"{r.retention['input']:.3f}", f"{r.retention['layer_average']:.3f}", f"{r.retention['decode']:.3f}",
-            f"{r.flops_ratio['exact']:.3f}", f"{r.flops_ratio['paper']:.3f}", f"{r.prefill_ms:.1f}", f"{r.pruning_ms:.2f}",
+            r.strategy,
+            f"{r.keep:g}",
+            *(f"{r.accuracy.get(t, float('nan')):.1f}" for t in tasks),
+            f"{r.average:.1f}",
+            rel,
+            f"{r.retention['input']:.3f}",
+            f"{r.retention['layer_average']:.3f}",
+            f"{r.retention['decode']:.3f}",
+            f"{r.flops_ratio['exact']:.3f}",
+            f"{r.flops_ratio['paper']:.3f}",
+            f"{r.prefill_ms:.1f}",
+            f"{r.pruning_ms:.2f}",
         )
     console.print(table)
     console.print(
@@ -57,26 +78,58 @@ def print_table(rows: list[SummaryRow], title: str, console: Console) -> None:
 
 @click.command("compare")
 @click.argument("strategies", nargs=-1, required=True)
-@click.option("--keep", "keeps", type=float, multiple=True, default=(0.3,), show_default=True,
-              help="Visual-token retention to match; repeat for a sweep (--keep 0.1 --keep 0.3).")
-@click.option("--budget-unit", type=click.Choice(BUDGET_UNITS), default="layer-average", show_default=True,
-              help="What --keep measures: tokens entering the LLM, tokens averaged over LLM layers, or prefill FLOPs.")
+@click.option(
+    "--keep",
+    "keeps",
+    type=float,
+    multiple=True,
+    default=(0.3,),
+    show_default=True,
+    help="Visual-token retention to match; repeat for a sweep (--keep 0.1 --keep 0.3).",
+)
+@click.option(
+    "--budget-unit",
+    type=click.Choice(BUDGET_UNITS),
+    default="layer-average",
+    show_default=True,
+    help="What --keep measures: tokens entering the LLM, tokens averaged over LLM layers, or prefill FLOPs.",
+)
 @click.option("--model", default=None, help="Model directory or hub id (default: the shipped small model).")
 @click.option("--benchmark", default="synthetic", show_default=True, help="Registered benchmark name.")
-@click.option("--data-dir", type=click.Path(file_okay=False), default=None, help="Local copy of the benchmark.")
+@click.option(
+    "--data-dir", type=click.Path(file_okay=False), default=None, help="Local copy of the benchmark."
+)
 @click.option("--frames", type=int, default=None, help="Frames per video (default: the model's own).")
 @click.option("--limit", type=int, default=None, help="Evaluate only the first N items.")
 @click.option("--device", default=None, help="cpu or cuda (default: cuda if available).")
-@click.option("--mode", type=click.Choice(["drop", "mask"]), default="drop", show_default=True,
-              help="drop removes tokens (real speed-up); mask hides them (the test oracle).")
-@click.option("--set", "sets", multiple=True, metavar="STRATEGY.OPTION=VALUE", help="Override a strategy option.")
+@click.option(
+    "--mode",
+    type=click.Choice(["drop", "mask"]),
+    default="drop",
+    show_default=True,
+    help="drop removes tokens (real speed-up); mask hides them (the test oracle).",
+)
+@click.option(
+    "--set", "sets", multiple=True, metavar="STRATEGY.OPTION=VALUE", help="Override a strategy option."
+)
 @click.option("--out", type=click.Path(file_okay=False), default=None, help="Results directory (resumable).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--no-progress", is_flag=True, help="Hide progress bars.")
 def compare(
-    strategies: tuple[str, ...], keeps: tuple[float, ...], budget_unit: str, model: str | None, benchmark: str, data_dir: str | None,
-    frames: int | None, limit: int | None, device: str | None, mode: str, sets: tuple[str, ...], out: str | None,
-    seed: int, no_progress: bool,
+    strategies: tuple[str, ...],
+    keeps: tuple[float, ...],
+    budget_unit: str,
+    model: str | None,
+    benchmark: str,
+    data_dir: str | None,
+    frames: int | None,
+    limit: int | None,
+    device: str | None,
+    mode: str,
+    sets: tuple[str, ...],
+    out: str | None,
+    seed: int,
+    no_progress: bool,
 ) -> None:
     """Compare STRATEGIES at one budget (or several, with --keep repeated).
 
@@ -93,7 +146,9 @@ def compare(
     mounted = {n for spec in strategies for n in spec_names(spec)}
     for name, opts in options.items():
         if name not in mounted:
-            raise UserError(f"--set {name}.… names a strategy that is not being compared ({', '.join(sorted(mounted))})")
+            raise UserError(
+                f"--set {name}.… names a strategy that is not being compared ({', '.join(sorted(mounted))})"
+            )
         reg.strategy(name).make_config(**opts)  # an unknown or invalid option fails before any model loads
     if model is not None:
         resolve_model_path(model)  # a missing path fails before anything is built
@@ -114,10 +169,27 @@ def compare(
     model_tag = "default" if model is None else Path(model).name
     out_dir = Path(out or Path("results") / f"{bench.name}-{model_tag}-{num_frames}f")
     store = ResultStore(out_dir)
-    context = {"model": model_label, "benchmark": bench.name, "frames": num_frames, "device": device, "seed": seed,
-               "items": len(items)}
-    console.print(f"model: {model_label} on {device}; benchmark: {bench.name} ({len(items)} items, {num_frames} frames)")
-    evaluate(adapter, items, configs, store, context, num_frames=num_frames, seed=seed, show_progress=not no_progress)
+    context = {
+        "model": model_label,
+        "benchmark": bench.name,
+        "frames": num_frames,
+        "device": device,
+        "seed": seed,
+        "items": len(items),
+    }
+    console.print(
+        f"model: {model_label} on {device}; benchmark: {bench.name} ({len(items)} items, {num_frames} frames)"
+    )
+    evaluate(
+        adapter,
+        items,
+        configs,
+        store,
+        context,
+        num_frames=num_frames,
+        seed=seed,
+        show_progress=not no_progress,
+    )
     hashes = {c.hash(context) for c in configs}
     title = f"{bench.name}: keep={', '.join(f'{k:g}' for k in keeps)} ({budget_unit})"
     print_table(summarize(store.records(), hashes), title, console)

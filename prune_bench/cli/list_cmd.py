@@ -10,7 +10,9 @@ from prune_bench.core.plugins import registry
 
 
 @click.command("list")
-@click.option("--options", "options_of", metavar="STRATEGY", help="Print one strategy's options (its config schema).")
+@click.option(
+    "--options", "options_of", metavar="STRATEGY", help="Print one strategy's options (its config schema)."
+)
 def list_(options_of: str | None) -> None:
     """List registered strategies, adapters and benchmarks."""
     reg = registry()
@@ -21,7 +23,12 @@ def list_(options_of: str | None) -> None:
         for col in ("option", "type", "default", "description"):
             table.add_column(col)
         for name, field in cls.Config.model_fields.items():
-            table.add_row(name, str(field.annotation).replace("typing.", ""), repr(field.default), field.description or "")
+            table.add_row(
+                name,
+                str(field.annotation).replace("typing.", ""),
+                repr(field.default),
+                field.description or "",
+            )
         console.print(table)
         return
     table = Table(title="strategies")

@@ -28,7 +28,9 @@ def load_adapter(model: str | None, device: str) -> tuple[Adapter, str]:
 
     path = str(DEFAULT_MODEL_DIR) if model is None else resolve_model_path(model)
     if model is None and not (DEFAULT_MODEL_DIR / "config.json").is_file():
-        raise UserError("the shipped default model is missing from this install; reinstall prune-bench or pass --model")
+        raise UserError(
+            "the shipped default model is missing from this install; reinstall prune-bench or pass --model"
+        )
     try:
         config = AutoConfig.from_pretrained(path)
     except (OSError, ValueError) as exc:
@@ -36,7 +38,11 @@ def load_adapter(model: str | None, device: str) -> tuple[Adapter, str]:
     for adapter_cls in registry().adapters.values():
         if adapter_cls.handles(config):
             adapter = adapter_cls.from_pretrained(path, device=device)  # type: ignore[attr-defined]
-            label = "shipped default model (prune-bench's small trained LLaVA-OneVision)" if model is None else path
+            label = (
+                "shipped default model (prune-bench's small trained LLaVA-OneVision)"
+                if model is None
+                else path
+            )
             return adapter, label
     names = ", ".join(sorted(registry().adapters))
     raise UserError(f"no adapter handles {type(config).__name__} (adapters: {names})")

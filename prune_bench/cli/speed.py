@@ -29,10 +29,20 @@ from prune_bench.runner.speed import (
 )
 
 COLUMNS = (
-    ("strategy", "strategy"), ("keep", "keep"), ("frames", "frames"), ("ret. layer-avg", "retention_layer_average"),
-    ("vision ms", "vision_ms"), ("pruning ms", "pruning_ms"), ("LM prefill ms", "lm_prefill_ms"),
-    ("TTFT ms", "ttft_ms"), ("decode ms/tok", "decode_ms_per_token"), ("peak GiB", "peak_mem_gib"),
-    ("KV MiB", "kv_cache_mib"), ("overhead", "overhead"), ("speed-up", "speedup"), ("FLOPs-ideal", "ideal_speedup"),
+    ("strategy", "strategy"),
+    ("keep", "keep"),
+    ("frames", "frames"),
+    ("ret. layer-avg", "retention_layer_average"),
+    ("vision ms", "vision_ms"),
+    ("pruning ms", "pruning_ms"),
+    ("LM prefill ms", "lm_prefill_ms"),
+    ("TTFT ms", "ttft_ms"),
+    ("decode ms/tok", "decode_ms_per_token"),
+    ("peak GiB", "peak_mem_gib"),
+    ("KV MiB", "kv_cache_mib"),
+    ("overhead", "overhead"),
+    ("speed-up", "speedup"),
+    ("FLOPs-ideal", "ideal_speedup"),
     ("achieved/ideal", "efficiency"),
 )
 
@@ -55,7 +65,9 @@ def markdown(rows: list[SpeedRow], meta: dict[str, Any]) -> str:
         "",
     ]
     for frames, hf in meta["hf_lm_prefill_ms"].items():
-        ours = next((r.lm_prefill_ms for r in rows if r.strategy == "none" and str(r.frames) == str(frames)), None)
+        ours = next(
+            (r.lm_prefill_ms for r in rows if r.strategy == "none" and str(r.frames) == str(frames)), None
+        )
         if ours is not None:
             lines.append(
                 f"- {frames} frames, unpruned: HF language-model forward {hf:.1f} ms; prune-bench prefill {ours:.1f} ms "
@@ -94,23 +106,43 @@ def write_outputs(
 
 @click.command("speed")
 @click.argument("strategies", nargs=-1, required=True)
-@click.option("--arch", default="llava-onevision-7b", show_default=True, help="Named architecture (random weights).")
+@click.option(
+    "--arch", default="llava-onevision-7b", show_default=True, help="Named architecture (random weights)."
+)
 @click.option("--frames", "frame_counts", type=int, multiple=True, default=(32,), show_default=True)
 @click.option("--keep", "keeps", type=float, multiple=True, default=(0.3,), show_default=True)
 @click.option("--budget-unit", type=click.Choice(BUDGET_UNITS), default="layer-average", show_default=True)
-@click.option("--text-tokens", type=int, default=64, show_default=True, help="Prompt text tokens around the video.")
+@click.option(
+    "--text-tokens", type=int, default=64, show_default=True, help="Prompt text tokens around the video."
+)
 @click.option("--decode-tokens", type=int, default=16, show_default=True)
 @click.option("--repeats", type=int, default=5, show_default=True)
 @click.option("--warmup", type=int, default=2, show_default=True)
 @click.option("--device", default=None, help="cuda (default when available) or cpu.")
-@click.option("--dtype", type=click.Choice(["bfloat16", "float16", "float32"]), default=None,
-              help="Default: bfloat16 on CUDA, float32 on CPU.")
+@click.option(
+    "--dtype",
+    type=click.Choice(["bfloat16", "float16", "float32"]),
+    default=None,
+    help="Default: bfloat16 on CUDA, float32 on CPU.",
+)
 @click.option("--set", "sets", multiple=True, metavar="STRATEGY.OPTION=VALUE")
-@click.option("--out", type=click.Path(file_okay=False), default=None, help="Write speed.json and speed.md here.")
+@click.option(
+    "--out", type=click.Path(file_okay=False), default=None, help="Write speed.json and speed.md here."
+)
 def speed(
-    strategies: tuple[str, ...], arch: str, frame_counts: tuple[int, ...], keeps: tuple[float, ...], budget_unit: str,
-    text_tokens: int, decode_tokens: int, repeats: int, warmup: int, device: str | None, dtype: str | None,
-    sets: tuple[str, ...], out: str | None,
+    strategies: tuple[str, ...],
+    arch: str,
+    frame_counts: tuple[int, ...],
+    keeps: tuple[float, ...],
+    budget_unit: str,
+    text_tokens: int,
+    decode_tokens: int,
+    repeats: int,
+    warmup: int,
+    device: str | None,
+    dtype: str | None,
+    sets: tuple[str, ...],
+    out: str | None,
 ) -> None:
     """Time STRATEGIES at a real architecture's shape with random weights (no download).
 
@@ -144,9 +176,17 @@ def speed(
     def meta() -> dict[str, Any]:
         import sys
 
-        return {"arch": arch, "machine": info_machine, "repeats": repeats, "warmup": warmup,
-                "decode_tokens": decode_tokens, "text_tokens": text_tokens, "budget_unit": budget_unit,
-                "hf_lm_prefill_ms": hf, "command": "prune-bench " + " ".join(sys.argv[1:])}
+        return {
+            "arch": arch,
+            "machine": info_machine,
+            "repeats": repeats,
+            "warmup": warmup,
+            "decode_tokens": decode_tokens,
+            "text_tokens": text_tokens,
+            "budget_unit": budget_unit,
+            "hf_lm_prefill_ms": hf,
+            "command": "prune-bench " + " ".join(sys.argv[1:]),
+        }
 
     with Progress(console=console, transient=True) as progress:
         bar = progress.add_task("measuring", total=len(frame_counts) * (1 + (len(specs) - 1) * len(keeps)))
@@ -158,8 +198,17 @@ def speed(
                 for keep in [1.0] if spec == "none" else keeps:
                     strategy = build_strategy(spec, keep, budget_unit, info, reg, options)  # type: ignore[arg-type]
                     try:
-                        rows.append(measure_strategy(adapter, sample, strategy, keep, decode_tokens=decode_tokens,
-                                                     warmup=warmup, repeats=repeats))
+                        rows.append(
+                            measure_strategy(
+                                adapter,
+                                sample,
+                                strategy,
+                                keep,
+                                decode_tokens=decode_tokens,
+                                warmup=warmup,
+                                repeats=repeats,
+                            )
+                        )
                     except (RuntimeError, ValueError) as exc:  # CUDA out-of-memory is a RuntimeError
                         # One failing configuration must not lose the others' measurements.
                         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

@@ -75,7 +75,9 @@ class Registry:
         self.adapters: dict[str, type[Adapter]] = {}
         self.benchmarks: dict[str, Callable[..., Any]] = {}
         self.commands: dict[str, click.Command] = {}
-        pm.hook.register_strategies(register=lambda cls: self._add(self.strategies, cls.name, cls, "strategy"))
+        pm.hook.register_strategies(
+            register=lambda cls: self._add(self.strategies, cls.name, cls, "strategy")
+        )
         pm.hook.register_adapters(register=lambda cls: self._add(self.adapters, cls.name, cls, "adapter"))
         pm.hook.register_benchmarks(register=lambda n, f: self._add(self.benchmarks, n, f, "benchmark"))
         pm.hook.register_commands(register=lambda c: self._add(self.commands, c.name, c, "command"))

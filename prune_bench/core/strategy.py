@@ -65,7 +65,9 @@ class Strategy(ABC):
                 f"{'.'.join(str(p) for p in err['loc']) or 'config'}: {err['msg']}" for err in exc.errors()
             )
             fields = ", ".join(cls.Config.model_fields) or "(none)"
-            raise UserError(f"invalid options for strategy '{cls.name}': {problems} (valid options: {fields})") from None
+            raise UserError(
+                f"invalid options for strategy '{cls.name}': {problems} (valid options: {fields})"
+            ) from None
 
     @classmethod
     def for_budget(cls, keep: float, unit: BudgetUnit, model: ModelInfo, **options: Any) -> Strategy:

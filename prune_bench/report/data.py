@@ -17,8 +17,18 @@ from prune_bench.runner.store import ResultStore
 from prune_bench.runner.summary import SummaryRow, summarize
 
 REFERENCE = "none"
-REQUIRED = ("config_hash", "item_id", "task", "strategy", "keep", "unit", "correct", "retention", "flops",
-            "timings_ms")
+REQUIRED = (
+    "config_hash",
+    "item_id",
+    "task",
+    "strategy",
+    "keep",
+    "unit",
+    "correct",
+    "retention",
+    "flops",
+    "timings_ms",
+)
 
 
 def load_records(directory: str | Path) -> list[dict[str, Any]]:

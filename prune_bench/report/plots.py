@@ -78,8 +78,15 @@ def accuracy_vs_flops(rows: Sequence[SummaryRow], flops: str = "exact") -> Figur
     ref = reference_row(rows)
     if ref is not None:
         ax.axhline(ref.average, **REFERENCE_STYLE)
-        ax.plot([ref.flops_ratio[flops]], [ref.average], marker="*", markersize=11, linestyle="none",
-                color=REFERENCE_STYLE["color"], label=f"{REFERENCE} (unpruned)")
+        ax.plot(
+            [ref.flops_ratio[flops]],
+            [ref.average],
+            marker="*",
+            markersize=11,
+            linestyle="none",
+            color=REFERENCE_STYLE["color"],
+            label=f"{REFERENCE} (unpruned)",
+        )
     for name, series in _series(rows).items():
         series = sorted(series, key=lambda r: r.flops_ratio[flops])
         ax.plot([r.flops_ratio[flops] for r in series], [r.average for r in series], marker="o", label=name)
@@ -111,15 +118,18 @@ def tokens_per_layer_figure(records: Iterable[dict[str, Any]]) -> Figure:
     return fig
 
 
-def write_plots(records: Iterable[dict[str, Any]], out_dir: str | Path, flops: str = "exact",
-                pdf: bool = False) -> list[Path]:
+def write_plots(
+    records: Iterable[dict[str, Any]], out_dir: str | Path, flops: str = "exact", pdf: bool = False
+) -> list[Path]:
     """All report figures for ``records`` into ``out_dir``: PNG (plus PDF when asked); returns the paths."""
     records = list(records)
     rows = report_rows(records)
     out = Path(out_dir)
     paths: list[Path] = []
-    for stem, fig in (("accuracy_vs_keep", accuracy_vs_keep(rows)),
-                      (f"accuracy_vs_flops_{flops}", accuracy_vs_flops(rows, flops)),
-                      ("tokens_per_layer", tokens_per_layer_figure(records))):
+    for stem, fig in (
+        ("accuracy_vs_keep", accuracy_vs_keep(rows)),
+        (f"accuracy_vs_flops_{flops}", accuracy_vs_flops(rows, flops)),
+        ("tokens_per_layer", tokens_per_layer_figure(records)),
+    ):
         paths += save(fig, out / stem, pdf)
     return paths

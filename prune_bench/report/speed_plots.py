@@ -48,8 +48,13 @@ def overhead_figure(rows: list[SpeedRow]) -> Figure:
     axes = fig.subplots(1, len(frame_counts), squeeze=False)[0]
     for ax, frames in zip(axes, frame_counts, strict=True):
         for i, (name, series) in enumerate(_series(rows, frames).items()):
-            ax.plot([r.keep for r in series], [100 * r.overhead for r in series], marker="o", color=f"C{i % 10}",
-                    label=name)
+            ax.plot(
+                [r.keep for r in series],
+                [100 * r.overhead for r in series],
+                marker="o",
+                color=f"C{i % 10}",
+                label=name,
+            )
         ax.axhline(5.0, color="0.4", linestyle="--", linewidth=1, label="5% target")
         ax.set_title(f"{frames} frames")
         ax.set_xlabel("keep (layer-average)")
@@ -63,4 +68,7 @@ def overhead_figure(rows: list[SpeedRow]) -> Figure:
 def write_speed_plots(rows: list[SpeedRow], out_dir: Path) -> list[Path]:
     if not any(r.strategy != "none" for r in rows):
         return []
-    return [*save(speedup_figure(rows), out_dir / "speedup"), *save(overhead_figure(rows), out_dir / "overhead")]
+    return [
+        *save(speedup_figure(rows), out_dir / "speedup"),
+        *save(overhead_figure(rows), out_dir / "overhead"),
+    ]

@@ -80,8 +80,14 @@ def build_table(rows: Sequence[SummaryRow], flops: str = "exact") -> Table:
         if with_unit:
             line.append(r.unit)
         line += [r.accuracy.get(t) for t in tasks]
-        line += [r.average, r.retention["input"], r.retention["layer_average"], r.retention["decode"],
-                 r.flops_ratio[flops], None if ref is None else r.average - ref.average]
+        line += [
+            r.average,
+            r.retention["input"],
+            r.retention["layer_average"],
+            r.retention["decode"],
+            r.flops_ratio[flops],
+            None if ref is None else r.average - ref.average,
+        ]
         cells.append(line)
         groups.append(None if r.strategy == REFERENCE else (r.keep, r.unit))
     return Table(columns, cells, groups, flops)
@@ -145,8 +151,18 @@ def _note(table: Table) -> str:
     )
 
 
-LATEX_SPECIALS = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
-                  "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
+LATEX_SPECIALS = {
+    "\\": r"\textbackslash{}",
+    "&": r"\&",
+    "%": r"\%",
+    "$": r"\$",
+    "#": r"\#",
+    "_": r"\_",
+    "{": r"\{",
+    "}": r"\}",
+    "~": r"\textasciitilde{}",
+    "^": r"\textasciicircum{}",
+}
 
 
 def latex_escape(text: str) -> str:

@@ -41,7 +41,13 @@ class RunConfig:
         return self.strategy.label
 
     def describe(self, context: dict[str, Any]) -> dict[str, Any]:
-        return {"strategy": self.strategy.describe(), "keep": self.keep, "unit": self.unit, "mode": self.mode, **context}
+        return {
+            "strategy": self.strategy.describe(),
+            "keep": self.keep,
+            "unit": self.unit,
+            "mode": self.mode,
+            **context,
+        }
 
     def hash(self, context: dict[str, Any]) -> str:
         blob = json.dumps(self.describe(context), sort_keys=True, default=str)
@@ -55,7 +61,9 @@ def manifest(adapter: Adapter, context: dict[str, Any]) -> dict[str, Any]:
         "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "packages": packages,
         "python": platform.python_version(),
-        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
+        "device": torch.cuda.get_device_name(device)
+        if device.type == "cuda"
+        else platform.processor() or "cpu",
         "dtype": str(adapter.model.dtype),
         **context,
     }
@@ -136,8 +144,15 @@ def evaluate(
     needs_vision = any("vision_attention" in p.needs for p in plans)
     shape = LMShape.from_config(adapter.config.text_config)
     items = list(items)
-    store.write_manifest({**manifest(adapter, context), "configs": {h: c.describe(context) for h, c in zip(hashes, configs)}})
-    columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    store.write_manifest(
+        {**manifest(adapter, context), "configs": {h: c.describe(context) for h, c in zip(hashes, configs, strict=True)}}
+    )
+    columns = (
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+    )
     with Progress(*columns, disable=not show_progress, transient=False) as progress:
         bar = progress.add_task("evaluating", total=len(items) * len(configs))
         for item in items:

@@ -136,7 +136,9 @@ def measure_strategy(
         retention_input=first.input_retention,
         vision_ms=sample.encode_ms,
         pruning_ms=pruning,
-        lm_prefill_ms=median(r.timings_ms.get("prefill", 0.0) - r.timings_ms.get("pruning", 0.0) for r in runs),
+        lm_prefill_ms=median(
+            r.timings_ms.get("prefill", 0.0) - r.timings_ms.get("pruning", 0.0) for r in runs
+        ),
         prefill_ms=prefill,
         ttft_ms=sample.encode_ms + prefill,
         decode_ms_per_token=med("decode") / decode_steps,
@@ -147,9 +149,13 @@ def measure_strategy(
     )
 
 
-def time_vision(adapter: Adapter, frames: int, text_tokens: int, *, capture: bool, repeats: int = 5) -> EncodedSample:
+def time_vision(
+    adapter: Adapter, frames: int, text_tokens: int, *, capture: bool, repeats: int = 5
+) -> EncodedSample:
     """Encode the synthetic sample ``repeats`` times; the returned sample carries the median time."""
-    samples = [adapter.encode_synthetic(frames, text_tokens, capture_vision=capture) for _ in range(repeats + 1)]
+    samples = [
+        adapter.encode_synthetic(frames, text_tokens, capture_vision=capture) for _ in range(repeats + 1)
+    ]
     sample = samples[-1]
     sample.encode_ms = median(s.encode_ms for s in samples[1:])
     return sample

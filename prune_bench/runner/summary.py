@@ -45,7 +45,9 @@ def summarize(records: Iterable[dict[str, Any]], hashes: set[str] | None = None)
                 accuracy=acc,
                 # Average of task accuracies (tasks weigh equally, as papers average benchmarks).
                 average=mean(acc.values()) if acc else 0.0,
-                retention={k: mean(r["retention"][k] for r in recs) for k in ("input", "layer_average", "decode")},
+                retention={
+                    k: mean(r["retention"][k] for r in recs) for k in ("input", "layer_average", "decode")
+                },
                 flops={c: mean(r["flops"][c] for r in recs) for c in ("exact", "paper")},
                 flops_ratio={
                     c: sum(r["flops"][c] for r in recs) / sum(r["flops"][f"{c}_full"] for r in recs)

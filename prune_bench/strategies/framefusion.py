@@ -140,8 +140,12 @@ class FrameFusion(Strategy):
     def merge_before_layer0(self, state: TokenState, ctx: StageContext) -> TokenState:
         mem = ctx.memory.setdefault(_KEY, {})
         mem.update(
-            n_input=state.num_visual, num_layers=ctx.num_layers, halves=0.0, sparsity=[],
-            finish_merging=False, finish_pruning=False,
+            n_input=state.num_visual,
+            num_layers=ctx.num_layers,
+            halves=0.0,
+            sparsity=[],
+            finish_merging=False,
+            finish_pruning=False,
         )
         return self._merge_round(state, mem, 2 * ctx.num_layers)
 

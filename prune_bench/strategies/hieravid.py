@@ -76,29 +76,46 @@ class HieraVidConfig(StrategyConfig):
         description="fraction of the remaining visual tokens removed at [input merge, stage 1, 2, 3] (authors' 30% preset)",
     )
     stage_layers: tuple[int, int, int] | None = Field(
-        None, description="decoder layers of the three in-LLM stages; None scales 7/14/21 of 28 to the model's depth"
+        None,
+        description="decoder layers of the three in-LLM stages; None scales 7/14/21 of 28 to the model's depth",
     )
-    similarity_threshold: float = Field(0.6, description="cosine above which a token counts as similar to its predecessor")
-    segment_beta: float = Field(0.4, description="a frame opens a new segment when its similar-token ratio is below this")
-    marginal_k: float = Field(0.5, description="weight of novelty w.r.t. earlier segments in the marginal value")
-    extra_ratio: float = Field(0.1, description="R_extra: how much a segment's z-scored marginal value moves its keep ratio")
+    similarity_threshold: float = Field(
+        0.6, description="cosine above which a token counts as similar to its predecessor"
+    )
+    segment_beta: float = Field(
+        0.4, description="a frame opens a new segment when its similar-token ratio is below this"
+    )
+    marginal_k: float = Field(
+        0.5, description="weight of novelty w.r.t. earlier segments in the marginal value"
+    )
+    extra_ratio: float = Field(
+        0.1, description="R_extra: how much a segment's z-scored marginal value moves its keep ratio"
+    )
     ratio_bounds: tuple[float, float] = Field((0.05, 0.95), description="clamp of a segment's keep ratio")
     relevance_sign: Literal["negative", "positive"] = Field(
         "negative", description="the authors' code negates the attention relevance; 'positive' uses it as is"
     )
-    query_tokens: int = Field(1, ge=1, description="last prompt tokens whose attention is averaged (authors: 1; 4 on Qwen2-VL)")
+    query_tokens: int = Field(
+        1, ge=1, description="last prompt tokens whose attention is averaged (authors: 1; 4 on Qwen2-VL)"
+    )
     segment_level: bool = Field(True, description="ablation: False = one segment, no marginal values")
-    frame_level: bool = Field(True, description="ablation: False = global top-k relevance instead of per-segment DPP")
+    frame_level: bool = Field(
+        True, description="ablation: False = global top-k relevance instead of per-segment DPP"
+    )
     layer_level: bool = Field(True, description="ablation: False = all pruning at the input merge")
     dynamic_budget: bool = Field(True, description="ablation: False = k_g = int(n_g * keep_s)")
     first_stage_selector: Literal["dpp", "relevance_spread"] = Field(
         "dpp", description="'relevance_spread' = the authors' fast variant at the first in-LLM stage"
     )
-    authors_preset: bool = Field(False, description="for_budget uses the authors' preset verbatim when one exists")
+    authors_preset: bool = Field(
+        False, description="for_budget uses the authors' preset verbatim when one exists"
+    )
 
 
 def scaled_stage_layers(num_layers: int) -> tuple[int, int, int]:
-    layers = tuple(max(1, min(num_layers - 1, round(l * num_layers / REFERENCE_DEPTH))) for l in REFERENCE_STAGE_LAYERS)
+    layers = tuple(
+        max(1, min(num_layers - 1, round(ref * num_layers / REFERENCE_DEPTH))) for ref in REFERENCE_STAGE_LAYERS
+    )
     return layers  # type: ignore[return-value]
 
 
@@ -122,7 +139,9 @@ def layer_average(cumulative: list[float], stage_layers: tuple[int, ...], num_la
     return total / num_layers
 
 
-def ratios_for_average(keep: float, stage_layers: tuple[int, ...], num_layers: int) -> tuple[float, float, float, float]:
+def ratios_for_average(
+    keep: float, stage_layers: tuple[int, ...], num_layers: int
+) -> tuple[float, float, float, float]:
     """Scale the authors' 30% schedule so its layer average is ``keep``."""
     shape = cumulative_keep(PRESETS[0.3])
 
@@ -163,10 +182,14 @@ class HieraVid(Strategy):
         layers = probe.stage_layers or scaled_stage_layers(model.num_layers)
         if not probe.layer_level or unit == "input":
             # Everything happens at the input merge, or the budget is defined there.
-            ratios = (1.0 - keep, *probe.prune_ratios[1:]) if probe.layer_level else (1.0 - keep, 0.0, 0.0, 0.0)
+            ratios = (
+                (1.0 - keep, *probe.prune_ratios[1:]) if probe.layer_level else (1.0 - keep, 0.0, 0.0, 0.0)
+            )
             return cls(config=probe.model_copy(update={"prune_ratios": ratios}))
         preset = next((p for k, p in PRESETS.items() if abs(k - keep) < 1e-9), None)
-        ratios = preset if probe.authors_preset and preset else ratios_for_average(keep, layers, model.num_layers)
+        ratios = (
+            preset if probe.authors_preset and preset else ratios_for_average(keep, layers, model.num_layers)
+        )
         return cls(config=probe.model_copy(update={"prune_ratios": ratios}))
 
     # ---------------------------------------------------------------------------- segment level
@@ -227,7 +250,9 @@ class HieraVid(Strategy):
             n_seg = int(seg.max()) + 1
             counts = torch.bincount(seg, minlength=n_seg)
             mv = ctx.memory.get(MV_KEY)
-            budgets = self.segment_budgets(counts, keep, mv if mv is not None and mv.numel() == n_seg else None)
+            budgets = self.segment_budgets(
+                counts, keep, mv if mv is not None and mv.numel() == n_seg else None
+            )
             if fast:
                 chosen = relevance_spread(r, seg, counts, budgets)
             else:
@@ -244,7 +269,11 @@ class HieraVid(Strategy):
         layers = cfg.stage_layers or scaled_stage_layers(model.num_layers)
         for i, layer in enumerate(layers, start=1):
             if cfg.prune_ratios[i] > 0:
-                out.append(Stage(f"hieravid.dpp_stage{i}", "layer", self.make_layer_stage(i), layer=layer, site="post"))
+                out.append(
+                    Stage(
+                        f"hieravid.dpp_stage{i}", "layer", self.make_layer_stage(i), layer=layer, site="post"
+                    )
+                )
         return out
 
 
@@ -261,7 +290,9 @@ def segment_marginal_value(feats: torch.Tensor, frame_segment: torch.Tensor, k: 
     earlier = torch.cat([torch.zeros_like(f[:1]), csum[:-1]]) / idx.clamp_min(1)[:, None]
     later = (csum[-1:] - csum) / (n_seg - 1 - idx).clamp_min(1)[:, None]
     a1 = torch.where(idx > 0, F.cosine_similarity(f, earlier, dim=-1), torch.zeros(n_seg, device=f.device))
-    a2 = torch.where(idx < n_seg - 1, F.cosine_similarity(f, later, dim=-1), torch.zeros(n_seg, device=f.device))
+    a2 = torch.where(
+        idx < n_seg - 1, F.cosine_similarity(f, later, dim=-1), torch.zeros(n_seg, device=f.device)
+    )
     mv = k * a1 + (1 - k) * (1 - a2)
     return (mv - mv.mean()) / (mv.std() + 1e-8)
 
@@ -273,7 +304,11 @@ def _segment_slots(seg: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
 
 
 def segment_dpp(
-    hidden: torch.Tensor, relevance: torch.Tensor, seg: torch.Tensor, counts: torch.Tensor, budgets: torch.Tensor
+    hidden: torch.Tensor,
+    relevance: torch.Tensor,
+    seg: torch.Tensor,
+    counts: torch.Tensor,
+    budgets: torch.Tensor,
 ) -> torch.Tensor:
     """Per-segment conditional DPP (kernel diag(r) S diag(r)), all segments in one batch."""
     n_seg, n_max = counts.numel(), int(counts.max())
@@ -286,7 +321,9 @@ def segment_dpp(
     return torch.nonzero(picked[seg, slot]).flatten()
 
 
-def relevance_spread(relevance: torch.Tensor, seg: torch.Tensor, counts: torch.Tensor, budgets: torch.Tensor) -> torch.Tensor:
+def relevance_spread(
+    relevance: torch.Tensor, seg: torch.Tensor, counts: torch.Tensor, budgets: torch.Tensor
+) -> torch.Tensor:
     """The authors' fast variant: cut each segment into k_g contiguous buckets, keep each bucket's
     most relevant token."""
     slot = _segment_slots(seg, counts)

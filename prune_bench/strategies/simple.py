@@ -37,7 +37,9 @@ class NoPruning(Strategy):
 
 
 class RandomConfig(StrategyConfig):
-    keep: float = Field(0.3, gt=0, le=1, description="fraction of the visual tokens present at the stage to keep")
+    keep: float = Field(
+        0.3, gt=0, le=1, description="fraction of the visual tokens present at the stage to keep"
+    )
     layer: int | None = Field(
         None, ge=0, description="prune after this decoder layer's attention; None prunes at the LLM input"
     )
@@ -74,7 +76,8 @@ class RandomPruning(Strategy):
 class UniformConfig(StrategyConfig):
     keep: float = Field(0.3, gt=0, le=1, description="fraction of visual tokens kept at the LLM input")
     mode: Literal["spatial", "temporal"] = Field(
-        "spatial", description="spatial: the same evenly spaced positions in every frame; temporal: every k-th frame"
+        "spatial",
+        description="spatial: the same evenly spaced positions in every frame; temporal: every k-th frame",
     )
 
 

@@ -34,7 +34,7 @@ from prune_bench.training.tokenizer import build_tokenizer, save_tokenizer
 
 PROMPT_TEMPLATE = "Video: {video}\nQuestion: {question}\nOptions: {options}\nAnswer:"
 DEFAULT_WEIGHTS: dict[str, float] = {
-    "needle": 1.0, "order": 1.0, "count": 1.5, "motion": 1.0, "detail": 1.5, "change": 1.0,
+    "needle": 0.6, "order": 0.6, "count": 1.4, "motion": 1.2, "detail": 1.6, "change": 0.6,
 }
 
 
@@ -67,7 +67,7 @@ class TrainSettings:
     steps: int = 20000
     minutes: float | None = 8.0
     batch_size: int = 96
-    lr: float = 6e-4
+    lr: float = 8e-4
     min_lr_ratio: float = 0.05
     warmup: int = 200
     weight_decay: float = 0.05
@@ -117,7 +117,7 @@ def answer_logits(model: Any, pixels: torch.Tensor, ids: torch.Tensor, last: tor
     inner = model.model
     b = ids.shape[0]
     feats = inner.vision_tower(pixels, output_hidden_states=True).hidden_states[model.config.vision_feature_layer]
-    feats = inner.apply_pooling(inner.multi_modal_projector(feats))  # [B*T, P, D]
+    feats = pool_video(inner, inner.multi_modal_projector(feats))  # [B*T, P, D]
     d = feats.shape[-1]
     feats = feats.reshape(b, -1, d)
     newline = inner.image_newline.to(feats.dtype)[None, None].expand(b, 1, d)
@@ -127,6 +127,19 @@ def answer_logits(model: Any, pixels: torch.Tensor, ids: torch.Tensor, last: tor
     embeds = embeds.masked_scatter(slots, video.to(embeds.dtype))
     hidden = inner.language_model(inputs_embeds=embeds, use_cache=False).last_hidden_state
     return model.lm_head(hidden[torch.arange(b, device=ids.device), last])
+
+
+def pool_video(inner: Any, feats: torch.Tensor) -> torch.Tensor:
+    """LLaVA-OneVision's ``apply_pooling`` (bilinear resize of the patch grid to ``ceil(g/2)``).
+
+    For an even grid, bilinear halving with ``align_corners=False`` is exactly a 2x2 average, which
+    CUDA computes far faster than ``upsample_bilinear2d`` (300 ms a batch on an H100 in bf16)."""
+    n, p, d = feats.shape
+    g = math.isqrt(p)
+    if g * g != p or g % 2:
+        return inner.apply_pooling(feats)
+    grid = feats.view(n, g, g, d).permute(0, 3, 1, 2)
+    return F.avg_pool2d(grid, 2).permute(0, 2, 3, 1).reshape(n, -1, d)
 
 
 def lr_factor(step: int, warmup: int, total: int, min_ratio: float) -> float:

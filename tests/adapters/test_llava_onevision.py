@@ -9,18 +9,24 @@ from prune_bench.core.state import TokenKind, TokenState
 from prune_bench.strategies.simple import RandomPruning
 
 
-def _hf_greedy_logits(adapter: LlavaOnevisionAdapter, ids: list[int], pixels: torch.Tensor, steps: int) -> list[torch.Tensor]:
+def _hf_greedy_logits(
+    adapter: LlavaOnevisionAdapter, ids: list[int], pixels: torch.Tensor, steps: int
+) -> list[torch.Tensor]:
     """The unmodified HF model, recomputing the whole prompt each step (no cache tricks)."""
     out, seq = [], list(ids)
     with torch.no_grad():
         for _ in range(steps):
-            logits = adapter.model(input_ids=torch.tensor([seq]), pixel_values_videos=pixels[None]).logits[0, -1]
+            logits = adapter.model(input_ids=torch.tensor([seq]), pixel_values_videos=pixels[None]).logits[
+                0, -1
+            ]
             out.append(logits)
             seq.append(int(logits.argmax()))
     return out
 
 
-def _our_greedy_logits(adapter: LlavaOnevisionAdapter, sample, plan: PruningPlan, mode: str, steps: int) -> list[torch.Tensor]:
+def _our_greedy_logits(
+    adapter: LlavaOnevisionAdapter, sample, plan: PruningPlan, mode: str, steps: int
+) -> list[torch.Tensor]:
     pre = adapter.runner.prefill(sample.state, plan, mode=mode, max_new_tokens=steps)
     out = [pre.logits]
     token, pos = int(pre.logits.argmax()), pre.state.next_position

@@ -11,7 +11,9 @@ import pytest
 def _run(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-c", "from prune_bench.cli.main import main; main()", *args],
-        capture_output=True, text=True, timeout=120,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
 
 
@@ -24,7 +26,10 @@ def _run(*args: str) -> subprocess.CompletedProcess[str]:
         (("compare", "random", "--set", "random.kep=0.2"), "invalid options for strategy 'random': kep"),
         (("compare", "random", "--set", "fastv.k=2"), "names a strategy that is not being compared"),
         (("compare", "random", "--model", "/no/such/model"), "/no/such/model"),
-        (("compare", "random", "--benchmark", "synthetc"), "unknown benchmark 'synthetc'; did you mean 'synthetic'?"),
+        (
+            ("compare", "random", "--benchmark", "synthetc"),
+            "unknown benchmark 'synthetc'; did you mean 'synthetic'?",
+        ),
         (("list", "--options", "fastw"), "unknown strategy 'fastw'"),
     ],
 )

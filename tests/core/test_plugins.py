@@ -57,7 +57,9 @@ class _EntryPoint:
         return self._obj
 
 
-@pytest.mark.parametrize(("allow", "found"), [(None, True), ("", False), ("other", False), ("mine,other", True)])
+@pytest.mark.parametrize(
+    ("allow", "found"), [(None, True), ("", False), ("other", False), ("mine,other", True)]
+)
 def test_entry_points_load_subject_to_the_allowlist(monkeypatch, allow, found):
     monkeypatch.setattr(plugins, "entry_points", lambda group: [_EntryPoint("mine", _plugin(KeepFirst))])
     if allow is None:

@@ -46,4 +46,6 @@ def test_cuda_matches_cpu(name):
     assert [c.mlp_visual for c in cpu.counts] == [c.mlp_visual for c in gpu.counts]
     overlap = len(set(cpu_kept.tolist()) & set(gpu_kept.tolist())) / max(1, cpu_kept.numel())
     assert overlap > 0.97, f"{name}: only {overlap:.1%} of the kept tokens agree"
-    torch.testing.assert_close(torch.tensor(cpu.option_logits), torch.tensor(gpu.option_logits), atol=5e-3, rtol=1e-3)
+    torch.testing.assert_close(
+        torch.tensor(cpu.option_logits), torch.tensor(gpu.option_logits), atol=5e-3, rtol=1e-3
+    )

@@ -20,24 +20,39 @@ PLAN: dict[tuple[str, float, str], tuple[list[bool], list[bool], float, float]] 
 }
 
 
-def make_records(plan: dict[tuple[str, float, str], tuple[list[bool], list[bool], float, float]] = PLAN,
-                 layers: int = 4) -> list[dict[str, Any]]:
+def make_records(
+    plan: dict[tuple[str, float, str], tuple[list[bool], list[bool], float, float]] = PLAN, layers: int = 4
+) -> list[dict[str, Any]]:
     """Records shaped like ``record_for``'s, with known accuracies, FLOPs and tokens per layer."""
     out = []
     for (strategy, keep, unit), (task_a, task_b, flops, tokens) in plan.items():
         items = [("a", i, c) for i, c in enumerate(task_a)] + [("b", i, c) for i, c in enumerate(task_b)]
         for task, i, correct in items:
             per_layer = [100.0] + [tokens] * (layers - 1) if strategy == "fastv" else [tokens] * layers
-            out.append({
-                "config_hash": f"{strategy}-{keep}-{unit}", "item_id": f"{task}{i}", "task": task,
-                "strategy": strategy, "keep": keep, "unit": unit, "mode": "drop",
-                "choice": "A" if correct else "B", "answer": "A", "correct": correct,
-                "retention": {"input": tokens / 100, "layer_average": keep, "decode": tokens / 100},
-                "visual_per_layer": per_layer, "total_visual": 100,
-                "flops": {"exact": flops * FULL, "paper": flops * FULL / 2,
-                          "exact_full": FULL, "paper_full": FULL / 2},
-                "timings_ms": {"prefill": 10.0, "pruning": 1.0},
-            })
+            out.append(
+                {
+                    "config_hash": f"{strategy}-{keep}-{unit}",
+                    "item_id": f"{task}{i}",
+                    "task": task,
+                    "strategy": strategy,
+                    "keep": keep,
+                    "unit": unit,
+                    "mode": "drop",
+                    "choice": "A" if correct else "B",
+                    "answer": "A",
+                    "correct": correct,
+                    "retention": {"input": tokens / 100, "layer_average": keep, "decode": tokens / 100},
+                    "visual_per_layer": per_layer,
+                    "total_visual": 100,
+                    "flops": {
+                        "exact": flops * FULL,
+                        "paper": flops * FULL / 2,
+                        "exact_full": FULL,
+                        "paper_full": FULL / 2,
+                    },
+                    "timings_ms": {"prefill": 10.0, "pruning": 1.0},
+                }
+            )
     return out
 
 

@@ -14,7 +14,10 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 def test_write_plots_makes_non_empty_png_files(tmp_path: Path, records: list[dict[str, Any]]) -> None:
     paths = write_plots(records, tmp_path / "figs", flops="paper")
     assert sorted(p.name for p in paths) == [
-        "accuracy_vs_flops_paper.png", "accuracy_vs_keep.png", "tokens_per_layer.png"]
+        "accuracy_vs_flops_paper.png",
+        "accuracy_vs_keep.png",
+        "tokens_per_layer.png",
+    ]
     for p in paths:
         data = p.read_bytes()
         assert data.startswith(PNG_MAGIC) and len(data) > 1000
@@ -49,7 +52,12 @@ def test_tokens_per_layer_means(records: list[dict[str, Any]]) -> None:
     assert curves["fastv", 0.25, "layer-average"] == pytest.approx([100.0, 25.0, 25.0, 25.0])
     ax = tokens_per_layer_figure(records).axes[0]
     assert {line.get_label() for line in ax.get_lines()} == {
-        "none", "fastv@0.5", "fastv@0.25", "visionzip@0.5", "visionzip@0.25"}
+        "none",
+        "fastv@0.5",
+        "fastv@0.25",
+        "visionzip@0.5",
+        "visionzip@0.25",
+    }
 
 
 def test_empty_rows_draw_without_warnings(tmp_path: Path) -> None:

@@ -50,8 +50,13 @@ def test_latex_bolds_the_best_pruned_value_per_budget(records: list[dict[str, An
     assert rows.index(none) == 1  # first after the header
     vz25 = next(line for line in rows if line.startswith("visionzip & 0.25"))
     # keep 0.25: visionzip wins task a (50 vs 25), b, average, FLOPs (0.300 < 0.400) and delta
-    for cell in (r"\textbf{50.0}", r"\textbf{100.0}", r"\textbf{75.0}", r"\textbf{0.300}",
-                 r"\textbf{$+$12.5}"):
+    for cell in (
+        r"\textbf{50.0}",
+        r"\textbf{100.0}",
+        r"\textbf{75.0}",
+        r"\textbf{0.300}",
+        r"\textbf{$+$12.5}",
+    ):
         assert cell in vz25
     fv25 = next(line for line in rows if line.startswith("fastv & 0.25"))
     assert r"\textbf" not in fv25
@@ -73,8 +78,18 @@ def test_csv_parses_back(records: list[dict[str, Any]]) -> None:
     parsed = list(csv.DictReader(io.StringIO(render(report_rows(records), "csv", flops="paper"))))
     assert [r["strategy"] for r in parsed] == ["none", "fastv", "visionzip", "fastv", "visionzip"]
     assert [float(r["keep"]) for r in parsed] == [1.0, 0.5, 0.5, 0.25, 0.25]
-    assert list(parsed[0]) == ["strategy", "keep", "acc_a", "acc_b", "average", "retention_input",
-                               "retention_layer_average", "retention_decode", "flops_paper", "delta_vs_none"]
+    assert list(parsed[0]) == [
+        "strategy",
+        "keep",
+        "acc_a",
+        "acc_b",
+        "average",
+        "retention_input",
+        "retention_layer_average",
+        "retention_decode",
+        "flops_paper",
+        "delta_vs_none",
+    ]
     vz = next(r for r in parsed if r["strategy"] == "visionzip" and float(r["keep"]) == 0.25)
     assert float(vz["average"]) == pytest.approx(75.0)
     assert float(vz["delta_vs_none"]) == pytest.approx(12.5)
@@ -83,8 +98,9 @@ def test_csv_parses_back(records: list[dict[str, Any]]) -> None:
 
 
 def test_missing_task_and_no_reference(records: list[dict[str, Any]]) -> None:
-    subset = [r for r in records
-              if r["strategy"] != "none" and not (r["strategy"] == "fastv" and r["task"] == "b")]
+    subset = [
+        r for r in records if r["strategy"] != "none" and not (r["strategy"] == "fastv" and r["task"] == "b")
+    ]
     parsed = list(csv.DictReader(io.StringIO(render(report_rows(subset), "csv"))))
     fv = next(r for r in parsed if r["strategy"] == "fastv")
     assert fv["acc_b"] == "" and fv["delta_vs_none"] == ""

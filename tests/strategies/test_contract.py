@@ -73,7 +73,9 @@ def test_drop_mode_equals_mask_mode_and_is_deterministic(adapter, sample, name):
     assert drop.generated == again.generated and drop.option_logits == again.option_logits
     assert [c.mlp_visual for c in drop.counts] == [c.mlp_visual for c in mask.counts]
     assert drop.generated == mask.generated
-    torch.testing.assert_close(torch.tensor(drop.option_logits), torch.tensor(mask.option_logits), atol=2e-4, rtol=1e-4)
+    torch.testing.assert_close(
+        torch.tensor(drop.option_logits), torch.tensor(mask.option_logits), atol=2e-4, rtol=1e-4
+    )
     assert drop.decode_visible_visual == mask.decode_visible_visual
 
 

@@ -24,7 +24,11 @@ def _state(n_text_before: int = 2, n_visual: int = 6, n_text_after: int = 2) -> 
 
 def _ctx_with_rows(rows: torch.Tensor) -> StageContext:
     return StageContext(
-        hook="layer", num_layers=4, generator=torch.Generator(), memory={}, layer=1,
+        hook="layer",
+        num_layers=4,
+        generator=torch.Generator(),
+        memory={},
+        layer=1,
         _attention=lambda st, q: rows,
     )
 

@@ -98,7 +98,9 @@ def test_segment_merge_averages_runs_and_keeps_the_first_position():
     out = strategy.segment_and_merge(state, _ctx())
     assert out.num_visual == 10
     # position 0 of frames 1 and 2 merged into frame 0's token: mean of a, 2a, 3a = 2a, at frame 0's position
-    rep = torch.nonzero((out.kind == TokenKind.VISUAL) & (out.frame == 0) & (out.row == 0) & (out.col == 0)).item()
+    rep = torch.nonzero(
+        (out.kind == TokenKind.VISUAL) & (out.frame == 0) & (out.row == 0) & (out.col == 0)
+    ).item()
     torch.testing.assert_close(out.hidden[rep], 2 * a)
     assert out.position[rep].item() == 2  # first visual token's original position
     assert out.weight[rep].item() == 3
@@ -124,7 +126,7 @@ def test_batched_greedy_dpp_matches_naive_greedy_and_brute_force_map():
     g = torch.Generator().manual_seed(3)
     kernels, sizes, budgets = [], [6, 5, 4], [3, 2, 4]
     padded = torch.zeros(3, 6, 6)
-    for i, (n, k) in enumerate(zip(sizes, budgets, strict=True)):
+    for i, (n, _k) in enumerate(zip(sizes, budgets, strict=True)):
         x = torch.randn(n, 4, generator=g)
         kern = x @ x.T + 0.1 * torch.eye(n)
         kernels.append(kern)
@@ -136,14 +138,17 @@ def test_batched_greedy_dpp_matches_naive_greedy_and_brute_force_map():
         assert not picked[i, n:].any()
         # greedy is within the known bound of the exact MAP; on these kernels it reaches it
         best = max(
-            torch.linalg.det(kern[list(s)][:, list(s)].double()).item() for s in itertools.combinations(range(n), k)
+            torch.linalg.det(kern[list(s)][:, list(s)].double()).item()
+            for s in itertools.combinations(range(n), k)
         )
         assert torch.linalg.det(kern[sorted(got)][:, sorted(got)].double()).item() >= 0.5 * best
 
 
 def test_greedy_dpp_picks_the_full_budget_beyond_the_kernel_rank():
     # 12 items in a 3-dimensional feature space: the kernel has rank 3, the budget is 8.
-    x = torch.nn.functional.normalize(torch.randn(2, 12, 3, generator=torch.Generator().manual_seed(0)), dim=-1)
+    x = torch.nn.functional.normalize(
+        torch.randn(2, 12, 3, generator=torch.Generator().manual_seed(0)), dim=-1
+    )
     kernel = x @ x.transpose(1, 2)
     picked = greedy_dpp_map(kernel, torch.tensor([12, 10]), torch.tensor([8, 10]))
     assert picked.sum(dim=1).tolist() == [8, 10]
@@ -155,7 +160,9 @@ def test_segment_budgets_follow_marginal_value_with_clamp_and_truncation():
     budgets = strategy.segment_budgets(torch.tensor([10, 10, 100]), 0.7, torch.tensor([1.0, -9.0, 3.0]))
     # int(10*0.8)=8, int(10*clamp(-0.2))=int(0.5)=0, int(100*min(1.0,0.95))=95
     assert budgets.tolist() == [8, 0, 95]
-    assert HieraVid(dynamic_budget=False).segment_budgets(torch.tensor([10]), 0.7, torch.tensor([1.0])).tolist() == [7]
+    assert HieraVid(dynamic_budget=False).segment_budgets(
+        torch.tensor([10]), 0.7, torch.tensor([1.0])
+    ).tolist() == [7]
 
 
 def test_relevance_spread_keeps_the_best_token_of_each_bucket():
@@ -217,8 +224,14 @@ def test_hieravid_drop_mode_matches_mask_mode_with_every_ablation(eight_layer_ad
     ids = [3, 4] + [a.config.video_token_id] * a.video_token_count(16) + [5, 6, 7]
     sample = a.encode_ids(ids, a.pixels(video), None, capture_vision=False)
     info = a.model_info(16)
-    variants = [{}, {"relevance_sign": "positive"}, {"frame_level": False}, {"first_stage_selector": "relevance_spread"},
-                {"dynamic_budget": False}, {"segment_level": False}]
+    variants = [
+        {},
+        {"relevance_sign": "positive"},
+        {"frame_level": False},
+        {"first_stage_selector": "relevance_spread"},
+        {"dynamic_budget": False},
+        {"segment_level": False},
+    ]
     for options in variants:
         plan = PruningPlan.of(HieraVid.for_budget(0.3, "layer-average", info, **options).stages(info), 8)
         drop = a.run(sample, plan, mode="drop", max_new_tokens=3)

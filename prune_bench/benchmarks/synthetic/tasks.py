@@ -201,7 +201,7 @@ def detail(g: torch.Generator, n: int, frames: int, size: int, position: torch.T
     colours = r.int(0, len(OBJECT_NAMES), 4)
     pal = palette("object", canvas.device)
     for k in range(4):
-        radius = r.uniform(5.0, 6.5) * s
+        radius = r.uniform(6.0, 7.5) * s
         cx, cy = _position(r, radius, size)
         draw(canvas, shapes[:, k], pal[colours[:, k]], _static(cx, frames), _static(cy, frames), radius, scenes == k)
     target = (r.uniform(0.0, 1.0) * counts.float()).long().clamp(max=counts - 1)

@@ -35,7 +35,11 @@ def previous_frame_similarity(hidden: torch.Tensor) -> torch.Tensor:
     :param hidden: ``[T, P, D]``. :returns: ``[T, P]`` float32; frame 0 has no predecessor: ``-inf``.
     """
     sim = F.cosine_similarity(hidden[1:].float(), hidden[:-1].float(), dim=-1)
-    first = torch.full_like(sim[:1], -torch.inf) if sim.numel() else hidden.new_full((1, hidden.shape[1]), -torch.inf).float()
+    first = (
+        torch.full_like(sim[:1], -torch.inf)
+        if sim.numel()
+        else hidden.new_full((1, hidden.shape[1]), -torch.inf).float()
+    )
     out = torch.cat([first, sim])
     return out.masked_fill(torch.isnan(out), -torch.inf)
 
