@@ -21,7 +21,17 @@ class ResultStore:
         self.dir = Path(directory)
         self.dir.mkdir(parents=True, exist_ok=True)
         self.path = self.dir / "results.jsonl"
+        self._drop_torn_tail()
         self._done: set[tuple[str, str]] = {(r["config_hash"], r["item_id"]) for r in self.records()}
+
+    def _drop_torn_tail(self) -> None:
+        """Cut a partial last line left by a killed run, so the next append starts on a fresh line."""
+        if not self.path.exists():
+            return
+        with self.path.open("rb+") as f:
+            data = f.read()
+            if data and not data.endswith(b"\n"):
+                f.truncate(data.rfind(b"\n") + 1)
 
     def records(self) -> Iterator[dict[str, Any]]:
         if not self.path.exists():
