@@ -39,6 +39,7 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "prune_bench.strategies.pyramiddrop",
     "prune_bench.strategies.divprune",
     "prune_bench.strategies.framefusion",
+    "prune_bench.strategies.fastvid",
 )
 
 T = TypeVar("T")

@@ -1,0 +1,63 @@
+"""Density-peaks clustering with k-nearest-neighbour density (DPC-kNN), batched.
+
+The scorer PruneVid, FastVID and HoliTom share, in the form their code inherits from TCFormer /
+Chat-UniVi (``cluster_dpc_knn``): distances ``cdist(x, x) / sqrt(D)``; local density
+``rho_i = exp(-mean of the squared distances to the k nearest tokens, itself included)``; the
+distance indicator ``delta_i`` = distance to the nearest token of higher density (the batch row's
+largest distance for the densest token); score ``rho_i * delta_i``. The highest scores are the
+cluster centres and every token joins its nearest centre.
+
+The official code adds ``rand * 1e-6`` to the densities to break ties; we leave it out so that
+selections are deterministic (ties are then broken by index, as ``topk`` does).
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def dpc_knn_score(
+    x: torch.Tensor, k: int, valid: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """DPC-kNN centre score of every token of every batch row.
+
+    :param x: ``[B, N, D]`` features.
+    :param k: neighbours of the local density (the token itself counts as one of them).
+    :param valid: ``[B, N]`` mask of real tokens in a padded batch; padding gets score ``-inf`` and
+        lies beyond the row's largest real distance, so real tokens score as without it.
+    :returns: ``(score [B, N], dist [B, N, N])`` in float32.
+    """
+    b, n, d = x.shape
+    dist = torch.cdist(x.float(), x.float()) / d**0.5
+    dist_max = dist.flatten(1).amax(dim=1)[:, None, None]
+    if valid is not None:
+        pairs = valid[:, :, None] & valid[:, None, :]
+        dist_max = dist.masked_fill(~pairs, 0).flatten(1).amax(dim=1)[:, None, None]
+        dist = torch.where(valid[:, None, :], dist, dist_max + 1)
+    knn = dist.topk(min(k, n), dim=-1, largest=False).values
+    density = torch.exp(-(knn**2).mean(dim=-1))
+    if valid is not None:
+        density = density * valid
+    higher = density[:, None, :] > density[:, :, None]  # [b, i, j]: j is denser than i
+    delta = torch.where(higher, dist, dist_max).amin(dim=-1)
+    score = delta * density
+    if valid is not None:
+        score = score.masked_fill(~valid, -torch.inf)
+    return score, dist
+
+
+def dpc_knn_cluster(
+    x: torch.Tensor, num_clusters: int, k: int, valid: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Cluster every batch row into ``num_clusters`` DPC-kNN clusters.
+
+    :returns: ``(centres [B, C], assignment [B, N])``: the centres' token indices (by decreasing
+        score) and each token's cluster in ``0..C-1``; a centre is always in its own cluster.
+    """
+    score, dist = dpc_knn_score(x, k, valid)
+    centres = score.topk(num_clusters, dim=-1).indices
+    to_centre = dist.gather(1, centres[:, :, None].expand(-1, -1, dist.shape[2]))  # [B, C, N]
+    assignment = to_centre.argmin(dim=1)
+    rows = torch.arange(x.shape[0], device=x.device)[:, None].expand_as(centres)
+    assignment[rows, centres] = torch.arange(num_clusters, device=x.device)[None, :].expand_as(centres)
+    return centres, assignment
