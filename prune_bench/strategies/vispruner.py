@@ -1,0 +1,159 @@
+"""VisPruner: "Beyond Text-Visual Attention: Exploiting Visual Cues for Effective Token Pruning in VLMs"
+(Zhang et al., ICCV 2025, arXiv 2412.01818).
+
+Followed: the authors' code, github.com/Theia-4869/VisPruner at commit aefa01a: ``encode_images``
+in ``llava/model/llava_arch.py`` (the ``[VisPruner]`` blocks) and ``feature_select`` in
+``llava/model/multimodal_encoder/{clip,siglip}_encoder.py``. Text-agnostic, in the vision
+encoder, per image; on video we apply it per frame (the code is image-only), on the pooled grid:
+
+1. **Important tokens**: ``T_imp = int(T * r)`` tokens with the highest visual attention. CLIP uses
+   the [CLS] row of the feature layer; SigLIP has no [CLS], and the code's ``siglip_encoder``
+   averages the last layer's attention over queries (then heads): the attention each patch
+   *receives*, which is ``ctx.vision_attention().received``.
+2. **Diverse tokens**: the others, in order of decreasing attention, are deduplicated ToMe-style
+   until ``T - T_imp`` remain: split alternately into A (even places) and B (odd places); each
+   A-token's score is its largest cosine similarity to B; the ``min(8, R - (T - T_imp))`` A-tokens
+   with the highest scores are removed; the survivors are re-ordered as [A by decreasing score, B]
+   and the next round splits that order again. When A is shorter than the round's quota, all of A
+   goes (the code's ``argsort(...)[:, r:]``), so a round can overshoot towards fewer tokens,
+   never below ``T - T_imp``.
+3. The kept tokens stay in spatial order (an index mask); LLaVA splices them into the prompt, so
+   positions are contiguous afterwards (``position_policy="reindex"``).
+
+Defaults: ``T`` and ``r`` are the README's command-line arguments with no single default; we use
+its MME example, 64 tokens at ``r = 0.75`` (48 important + 16 diverse), per frame.
+
+Budgets: VisPruner prunes before the LLM, so every unit means the share of visual tokens entering
+it: ``T = round(keep * P)`` per frame, ``r`` unchanged. Below one token a frame we warn.
+
+Where we differ, and why:
+
+* Similarity features. The code compares the vision tower's pre-projector features; this
+  framework exposes the projected, pooled tokens the LLM receives and the feature layer's
+  head-averaged keys (pooled the same way). We default to the tokens (``similarity="hidden"``);
+  ``similarity="keys"`` uses the keys.
+* LLaVA-OneVision pools the grid 2x2 after the projector; we score the pooled grid (the
+  attention is pooled exactly like the features), as the SigLIP ports of VisionZip do.
+* The attention ranking uses a stable sort so equal scores resolve by index.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Literal, cast
+
+import torch
+import torch.nn.functional as F
+from pydantic import Field
+
+from prune_bench.core.context import StageContext
+from prune_bench.core.hookspecs import hookimpl
+from prune_bench.core.stages import Stage
+from prune_bench.core.state import PositionPolicy, TokenState
+from prune_bench.core.strategy import BudgetUnit, ModelInfo, Strategy, StrategyConfig, warn_budget
+from prune_bench.strategies.common.temporal import frame_grid_index
+
+#: A-tokens removed per deduplication round (hard-coded ``min(8, ...)`` in the code).
+DEDUP_STEP = 8
+
+
+class VisPrunerConfig(StrategyConfig):
+    visual_token_num: int = Field(
+        64, ge=1, description="T: tokens kept per frame, important + diverse (README MME example: 64)"
+    )
+    important_ratio: float = Field(
+        0.75, ge=0, le=1, description="r: share of important tokens, T_imp = int(T * r) (README: 0.75 at 64)"
+    )
+    dedup_step: int = Field(DEDUP_STEP, ge=1, description="duplicates removed per matching round (code: 8)")
+    similarity: Literal["hidden", "keys"] = Field(
+        "hidden", description="features compared for duplicates: the LLM's input tokens or the tower's keys"
+    )
+    position_policy: PositionPolicy = Field(
+        "reindex", description="'reindex' as LLaVA's splice does, or 'keep' original position ids"
+    )
+
+
+def remove_duplicates(features: torch.Tensor, residual: torch.Tensor, keep: int, step: int) -> torch.Tensor:
+    """VisPruner's iterative bipartite matching, batched over frames.
+
+    :param features: ``[F, N, D]`` features of every token of every frame.
+    :param residual: ``[F, R]`` candidate tokens of each frame, in the order the matching alternates.
+    :param keep: tokens to leave per frame. :param step: most A-tokens removed per round.
+    :returns: ``[F, R']`` surviving tokens, ``keep <= R'`` (``R' = keep`` unless a round overshoots).
+    """
+    x = F.normalize(features.float(), dim=-1)
+    while keep > 0:
+        r = min(step, residual.shape[1] - keep)
+        if r <= 0:
+            break
+        tokens = x.gather(1, residual[..., None].expand(-1, -1, x.shape[-1]))
+        a, b = tokens[:, ::2], tokens[:, 1::2]
+        scores = torch.bmm(a, b.transpose(1, 2)).amax(dim=-1)  # [F, ceil(R / 2)]
+        distinct = scores.argsort(dim=-1, descending=True, stable=True)[:, r:]
+        residual = torch.cat([residual[:, ::2].gather(1, distinct), residual[:, 1::2]], dim=1)
+    return residual
+
+
+def vispruner_keep_mask(
+    attention: torch.Tensor, features: torch.Tensor, important: int, diverse: int, step: int = DEDUP_STEP
+) -> torch.Tensor:
+    """``[F, P]`` mask of the tokens VisPruner keeps in each frame.
+
+    :param attention: ``[F, P]`` visual attention of each token. :param features: ``[F, P, D]``.
+    """
+    order = attention.float().argsort(dim=-1, descending=True, stable=True)
+    keep = torch.zeros_like(attention, dtype=torch.bool)
+    keep.scatter_(1, order[:, :important], True)
+    if diverse > 0:
+        keep.scatter_(1, remove_duplicates(features, order[:, important:], diverse, step), True)
+    return keep
+
+
+class VisPruner(Strategy):
+    name = "vispruner"
+    summary = "per-frame important tokens by vision attention plus similarity-deduplicated diverse tokens (arXiv 2412.01818)"
+    Config = VisPrunerConfig
+    config: VisPrunerConfig
+
+    @classmethod
+    def for_budget(cls, keep: float, unit: BudgetUnit, model: ModelInfo, **options: Any) -> Strategy:
+        probe = cast(VisPrunerConfig, cls.make_config(**options))
+        per_frame = model.tokens_per_frame
+        tokens = round(keep * per_frame)
+        if tokens < 1:
+            warn_budget(cls.name, keep, 1 / per_frame, "VisPruner keeps at least one token per frame")
+            tokens = 1
+        return cls(config=probe.model_copy(update={"visual_token_num": min(tokens, per_frame)}))
+
+    def select(self, state: TokenState, ctx: StageContext) -> TokenState:
+        cfg = self.config
+        grid = frame_grid_index(state)  # [T, P]
+        per_frame = grid.shape[1]
+        total = min(cfg.visual_token_num, per_frame)
+        if total >= per_frame:
+            return state
+        important = int(total * cfg.important_ratio)
+        vision = ctx.vision_attention()
+        features = state.hidden[grid] if cfg.similarity == "hidden" else vision.keys.to(state.device)
+        keep_grid = vispruner_keep_mask(
+            vision.received.to(state.device), features, important, total - important, cfg.dedup_step
+        )
+        keep = torch.ones(len(state), dtype=torch.bool, device=state.device)
+        keep[grid] = keep_grid
+        return state.keep_mask(keep)
+
+    def stages(self, model: ModelInfo) -> list[Stage]:
+        return [
+            Stage(
+                "vispruner.important_diverse",
+                "input",
+                self.select,
+                position_policy=self.config.position_policy,
+                needs=frozenset({"vision_attention"}),
+            )
+        ]
+
+
+@hookimpl
+def register_strategies(register: Callable[[type[Strategy]], None]) -> None:
+    register(VisPruner)
