@@ -11,8 +11,10 @@ The method prunes at three levels, in the order a video meets the LLM:
    (``similarity > 0.6``) falls below ``beta = 0.4`` opens a new segment. Each segment gets a
    *marginal value* ``MV = k * cos(f, earlier) + (1 - k) * (1 - cos(f, later))`` (k = 0.5, from
    MMG-Vid Eq. 6), z-scored over segments. Then the globally most similar tokens (a fraction
-   ``prune_ratios[0]``) are merged into their previous-frame counterpart: each run of merged tokens
-   collapses into its first token, which takes the run's element-wise mean and keeps its position.
+   ``prune_ratios[0]`` of all visual tokens, frame 0 included in the count) are merged into their
+   previous-frame counterpart: each run of merged tokens (consecutive frames at one position) folds
+   into the unmerged token just before it, which becomes the plain mean of itself and the run
+   (m + 1 tokens) and keeps its position.
 2. **Frame level** (inside the LLM, at layers 7, 14 and 21 of 28, scaled to the model's depth).
    Relevance ``r`` = the last prompt token's attention (mean over heads) min-max normalised;
    similarity ``S`` = cosine of the current hidden states (after the layer's attention, before its
@@ -23,7 +25,11 @@ The method prunes at three levels, in the order a video meets the LLM:
 Where the authors' code differs from what one would read into the abstract, we follow the code:
 the relevance is NEGATED before normalisation (copied from CDPruner's recipe, it makes the
 lowest-attention tokens the most "relevant"); ``relevance_sign="positive"`` is the alternative.
-Pruned tokens keep their original RoPE positions; nothing happens during decoding.
+Pruned tokens keep their original RoPE positions; nothing happens during decoding. Other quirks of
+the code, kept: ``cos(f, earlier)`` rewards segments that *resemble* earlier ones (the name
+"marginal value" suggests the opposite); the z-score divides by the population std; relevance is
+normalised once over all visual tokens, not per segment; the total budget is whatever the
+per-segment ``int()`` truncations add up to (a global target is computed and never used).
 
 Where we differ, and why:
 
@@ -34,6 +40,15 @@ Where we differ, and why:
   counting the 20% and 10% presets retain 21% and 11%.
 * Speed. Greedy DPP runs batched over all segments of a stage on the GPU (one step per pick of the
   largest segment, no Python loop over tokens), where the authors loop over segments.
+* Precision. The authors run relevance, cosines, merge averages and the kernel normalisation in the
+  model dtype (fp16 in LLaVA-NeXT's loader). In fp16 the min-max normalised relevance of ~3k tokens
+  takes a handful of distinct values (most tokens tie at the maximum), so their DPP is close to
+  diversity-only; we compute all of it in float32, which resolves the relevance.
+* Numerical guards. The official greedy DPP has no floor: once a segment's kernel rank is exhausted
+  ``sqrt`` of a non-positive residual gives NaN and ``argmax`` keeps returning index 0 (duplicate
+  picks). Ours keeps picking distinct items by quality past the rank (``common/dpp.py``), and frame
+  0's tokens are never merge candidates (the authors give them similarity -2, reachable only at a
+  merge ratio above (T-1)/T).
 """
 
 from __future__ import annotations
@@ -86,7 +101,7 @@ class HieraVidConfig(StrategyConfig):
         0.4, description="a frame opens a new segment when its similar-token ratio is below this"
     )
     marginal_k: float = Field(
-        0.5, description="weight of novelty w.r.t. earlier segments in the marginal value"
+        0.5, description="weight of the similarity to earlier segments in the marginal value"
     )
     extra_ratio: float = Field(
         0.1, description="R_extra: how much a segment's z-scored marginal value moves its keep ratio"
@@ -251,7 +266,8 @@ class HieraVid(Strategy):
             counts = torch.bincount(seg, minlength=n_seg)
             mv = ctx.memory.get(MV_KEY)
             budgets = self.segment_budgets(
-                counts, keep, mv if mv is not None and mv.numel() == n_seg else None
+                # looked up by segment id, as the authors do, even when trailing segments are empty
+                counts, keep, mv[:n_seg] if mv is not None and mv.numel() >= n_seg else None
             )
             if fast:
                 chosen = relevance_spread(r, seg, counts, budgets)
@@ -294,7 +310,7 @@ def segment_marginal_value(feats: torch.Tensor, frame_segment: torch.Tensor, k: 
         idx < n_seg - 1, F.cosine_similarity(f, later, dim=-1), torch.zeros(n_seg, device=f.device)
     )
     mv = k * a1 + (1 - k) * (1 - a2)
-    return (mv - mv.mean()) / (mv.std() + 1e-8)
+    return (mv - mv.mean()) / (mv.std(unbiased=False) + 1e-8)  # population std, as the authors
 
 
 def _segment_slots(seg: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
@@ -328,7 +344,8 @@ def relevance_spread(
     most relevant token."""
     slot = _segment_slots(seg, counts)
     k = budgets[seg].clamp_min(1)
-    bucket = (slot * k) // counts[seg]
+    # bucket b holds slots [b * n // k, (b + 1) * n // k), the authors' partition
+    bucket = ((slot + 1) * k - 1) // counts[seg]
     key = (torch.cumsum(budgets.clamp_min(1), 0) - budgets.clamp_min(1))[seg] + bucket
     best = torch.full((int(key.max()) + 1,), -torch.inf, device=relevance.device)
     best = best.scatter_reduce(0, key, relevance.float(), reduce="amax")

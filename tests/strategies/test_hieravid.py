@@ -172,6 +172,15 @@ def test_relevance_spread_keeps_the_best_token_of_each_bucket():
     assert sorted(kept.tolist()) == [1, 3, 6]
 
 
+def test_relevance_spread_buckets_follow_the_authors_partition():
+    # bucket b of a segment of n tokens holds slots [b * n // k, (b + 1) * n // k)
+    for n in range(1, 24):
+        for k in range(1, n + 1):
+            rel = torch.arange(n, dtype=torch.float32).flip(0)  # the first slot of a bucket wins
+            kept = relevance_spread(rel, torch.zeros(n, dtype=torch.long), torch.tensor([n]), torch.tensor([k]))
+            assert sorted(kept.tolist()) == [b * n // k for b in range(k)], (n, k)
+
+
 def test_authors_presets_and_scaled_stage_layers():
     assert scaled_stage_layers(28) == (7, 14, 21)
     assert scaled_stage_layers(8) == (2, 4, 6)
