@@ -53,7 +53,7 @@ def test_marginal_value_matches_hand_computation():
     # seg1: a1=cos(e1,e1)=1, a2=cos(e1,e2)=0 -> 0.5+0.5=1.0
     # seg2: a1=cos(e2, e1)=0, a2=0 -> 0.5
     raw = torch.tensor([0.5 * (1 - 2**-0.5), 1.0, 0.5])
-    expected = (raw - raw.mean()) / (raw.std() + 1e-8)
+    expected = (raw - raw.mean()) / (raw.std(unbiased=False) + 1e-8)  # population std, as the authors
     torch.testing.assert_close(mv, expected)
 
 
