@@ -6,6 +6,7 @@ set -uo pipefail
 OUT="${1:-reports/gpu}"
 mkdir -p "$OUT"
 PB="python -m prune_bench"
+FRAME_ARGS="${FRAME_ARGS:---frames 32 --frames 64}"
 
 # CPU and CUDA paths agree; every strategy's selection step, timed without the model.
 python -m pytest -q -p no:cacheprovider tests/gpu 2>&1 | tail -5 | tee "$OUT/gpu-tests.txt"
@@ -15,5 +16,5 @@ python -m pytest -q -p no:cacheprovider benchmarks --benchmark-only --benchmark-
 
 # Prefill / TTFT / decode / memory / overhead of every strategy at 10/20/30% on LLaVA-OneVision-7B.
 $PB speed none random uniform hieravid fastv visionzip dycoke pdrop divprune framefusion "hieravid[first_stage_selector=relevance_spread]" \
-  --arch llava-onevision-7b --frames 32 --frames 64 --keep 0.1 --keep 0.2 --keep 0.3 \
+  --arch "${ARCH:-llava-onevision-7b}" $FRAME_ARGS --keep 0.1 --keep 0.2 --keep 0.3 \
   --repeats "${REPEATS:-3}" --warmup 1 --decode-tokens 16 --out "$OUT"

@@ -420,7 +420,7 @@ class DecoderRunner:
             h = h + layer.mlp(layer.post_attention_layernorm(h))
             stage = decode_stages.get(idx + 1)
             if stage is not None:
-                with clock.measure("pruning"), clock.measure(f"stage:{stage.name}"):
+                with clock.measure("decode_pruning"), clock.measure(f"stage:{stage.name}"):
                     ctx = DecodeContext(
                         step=step,
                         layer=idx + 1,
