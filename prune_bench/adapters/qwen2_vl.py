@@ -13,8 +13,10 @@ decoding continues at ``max + 1`` on all three axes, as HF's ``rope_deltas`` doe
 token ids are read from the config, the input ids and the pixel tensor.
 
 We run the vision tower ourselves on patches we cut from the frames (no processor needed), and call
-the language model's layers through :class:`DecoderRunner`. Vision-attention capture (VisionZip-style
-strategies) is not supported for this family yet; a stage that asks for it gets a clear error.
+the language model's layers through :class:`DecoderRunner`. Vision attention for VisionZip-style
+strategies is captured for Qwen2-VL (last ViT block, per frame pair, pooled over each 2x2 merge unit);
+Qwen2.5-VL's tower runs on window-permuted patches and is not supported yet: a stage that asks for
+its vision attention gets a clear error.
 """
 
 from __future__ import annotations
@@ -22,8 +24,9 @@ from __future__ import annotations
 import inspect
 import math
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import replace
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
@@ -39,6 +42,7 @@ from prune_bench.adapters.base import (
 )
 from prune_bench.adapters.decoder import DecoderRunner
 from prune_bench.adapters.llava_onevision import synthetic_scenes
+from prune_bench.core.attention import rotate_half
 from prune_bench.core.context import VisionAttention
 from prune_bench.core.hookspecs import hookimpl
 from prune_bench.core.state import TokenKind, TokenState
@@ -216,6 +220,56 @@ def _merge_mrope(x: torch.Tensor, section: Sequence[int]) -> torch.Tensor:
     """``[3, ..., hd]`` per-axis cos/sin -> ``[..., hd]``, as ``apply_multimodal_rotary_pos_emb`` merges."""
     parts = x.split(list(section) * 2, dim=-1)
     return torch.cat([m[i % 3] for i, m in enumerate(parts)], dim=-1)
+
+
+@dataclass
+class VisionCapture:
+    """The inputs of the ViT's last attention, kept by a pre-hook; scores are computed when asked.
+
+    ``received`` is the attention each patch receives inside its own frame pair (the tower attends per
+    temporal patch), mean over heads and queries, from the block's own post-RoPE q/k; ``keys`` are the
+    pre-RoPE keys averaged over heads (content, not position). Both are then averaged over each
+    ``merge_unit`` consecutive patches, which is exactly the group the merger turns into one token.
+    """
+
+    attn: nn.Module
+    merge_unit: int
+    hidden: torch.Tensor | None = None
+    cu_seqlens: torch.Tensor | None = None
+    rope: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    def hook(self, module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        self.hidden = (args[0] if args else kwargs["hidden_states"]).detach()
+        self.cu_seqlens = kwargs["cu_seqlens"] if "cu_seqlens" in kwargs else args[1]
+        self.rope = kwargs.get("position_embeddings")
+
+    def qkv(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(post-RoPE q, post-RoPE k, v, pre-RoPE k), each ``[L, heads, hd]`` in float32."""
+        if self.hidden is None or self.rope is None:
+            raise RuntimeError("the vision tower's attention was not captured")
+        n, heads = self.hidden.shape[0], int(self.attn.num_heads)
+        q, k, v = self.attn.qkv(self.hidden).float().reshape(n, 3, heads, -1).unbind(1)
+        cos, sin = (x.float()[:, None] for x in self.rope)
+        return q * cos + rotate_half(q) * sin, k * cos + rotate_half(k) * sin, v, k
+
+    def segments(self) -> Iterator[tuple[int, int]]:
+        assert self.cu_seqlens is not None
+        bounds = self.cu_seqlens.tolist()
+        yield from zip(bounds[:-1], bounds[1:], strict=True)
+
+    def probs(self, q: torch.Tensor, k: torch.Tensor, start: int, end: int) -> torch.Tensor:
+        """Softmax attention of one segment, ``[heads, S, S]``."""
+        scores = torch.einsum("qhd,khd->hqk", q[start:end], k[start:end]) * float(self.attn.scaling)
+        return torch.softmax(scores, dim=-1)
+
+    def result(self) -> VisionAttention:
+        q, k, _, k_raw = self.qkv()
+        received = torch.cat([self.probs(q, k, s, e).mean(dim=(0, 1)) for s, e in self.segments()])
+        frames = len(self.cu_seqlens) - 1  # type: ignore[arg-type]
+        mu = self.merge_unit
+        received = received.view(frames, -1, mu).mean(-1)
+        keys = k_raw.mean(dim=1)
+        return VisionAttention(received=received, keys=keys.view(frames, -1, mu, keys.shape[-1]).mean(2))
 
 
 # ------------------------------------------------------------------------------------ adapter
@@ -404,10 +458,33 @@ class Qwen2VLAdapter(Adapter):
         x = x.permute(0, 3, 6, 4, 7, 2, 1, 5, 8).reshape(gt * gh * gw, c * tp * p * p)
         return x, torch.tensor([[gt, gh, gw]], device=pixels.device)
 
-    def _video_features(self, flat: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:
-        out = self.visual(flat.to(self.visual.dtype), grid_thw=grid)
+    @property
+    def captures_vision_attention(self) -> bool:
+        """Qwen2-VL only: Qwen2.5-VL's window attention permutes the patches inside the tower."""
+        return not hasattr(self.config.vision_config, "fullatt_block_indexes")
+
+    @contextmanager
+    def _capture(self, enabled: bool) -> Iterator[VisionCapture | None]:
+        if not enabled or not self.captures_vision_attention:
+            yield None
+            return
+        captured = VisionCapture(self.visual.blocks[-1].attn, self.merge**2)
+        handle = captured.attn.register_forward_pre_hook(captured.hook, with_kwargs=True)
+        try:
+            yield captured
+        finally:
+            handle.remove()
+
+    def _video_features(
+        self, flat: torch.Tensor, grid: torch.Tensor, capture_vision: bool = False
+    ) -> tuple[torch.Tensor, Callable[[], VisionAttention] | None]:
+        with self._capture(capture_vision) as captured:
+            out = self.visual(flat.to(self.visual.dtype), grid_thw=grid)
         # The tower returns BaseModelOutputWithPooling (merged tokens in pooler_output) in 5.x; a tensor before.
-        return getattr(out, "pooler_output", out)
+        feats = getattr(out, "pooler_output", out)
+        if not capture_vision:
+            return feats, None
+        return feats, captured.result if captured is not None else _no_vision_attention
 
     def rope_positions(self, input_ids: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:
         """The model's own M-RoPE ids ``[3, N]`` for one prompt with one video."""
@@ -459,7 +536,7 @@ class Qwen2VLAdapter(Adapter):
         input_ids = torch.tensor(ids, device=device)
         with torch.no_grad():
             flat, grid = self.patchify(frames_pixels.to(device))
-            feats = self._video_features(flat, grid)
+            feats, vision = self._video_features(flat, grid, capture_vision)
             embeds = self.lm.embed_tokens(input_ids)
             slots = torch.nonzero(input_ids == self.config.video_token_id).flatten()
             if slots.numel() != feats.shape[0]:
@@ -485,7 +562,7 @@ class Qwen2VLAdapter(Adapter):
         return EncodedSample(
             state=state,
             answer_ids=answer_ids,
-            vision=_no_vision_attention if capture_vision else None,
+            vision=vision,
             encode_ms=(time.perf_counter() - t0) * 1000,
             frames=int(frames_pixels.shape[0]),
         )
@@ -526,8 +603,8 @@ class Qwen2VLAdapter(Adapter):
 
 def _no_vision_attention() -> VisionAttention:
     raise UserError(
-        "vision-tower attention is not captured for Qwen2-VL / Qwen2.5-VL yet; "
-        "strategies that need it (VisionZip-style) run only on llava_onevision"
+        "vision-tower attention is not captured for Qwen2.5-VL yet (its window attention permutes the "
+        "patches); strategies that need it (VisionZip-style) run on qwen2_vl and llava_onevision checkpoints"
     )
 
 

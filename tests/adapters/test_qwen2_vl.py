@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import warnings
 from typing import Any
 
 import pytest
@@ -19,6 +21,7 @@ from prune_bench.core.context import StageContext
 from prune_bench.core.plugins import registry
 from prune_bench.core.stages import PruningPlan, Stage
 from prune_bench.core.state import TokenKind, TokenState
+from prune_bench.core.strategy import BudgetWarning
 from prune_bench.core.timing import Clock
 from prune_bench.errors import UserError
 from prune_bench.strategies.simple import RandomPruning
@@ -185,13 +188,78 @@ def test_attention_rows_equal_eager_attention_rows(qwen):
         torch.testing.assert_close(captured[i], out.attentions[i][0, :, -2:, :].float(), atol=1e-5, rtol=1e-4)
 
 
-def test_vision_attention_is_a_clear_error(qwen):
-    _, _, _, sample = qwen
+def test_vision_attention_reproduces_the_towers_last_attention(qwen):
+    adapter, _, pixels, sample = qwen
     ctx = StageContext(
         hook="input", num_layers=4, generator=torch.Generator(), memory={}, _vision=sample.vision
     )
-    with pytest.raises(UserError, match="not captured for Qwen2-VL"):
-        ctx.vision_attention()
+    if not adapter.captures_vision_attention:  # Qwen2.5-VL: window-permuted patches
+        with pytest.raises(UserError, match="not captured for Qwen2.5-VL"):
+            ctx.vision_attention()
+        return
+    va = ctx.vision_attention()
+    rows, cols = sample.state.frame_grid
+    assert va.received.shape == (3, rows * cols) and va.keys.shape[:2] == (3, rows * cols)
+    # each frame pair's patches share one softmax: their mean received attention sums to 1 per pair
+    unit = adapter.merge**2
+    torch.testing.assert_close(va.received.sum(-1) * unit, torch.ones(3), atol=1e-5, rtol=0)
+    # the captured q/k/v rebuild the block's actual attention output (rope, scaling, segments are right)
+    flat, grid = adapter.patchify(pixels)
+    outputs: list[torch.Tensor] = []
+    attn = adapter.visual.blocks[-1].attn
+    with adapter._capture(True) as cap:
+        handle = attn.register_forward_hook(lambda m, i, o: outputs.append(o))
+        try:
+            adapter.visual(flat, grid_thw=grid)
+        finally:
+            handle.remove()
+    q, k, v, _ = cap.qkv()
+    mixed = torch.cat(
+        [torch.einsum("hqk,khd->qhd", cap.probs(q, k, s, e), v[s:e]) for s, e in cap.segments()]
+    )
+    torch.testing.assert_close(attn.proj(mixed.flatten(1)), outputs[0], atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("name", sorted(registry().strategies))
+def test_every_strategy_runs_on_qwen2_vl_and_drop_equals_mask(name):
+    adapter = _contract_adapter()
+    sample = _contract_sample(adapter)
+    info = adapter.model_info(CONTRACT_FRAMES)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", BudgetWarning)
+        strategy = registry().strategy(name).for_budget(0.3, "layer-average", info)
+    plan = PruningPlan.of(strategy.stages(info), info.num_layers)
+    drop = adapter.run(sample, plan, mode="drop", max_new_tokens=3, seed=3)
+    mask = adapter.run(sample, plan, mode="mask", max_new_tokens=3, seed=3)
+    assert drop.generated == mask.generated
+    assert [c.mlp_visual for c in drop.counts] == [c.mlp_visual for c in mask.counts]
+    torch.testing.assert_close(
+        torch.tensor(drop.option_logits), torch.tensor(mask.option_logits), atol=2e-4, rtol=1e-4
+    )
+    if name != "none":
+        assert drop.layer_average_retention < 1.0
+
+
+CONTRACT_FRAMES = 8
+
+
+@functools.cache
+def _contract_adapter() -> Qwen2VLAdapter:
+    return Qwen2VLAdapter.from_config(tiny_qwen2_vl_config(num_layers=8), seed=0, frame_size=(32, 32))
+
+
+@functools.cache
+def _contract_sample(adapter: Qwen2VLAdapter) -> EncodedSample:
+    """Two still scenes with noise, 4 frame pairs of 4 x 4 tokens."""
+    g = torch.Generator().manual_seed(0)
+    scenes = torch.randint(0, 256, (2, 32, 32, 3), generator=g, dtype=torch.uint8)
+    half = CONTRACT_FRAMES // 2
+    video = torch.cat([scenes[0].expand(half, -1, -1, -1), scenes[1].expand(half, -1, -1, -1)])
+    video = (video.int() + torch.randint(-20, 21, video.shape, generator=g)).clamp(0, 255).to(torch.uint8)
+    cfg = adapter.config
+    video_ids = [cfg.video_token_id] * adapter.video_token_count(CONTRACT_FRAMES)
+    ids = [3, 4, cfg.vision_start_token_id, *video_ids, cfg.vision_end_token_id, 6, 7, 8, 9]
+    return adapter.encode_ids(ids, adapter.pixels(video), [10, 11, 12, 13], capture_vision=True)
 
 
 def test_registered_and_architectures_have_the_7b_shapes():
