@@ -38,9 +38,12 @@ tokens, ``c - 1`` above the number of transitions); the LLaVA-OneVision newline 
 and is always kept; the frame count and grid come from the token layout, not from ``set_my_kwargs``.
 
 Budgets: FastVID prunes before the LLM, so every unit means the fraction of visual tokens entering
-it and ``rho = keep`` (the authors' knob, mapped directly). The realised share is
-``int(P * rho) / P`` a frame (19 / 196 = 9.7 % at the default 0.10), a little less where a segment's
-anchor budget does not divide evenly. Below one token a frame we warn and keep one.
+it, and the knob is ``rho``. The code keeps ``int(P * rho)`` tokens a frame; ``for_budget`` sets
+``rho = round(keep * P) / P`` so that this count is ``keep * P`` rounded, as the other per-frame
+strategies do (at ``keep = 0.10`` and ``P = 196``: 20 tokens, where the authors' ``rho = 0.10``
+gives 19; pass ``retention_ratio`` to :class:`FastVID` directly for their exact setting). A segment
+whose anchor budget does not divide evenly keeps a few tokens less. Below one token a frame we warn
+and keep one.
 """
 
 from __future__ import annotations
@@ -165,10 +168,12 @@ class FastVID(Strategy):
     def for_budget(cls, keep: float, unit: BudgetUnit, model: ModelInfo, **options: Any) -> Strategy:
         probe = cast(FastVIDConfig, cls.make_config(**options))
         per_frame = model.tokens_per_frame
-        rho = keep
-        if int(per_frame * rho) < 1:
+        tokens = round(keep * per_frame)
+        if tokens < 1:
             warn_budget(cls.name, keep, 1 / per_frame, "FastVID keeps at least one token per frame")
-            rho = 1 / per_frame + 1e-9
+            tokens = 1
+        # a hair above tokens / P so that the code's int(P * rho) cannot truncate below it
+        rho = (tokens + 1e-6) / per_frame
         return cls(config=probe.model_copy(update={"retention_ratio": min(1.0, rho)}))
 
     def select(self, state: TokenState, ctx: StageContext) -> TokenState:

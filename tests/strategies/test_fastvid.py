@@ -121,7 +121,7 @@ def test_salient_tokens_are_kept_positions_are_original_and_text_untouched(tiny_
     _, _, sample = tiny_sample
     info = tiny_adapter.model_info(6)
     strategy = FastVID.for_budget(0.5, "layer-average", info)
-    assert strategy.config.retention_ratio == 0.5
+    assert per_frame_budget(info.tokens_per_frame, strategy.config.retention_ratio, 0.4) == (2, 0)
     plan = PruningPlan.of(strategy.stages(info), info.num_layers)
     pre = tiny_adapter.runner.prefill(sample.state, plan, vision=sample.vision)
     full, out = sample.state, pre.state
@@ -139,7 +139,10 @@ def test_salient_tokens_are_kept_positions_are_original_and_text_untouched(tiny_
 
 def test_budget_maps_to_rho_and_warns_below_one_token_per_frame():
     info = ModelInfo(num_layers=28, num_frames=32, tokens_per_frame=196, hidden_size=3584)
-    assert FastVID.for_budget(0.1, "input", info).config.retention_ratio == 0.1
+    rho = FastVID.for_budget(0.1, "input", info).config.retention_ratio
+    assert int(196 * rho) == 20  # round(19.6); the authors' rho = 0.10 itself gives 19
+    small = ModelInfo(num_layers=8, num_frames=16, tokens_per_frame=16, hidden_size=64)
+    assert int(16 * FastVID.for_budget(0.3, "input", small).config.retention_ratio) == 5  # round(4.8)
     assert FastVID().config.retention_ratio == 0.1  # the authors' default
     with pytest.warns(BudgetWarning):
         strategy = FastVID.for_budget(0.001, "flops", info)

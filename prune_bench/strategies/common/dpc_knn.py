@@ -47,17 +47,23 @@ def dpc_knn_score(
 
 
 def dpc_knn_cluster(
-    x: torch.Tensor, num_clusters: int, k: int, valid: torch.Tensor | None = None
+    x: torch.Tensor, num_clusters: int | torch.Tensor, k: int, valid: torch.Tensor | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Cluster every batch row into ``num_clusters`` DPC-kNN clusters.
+    """Cluster every batch row into ``num_clusters`` DPC-kNN clusters (an int, or ``[B]`` per row).
 
-    :returns: ``(centres [B, C], assignment [B, N])``: the centres' token indices (by decreasing
-        score) and each token's cluster in ``0..C-1``; a centre is always in its own cluster.
+    :returns: ``(centres [B, C], assignment [B, N])``, ``C`` the largest cluster count: the
+        centres' token indices (by decreasing score; a row's centres beyond its own count are
+        padding) and each token's cluster in ``0..count-1``; a centre is always in its own cluster.
     """
+    b, n, _ = x.shape
+    counts = torch.as_tensor(num_clusters, device=x.device).expand(b)
     score, dist = dpc_knn_score(x, k, valid)
-    centres = score.topk(num_clusters, dim=-1).indices
-    to_centre = dist.gather(1, centres[:, :, None].expand(-1, -1, dist.shape[2]))  # [B, C, N]
-    assignment = to_centre.argmin(dim=1)
-    rows = torch.arange(x.shape[0], device=x.device)[:, None].expand_as(centres)
-    assignment[rows, centres] = torch.arange(num_clusters, device=x.device)[None, :].expand_as(centres)
+    c = int(counts.max().item()) if b else 0
+    centres = score.topk(c, dim=-1).indices
+    real = torch.arange(c, device=x.device)[None, :] < counts[:, None]  # [B, C]
+    to_centre = dist.gather(1, centres[:, :, None].expand(-1, -1, n))  # [B, C, N]
+    assignment = to_centre.masked_fill(~real[..., None], torch.inf).argmin(dim=1)
+    rows = torch.arange(b, device=x.device)[:, None].expand_as(centres)
+    slots = torch.arange(c, device=x.device)[None, :].expand_as(centres)
+    assignment[rows[real], centres[real]] = slots[real]
     return centres, assignment
