@@ -83,7 +83,9 @@ def _load_decord(path: Path, num_frames: int) -> LoadedVideo:
     fps = float(reader.get_avg_fps())
     reader.seek(0)  # works around decord's memory growth after get_batch (decord #197)
     del reader
-    return LoadedVideo(torch.from_numpy(np.ascontiguousarray(frames)), fps, total, tuple(idx.tolist()), "decord")
+    return LoadedVideo(
+        torch.from_numpy(np.ascontiguousarray(frames)), fps, total, tuple(idx.tolist()), "decord"
+    )
 
 
 def _load_av(path: Path, num_frames: int) -> LoadedVideo:
@@ -118,13 +120,17 @@ def _load_av(path: Path, num_frames: int) -> LoadedVideo:
     return LoadedVideo(torch.from_numpy(frames), fps, len(every), tuple(wanted.tolist()), "av")
 
 
-def write_mp4(frames: torch.Tensor | np.ndarray, path: str | os.PathLike[str], fps: float = 8.0, crf: int = 12) -> Path:
+def write_mp4(
+    frames: torch.Tensor | np.ndarray, path: str | os.PathLike[str], fps: float = 8.0, crf: int = 12
+) -> Path:
     """Write uint8 ``[T, H, W, 3]`` frames as an H.264 (yuv420p) MP4; height and width must be even."""
     import av
 
     array = frames.cpu().numpy() if isinstance(frames, torch.Tensor) else np.asarray(frames)
     if array.ndim != 4 or array.shape[-1] != 3 or array.dtype != np.uint8:
-        raise UserError(f"write_mp4 expects uint8 frames shaped [T, H, W, 3], got {array.dtype} {array.shape}")
+        raise UserError(
+            f"write_mp4 expects uint8 frames shaped [T, H, W, 3], got {array.dtype} {array.shape}"
+        )
     t, h, w, _ = array.shape
     if h % 2 or w % 2:
         raise UserError(f"H.264 needs even frame sizes, got {h}x{w}; resize or crop the frames first")

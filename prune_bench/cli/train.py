@@ -8,26 +8,56 @@ from prune_bench.cli.model import DEFAULT_MODEL_DIR, pick_device
 
 
 @click.command("train-default")
-@click.option("--out", type=click.Path(file_okay=False), default=str(DEFAULT_MODEL_DIR), show_default=True,
-              help="Directory to write the model, tokenizer and MODEL_CARD.md to.")
-@click.option("--steps", type=int, default=20000, show_default=True,
-              help="Most optimiser steps (fewer when --minutes runs out first).")
-@click.option("--minutes", type=float, default=8.0, show_default=True,
-              help="Training time budget; the step count is fitted to it (0 = run all --steps).")
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False),
+    default=str(DEFAULT_MODEL_DIR),
+    show_default=True,
+    help="Directory to write the model, tokenizer and MODEL_CARD.md to.",
+)
+@click.option(
+    "--steps",
+    type=int,
+    default=20000,
+    show_default=True,
+    help="Most optimiser steps (fewer when --minutes runs out first).",
+)
+@click.option(
+    "--minutes",
+    type=float,
+    default=8.0,
+    show_default=True,
+    help="Training time budget; the step count is fitted to it (0 = run all --steps).",
+)
 @click.option("--device", default=None, help="cuda or cpu (default: cuda if available).")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the weights and the training data.")
+@click.option(
+    "--seed", type=int, default=0, show_default=True, help="Seed of the weights and the training data."
+)
 @click.option("--batch-size", type=int, default=96, show_default=True)
-@click.option("--eval-items", type=int, default=300, show_default=True, help="Held-out items for the model card.")
+@click.option(
+    "--eval-items", type=int, default=300, show_default=True, help="Held-out items for the model card."
+)
 @click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
-def train_default(out: str, steps: int, minutes: float, device: str | None, seed: int, batch_size: int,
-                  eval_items: int, no_progress: bool) -> None:
+def train_default(
+    out: str,
+    steps: int,
+    minutes: float,
+    device: str | None,
+    seed: int,
+    batch_size: int,
+    eval_items: int,
+    no_progress: bool,
+) -> None:
     """Train the default model (a few million parameters) and write it with its model card."""
     from rich.console import Console
 
     from prune_bench.training.default_model import TrainSettings, train_default_model
 
     console = Console()
-    settings = TrainSettings(steps=steps, minutes=minutes or None, seed=seed, batch_size=batch_size,
-                             eval_items=eval_items)
-    train_default_model(out, settings, device=pick_device(device), log=console.print, show_progress=not no_progress)
+    settings = TrainSettings(
+        steps=steps, minutes=minutes or None, seed=seed, batch_size=batch_size, eval_items=eval_items
+    )
+    train_default_model(
+        out, settings, device=pick_device(device), log=console.print, show_progress=not no_progress
+    )
     console.print(f"wrote {out} (see MODEL_CARD.md there)")

@@ -56,7 +56,9 @@ class PromptEncoder:
         return self._cache[text]
 
     def prompt(self, question: str, options: tuple[str, ...]) -> list[int]:
-        text = self.fmt.template.format(video="\x00", question=question, options=self.fmt.render_options(options))
+        text = self.fmt.template.format(
+            video="\x00", question=question, options=self.fmt.render_options(options)
+        )
         before, after = text.split("\x00")
         return self._ids(before) + self.video + self._ids(after)
 
@@ -65,7 +67,11 @@ class PromptEncoder:
 
 
 def make_batch(
-    parts: list[TaskBatch], encoder: PromptEncoder, fmt: PromptFormat, image_size: int, device: torch.device,
+    parts: list[TaskBatch],
+    encoder: PromptEncoder,
+    fmt: PromptFormat,
+    image_size: int,
+    device: torch.device,
     dtype: torch.dtype = torch.float32,
 ) -> TrainBatch:
     """Stack task batches into one model batch (prompts right-padded with id 0)."""
@@ -74,7 +80,7 @@ def make_batch(
     pixels = frames_to_pixels(frames.flatten(0, 1), image_size, fmt.pixel_mean, fmt.pixel_std, dtype, device)
     prompts, targets, tasks = [], [], []
     for p in parts:
-        for q, opts, word in zip(p.questions, p.options, p.answer_words):
+        for q, opts, word in zip(p.questions, p.options, p.answer_words, strict=True):
             prompts.append(encoder.prompt(q, opts))
             targets.append(encoder.word(word))
             tasks.append(p.task)

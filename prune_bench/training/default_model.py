@@ -34,7 +34,12 @@ from prune_bench.training.tokenizer import build_tokenizer, save_tokenizer
 
 PROMPT_TEMPLATE = "Video: {video}\nQuestion: {question}\nOptions: {options}\nAnswer:"
 DEFAULT_WEIGHTS: dict[str, float] = {
-    "needle": 0.6, "order": 0.6, "count": 1.4, "motion": 1.2, "detail": 1.6, "change": 0.6,
+    "needle": 0.6,
+    "order": 0.6,
+    "count": 1.4,
+    "motion": 1.2,
+    "detail": 1.6,
+    "change": 0.6,
 }
 
 
@@ -56,8 +61,18 @@ class ModelShape:
 
     @classmethod
     def tiny(cls) -> ModelShape:
-        return cls(image_size=32, vision_hidden=32, vision_layers=1, vision_heads=2, vision_intermediate=64,
-                   text_hidden=32, text_layers=2, text_heads=2, text_kv_heads=1, text_intermediate=64)
+        return cls(
+            image_size=32,
+            vision_hidden=32,
+            vision_layers=1,
+            vision_heads=2,
+            vision_intermediate=64,
+            text_hidden=32,
+            text_layers=2,
+            text_heads=2,
+            text_kv_heads=1,
+            text_intermediate=64,
+        )
 
 
 @dataclass
@@ -81,22 +96,34 @@ class TrainSettings:
     shape: ModelShape = field(default_factory=ModelShape)
 
 
-def build_config(shape: ModelShape, vocab_size: int, video_token_id: int, image_token_id: int, pad_id: int) -> Any:
+def build_config(
+    shape: ModelShape, vocab_size: int, video_token_id: int, image_token_id: int, pad_id: int
+) -> Any:
     """The ``LlavaOnevisionConfig`` of the default model."""
     from transformers import LlavaOnevisionConfig
 
     config = LlavaOnevisionConfig(
         vision_config={
-            "model_type": "siglip_vision_model", "hidden_size": shape.vision_hidden,
-            "intermediate_size": shape.vision_intermediate, "num_hidden_layers": shape.vision_layers,
-            "num_attention_heads": shape.vision_heads, "image_size": shape.image_size, "patch_size": shape.patch_size,
+            "model_type": "siglip_vision_model",
+            "hidden_size": shape.vision_hidden,
+            "intermediate_size": shape.vision_intermediate,
+            "num_hidden_layers": shape.vision_layers,
+            "num_attention_heads": shape.vision_heads,
+            "image_size": shape.image_size,
+            "patch_size": shape.patch_size,
             "vision_use_head": False,
         },
         text_config={
-            "model_type": "qwen2", "hidden_size": shape.text_hidden, "intermediate_size": shape.text_intermediate,
-            "num_hidden_layers": shape.text_layers, "num_attention_heads": shape.text_heads,
-            "num_key_value_heads": shape.text_kv_heads, "vocab_size": vocab_size, "max_position_embeddings": 2048,
-            "pad_token_id": pad_id, "tie_word_embeddings": False,
+            "model_type": "qwen2",
+            "hidden_size": shape.text_hidden,
+            "intermediate_size": shape.text_intermediate,
+            "num_hidden_layers": shape.text_layers,
+            "num_attention_heads": shape.text_heads,
+            "num_key_value_heads": shape.text_kv_heads,
+            "vocab_size": vocab_size,
+            "max_position_embeddings": 2048,
+            "pad_token_id": pad_id,
+            "tie_word_embeddings": False,
         },
         vision_feature_layer=-1,
         vision_feature_select_strategy="full",
@@ -111,12 +138,16 @@ def video_token_count(shape: ModelShape, num_frames: int) -> int:
     return num_frames * math.ceil(shape.image_size / shape.patch_size / 2) ** 2 + 1
 
 
-def answer_logits(model: Any, pixels: torch.Tensor, ids: torch.Tensor, last: torch.Tensor, video_token_id: int) -> torch.Tensor:
+def answer_logits(
+    model: Any, pixels: torch.Tensor, ids: torch.Tensor, last: torch.Tensor, video_token_id: int
+) -> torch.Tensor:
     """Next-token logits at each prompt's last position, computed as the adapter encodes a video:
     vision tower, projector, 2x2 pooling, one newline token after all frames."""
     inner = model.model
     b = ids.shape[0]
-    feats = inner.vision_tower(pixels, output_hidden_states=True).hidden_states[model.config.vision_feature_layer]
+    feats = inner.vision_tower(pixels, output_hidden_states=True).hidden_states[
+        model.config.vision_feature_layer
+    ]
     feats = pool_video(inner, inner.multi_modal_projector(feats))  # [B*T, P, D]
     d = feats.shape[-1]
     feats = feats.reshape(b, -1, d)
@@ -182,7 +213,9 @@ def train_default_model(
     no_decay = [p for n, p in model.named_parameters() if p.dim() < 2 or "embed" in n]
     opt = torch.optim.AdamW(
         [{"params": decay, "weight_decay": s.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-        lr=s.lr, betas=(0.9, 0.98), fused=dev.type == "cuda",
+        lr=s.lr,
+        betas=(0.9, 0.98),
+        fused=dev.type == "cuda",
     )
     g = torch.Generator(device=dev).manual_seed(s.seed)
     autocast = torch.autocast(device_type=dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda")
@@ -193,8 +226,13 @@ def train_default_model(
     started = time.perf_counter()
     running: dict[str, list[float]] = {t: [] for t in counts}
     loss_avg = None
-    columns = (TextColumn("[bold]training"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-               TextColumn("{task.fields[info]}"))
+    columns = (
+        TextColumn("[bold]training"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("{task.fields[info]}"),
+    )
     step, mark = 0, started
     with Progress(*columns, disable=not show_progress) as progress:
         bar = progress.add_task("train", total=total, info="")
@@ -215,7 +253,7 @@ def train_default_model(
                 value = float(loss.detach())
                 loss_avg = value if loss_avg is None else 0.9 * loss_avg + 0.1 * value
                 hits = (logits.argmax(-1) == batch.target).tolist()
-                for task, hit in zip(batch.tasks, hits):
+                for task, hit in zip(batch.tasks, hits, strict=True):
                     running[task] = (running[task] + [float(hit)])[-200:]
                 if step == 25:
                     mark = time.perf_counter()
@@ -228,29 +266,48 @@ def train_default_model(
                     log(f"{per_step * 1000:.0f} ms a step: {total} steps fit {s.minutes:g} minutes")
             if step % 500 == 0 or step == total:
                 accs = " ".join(f"{t} {100 * sum(v) / max(1, len(v)):.0f}" for t, v in running.items())
-                log(f"step {step}/{total} loss {loss_avg:.3f} train acc: {accs} ({time.perf_counter() - started:.0f} s)")
+                log(
+                    f"step {step}/{total} loss {loss_avg:.3f} train acc: {accs} ({time.perf_counter() - started:.0f} s)"
+                )
             progress.update(bar, completed=step, info=f"loss {loss_avg:.3f}" if loss_avg is not None else "")
     train_seconds = time.perf_counter() - started
 
     model = model.to(torch.bfloat16).eval()
     model.save_pretrained(str(out))
     save_tokenizer(tokenizer, out)
-    (out / "prune_bench.json").write_text(json.dumps({
-        "prompt_template": PROMPT_TEMPLATE, "answer_mode": "option_word", "num_frames": s.num_frames,
-        "pixel_mean": list(fmt.pixel_mean), "pixel_std": list(fmt.pixel_std),
-        "benchmark": "synthetic", "frame_size": s.shape.image_size,
-    }, indent=2) + "\n")
+    (out / "prune_bench.json").write_text(
+        json.dumps(
+            {
+                "prompt_template": PROMPT_TEMPLATE,
+                "answer_mode": "option_word",
+                "num_frames": s.num_frames,
+                "pixel_mean": list(fmt.pixel_mean),
+                "pixel_std": list(fmt.pixel_std),
+                "benchmark": "synthetic",
+                "frame_size": s.shape.image_size,
+            },
+            indent=2,
+        )
+        + "\n"
+    )
     weights = out / "model.safetensors"
     summary: dict[str, Any] = {
-        "parameters": n_params, "steps": step, "train_seconds": round(train_seconds, 1),
-        "device": _device_name(dev), "torch": torch.__version__, "python": platform.python_version(),
+        "parameters": n_params,
+        "steps": step,
+        "train_seconds": round(train_seconds, 1),
+        "device": _device_name(dev),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
         "weights_mb": round(weights.stat().st_size / 2**20, 2) if weights.exists() else None,
-        "settings": asdict(s), "final_loss": loss_avg,
+        "settings": asdict(s),
+        "final_loss": loss_avg,
     }
     import transformers
 
     summary["transformers"] = transformers.__version__
-    log(f"trained {step} steps in {train_seconds:.0f} s; evaluating {s.eval_items} held-out items through the adapter")
+    log(
+        f"trained {step} steps in {train_seconds:.0f} s; evaluating {s.eval_items} held-out items through the adapter"
+    )
     del model, opt
     summary["heldout"] = evaluate_model_dir(out, s, device, show_progress=show_progress)
     (out / "training_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
@@ -278,8 +335,13 @@ def evaluate_model_dir(
     from prune_bench.runner.summary import summarize
 
     adapter = LlavaOnevisionAdapter.from_pretrained(str(path), device=device)
-    bench = SyntheticVideoQA(split="test", num_items=s.eval_items, num_frames=s.num_frames,
-                             size=s.shape.image_size, seed=s.eval_seed)
+    bench = SyntheticVideoQA(
+        split="test",
+        num_items=s.eval_items,
+        num_frames=s.num_frames,
+        size=s.shape.image_size,
+        seed=s.eval_seed,
+    )
     info = adapter.model_info(s.num_frames)
     reg = registry()
     configs = [RunConfig(build_strategy("none", 1.0, "input", info, reg), 1.0, "input")]
@@ -289,8 +351,15 @@ def evaluate_model_dir(
     context = {"model": str(path), "benchmark": bench.name, "frames": s.num_frames, "purpose": "model card"}
     with tempfile.TemporaryDirectory() as tmp:
         store = ResultStore(tmp)
-        evaluate(adapter, bench.items(), configs, store, context, num_frames=s.num_frames,
-                 show_progress=show_progress)
+        evaluate(
+            adapter,
+            bench.items(),
+            configs,
+            store,
+            context,
+            num_frames=s.num_frames,
+            show_progress=show_progress,
+        )
         rows = summarize(store.records())
     result: dict[str, dict[str, float]] = {}
     for row in rows:
@@ -307,7 +376,9 @@ def model_card(summary: Mapping[str, Any]) -> str:
     tasks = [t for t in TASKS if t in heldout.get("none", {})]
     header = "| | " + " | ".join(tasks) + " | avg |\n|---|" + "---|" * (len(tasks) + 1) + "\n"
     rows = "".join(
-        f"| {label} | " + " | ".join(f"{acc.get(t, float('nan')):.1f}" for t in tasks) + f" | {acc['avg']:.1f} |\n"
+        f"| {label} | "
+        + " | ".join(f"{acc.get(t, float('nan')):.1f}" for t in tasks)
+        + f" | {acc['avg']:.1f} |\n"
         for label, acc in heldout.items()
     )
     per_task = s["eval_items"] // max(1, len(tasks))
@@ -321,31 +392,31 @@ It knows nothing beyond the synthetic benchmark's vocabulary.
 
 ## Architecture
 
-- Vision: SigLIP-style tower, {shape['image_size']}x{shape['image_size']} frames, patch {shape['patch_size']}, \
-hidden {shape['vision_hidden']}, {shape['vision_layers']} layers, {shape['vision_heads']} heads; \
+- Vision: SigLIP-style tower, {shape["image_size"]}x{shape["image_size"]} frames, patch {shape["patch_size"]}, \
+hidden {shape["vision_hidden"]}, {shape["vision_layers"]} layers, {shape["vision_heads"]} heads; \
 LLaVA-OneVision 2x2 video pooling gives {per_frame} tokens a frame, one newline token per video.
-- Language model: Qwen2-style, hidden {shape['text_hidden']}, {shape['text_layers']} layers, \
-{shape['text_heads']} heads ({shape['text_kv_heads']} KV heads), MLP {shape['text_intermediate']}.
-- {summary['parameters'] / 1e6:.2f} M parameters, stored in bf16 safetensors ({summary['weights_mb']} MB).
+- Language model: Qwen2-style, hidden {shape["text_hidden"]}, {shape["text_layers"]} layers, \
+{shape["text_heads"]} heads ({shape["text_kv_heads"]} KV heads), MLP {shape["text_intermediate"]}.
+- {summary["parameters"] / 1e6:.2f} M parameters, stored in bf16 safetensors ({summary["weights_mb"]} MB).
 - Tokenizer: word-level (`tokenizers` WordLevel, lower-cased, whitespace/punctuation split).
-- Prompt (`prune_bench.json`): `{PROMPT_TEMPLATE.encode('unicode_escape').decode()}`; options listed as
+- Prompt (`prune_bench.json`): `{PROMPT_TEMPLATE.encode("unicode_escape").decode()}`; options listed as
   words, answer scored by comparing the logits of the option words (`answer_mode: option_word`).
 
 ## Training recipe
 
-- Data: synthetic videos ({s['num_frames']} frames of {shape['image_size']}x{shape['image_size']}) of the six
+- Data: synthetic videos ({s["num_frames"]} frames of {shape["image_size"]}x{shape["image_size"]}) of the six
   tasks (needle, order, count, motion, detail, change), generated on the training device from a
-  generator seeded with `--seed {s['seed']}`; task mix per batch {s['task_weights']}.
+  generator seeded with `--seed {s["seed"]}`; task mix per batch {s["task_weights"]}.
 - Loss: cross-entropy on the answer word only.
-- Optimiser: AdamW (lr {s['lr']}, betas 0.9/0.98, weight decay {s['weight_decay']}), {s['warmup']} warm-up steps,
-  cosine decay to {s['min_lr_ratio']} x lr, gradient clipping {s['grad_clip']}, batch {s['batch_size']},
+- Optimiser: AdamW (lr {s["lr"]}, betas 0.9/0.98, weight decay {s["weight_decay"]}), {s["warmup"]} warm-up steps,
+  cosine decay to {s["min_lr_ratio"]} x lr, gradient clipping {s["grad_clip"]}, batch {s["batch_size"]},
   bf16 autocast.
-- Ran {summary['steps']} steps in {summary['train_seconds']:.0f} s on {summary['device']}
-  (torch {summary['torch']}, transformers {summary['transformers']}); final training loss {summary['final_loss']:.4f}.
+- Ran {summary["steps"]} steps in {summary["train_seconds"]:.0f} s on {summary["device"]}
+  (torch {summary["torch"]}, transformers {summary["transformers"]}); final training loss {summary["final_loss"]:.4f}.
 
 ## Held-out accuracy (%)
 
-`SyntheticVideoQA(split="test", seed={s['eval_seed']}, num_items={s['eval_items']})` ({per_task} items a task;
+`SyntheticVideoQA(split="test", seed={s["eval_seed"]}, num_items={s["eval_items"]})` ({per_task} items a task;
 test seeds are hashed from the split name and never drawn in training), measured by loading this
 directory with `LlavaOnevisionAdapter.from_pretrained` and running prune-bench's evaluation loop
 (input-level budget for random pruning):
@@ -354,9 +425,9 @@ directory with `LlavaOnevisionAdapter.from_pretrained` and running prune-bench's
 ## Retrain
 
 ```
-prune-bench train-default --out prune_bench/assets/default_model --seed {s['seed']} --minutes {s['minutes'] or 0:g}
+prune-bench train-default --out prune_bench/assets/default_model --seed {s["seed"]} --minutes {s["minutes"] or 0:g}
 ```
 
-Needs a CUDA GPU (about {summary['train_seconds'] / 60:.0f} minutes on {summary['device']}); the step count is fitted to
+Needs a CUDA GPU (about {summary["train_seconds"] / 60:.0f} minutes on {summary["device"]}); the step count is fitted to
 `--minutes` from the measured speed, so a different GPU gives a different number of steps.
 """

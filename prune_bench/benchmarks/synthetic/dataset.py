@@ -56,7 +56,13 @@ class SyntheticVideoQA(Benchmark):
         unknown = [t for t in tasks if t not in TASKS]
         if unknown or not tasks:
             raise ValueError(f"unknown synthetic tasks {unknown} (tasks: {', '.join(TASKS)})")
-        self.split, self.num_items, self.num_frames, self.size, self.seed = split, int(num_items), num_frames, size, seed
+        self.split, self.num_items, self.num_frames, self.size, self.seed = (
+            split,
+            int(num_items),
+            num_frames,
+            size,
+            seed,
+        )
         self.tasks = tuple(tasks)
         self.data_dir = Path(data_dir) if data_dir is not None else None
         self.fps = fps
@@ -86,8 +92,14 @@ class SyntheticVideoQA(Benchmark):
                 write_mp4(video, target, fps=self.fps)  # type: ignore[arg-type]
             path, video = str(target), None
         return VideoQAItem(
-            item_id=item_id, task=task, question=batch.questions[j], options=batch.options[j],
-            answer=int(batch.answer[j]), video=video, video_path=path, meta=dict(batch.meta[j]),
+            item_id=item_id,
+            task=task,
+            question=batch.questions[j],
+            options=batch.options[j],
+            answer=int(batch.answer[j]),
+            video=video,
+            video_path=path,
+            meta=dict(batch.meta[j]),
         )
 
     def items(self, limit: int | None = None) -> list[VideoQAItem]:

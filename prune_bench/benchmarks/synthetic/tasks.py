@@ -46,7 +46,7 @@ class TaskBatch:
 
     @property
     def answer_words(self) -> list[str]:
-        return [opts[a] for opts, a in zip(self.options, self.answer.tolist())]
+        return [opts[a] for opts, a in zip(self.options, self.answer.tolist(), strict=True)]
 
 
 class _Rand:
@@ -63,14 +63,23 @@ class _Rand:
         u = torch.rand((self.n, *shape), generator=self.g, device=self.device)
         return lo + (hi - lo) * u
 
-    def distinct(self, pool: int, k: int, first: torch.Tensor | None = None, avoid: torch.Tensor | None = None) -> torch.Tensor:
+    def distinct(
+        self, pool: int, k: int, first: torch.Tensor | None = None, avoid: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """``[n, k]`` distinct indices from ``range(pool)``; ``first`` ``[n, j]`` are placed first and
         ``avoid`` ``[n, j]`` never chosen."""
         score = torch.rand((self.n, pool), generator=self.g, device=self.device)
         if avoid is not None:
             score.scatter_(1, avoid, 2.0)
         if first is not None:
-            score.scatter_(1, first, -1.0 - torch.arange(first.shape[1], 0, -1, device=self.device, dtype=score.dtype)[None].expand_as(first))
+            score.scatter_(
+                1,
+                first,
+                -1.0
+                - torch.arange(first.shape[1], 0, -1, device=self.device, dtype=score.dtype)[None].expand_as(
+                    first
+                ),
+            )
         return score.argsort(dim=1)[:, :k]
 
 
@@ -86,7 +95,9 @@ def _words(index: torch.Tensor, vocab: tuple[str, ...]) -> list[tuple[str, ...]]
     return [tuple(vocab[j] for j in row) for row in index.tolist()]
 
 
-def _scenes(r: _Rand, lo: int, hi: int, frames: int, size: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+def _scenes(
+    r: _Rand, lo: int, hi: int, frames: int, size: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Random scene layout: (counts ``[n]``, background ids ``[n, 6]``, scene of each frame, canvas)."""
     counts = r.int(lo, hi + 1)
     bg = r.distinct(len(BACKGROUND_NAMES), 6)
@@ -112,12 +123,27 @@ def needle(g: torch.Generator, n: int, frames: int, size: int, position: torch.T
     start = r.int(2, frames - 3)
     t = torch.arange(frames, device=canvas.device)[None]
     visible = (t >= start[:, None]) & (t < (start + duration)[:, None])
-    draw(canvas, shape, palette("object", canvas.device)[colour], _static(cx, frames), _static(cy, frames), radius, visible)
+    draw(
+        canvas,
+        shape,
+        palette("object", canvas.device)[colour],
+        _static(cx, frames),
+        _static(cy, frames),
+        radius,
+        visible,
+    )
     opts = place_answer(colour, r.distinct(len(OBJECT_NAMES), 3, avoid=colour[:, None]), position)
     meta = [
         {"colour": OBJECT_NAMES[c], "frames": list(range(a, a + d)), "center": (x, y), "scenes": k}
-        for c, a, d, x, y, k in zip(colour.tolist(), start.tolist(), duration.tolist(), cx.tolist(), cy.tolist(),
-                                    counts.tolist())
+        for c, a, d, x, y, k in zip(
+            colour.tolist(),
+            start.tolist(),
+            duration.tolist(),
+            cx.tolist(),
+            cy.tolist(),
+            counts.tolist(),
+            strict=True,
+        )
     ]
     return TaskBatch("needle", canvas, [QUESTIONS["needle"]] * n, _words(opts, OBJECT_NAMES), position, meta)
 
@@ -137,12 +163,20 @@ def order(g: torch.Generator, n: int, frames: int, size: int, position: torch.Te
         radius = r.uniform(6.0, 9.0) * s
         cx, cy = _position(r, radius, size)
         visible = (t >= starts[:, k : k + 1]) & (t < (starts[:, k] + lengths[:, k])[:, None])
-        draw(canvas, r.int(0, len(SHAPES)), pal[colours[:, k]], _static(cx, frames), _static(cy, frames), radius, visible)
+        draw(
+            canvas,
+            r.int(0, len(SHAPES)),
+            pal[colours[:, k]],
+            _static(cx, frames),
+            _static(cy, frames),
+            radius,
+            visible,
+        )
     distract = r.distinct(len(OBJECT_NAMES), 3, first=colours[:, 1:], avoid=colours[:, :1])
     opts = place_answer(colours[:, 0], distract, position)
     meta = [
         {"first": OBJECT_NAMES[a], "second": OBJECT_NAMES[b], "starts": (s0, s1)}
-        for (a, b), (s0, s1) in zip(colours.tolist(), starts.tolist())
+        for (a, b), (s0, s1) in zip(colours.tolist(), starts.tolist(), strict=True)
     ]
     return TaskBatch("order", canvas, [QUESTIONS["order"]] * n, _words(opts, OBJECT_NAMES), position, meta)
 
@@ -154,10 +188,21 @@ def count(g: torch.Generator, n: int, frames: int, size: int, position: torch.Te
     cx, cy = _position(r, radius, size)
     shape, colour = r.int(0, len(SHAPES)), r.int(0, len(OBJECT_NAMES))
     on = torch.ones(n, frames, dtype=torch.bool, device=canvas.device)
-    draw(canvas, shape, palette("object", canvas.device)[colour], _static(cx, frames), _static(cy, frames), radius, on)
+    draw(
+        canvas,
+        shape,
+        palette("object", canvas.device)[colour],
+        _static(cx, frames),
+        _static(cy, frames),
+        radius,
+        on,
+    )
     correct = counts - 2
     opts = place_answer(correct, r.distinct(len(NUMBERS), 3, avoid=correct[:, None]), position)
-    meta = [{"scenes": k, "backgrounds": [BACKGROUND_NAMES[b] for b in row[:k]]} for k, row in zip(counts.tolist(), bg.tolist())]
+    meta = [
+        {"scenes": k, "backgrounds": [BACKGROUND_NAMES[b] for b in row[:k]]}
+        for k, row in zip(counts.tolist(), bg.tolist(), strict=True)
+    ]
     return TaskBatch("count", canvas, [QUESTIONS["count"]] * n, _words(opts, NUMBERS), position, meta)
 
 
@@ -170,7 +215,15 @@ def motion(g: torch.Generator, n: int, frames: int, size: int, position: torch.T
     # a static distractor of another colour, drawn first so the mover passes over it
     radius0 = r.uniform(5.0, 7.0) * s
     x0, y0 = _position(r, radius0, size)
-    draw(canvas, r.int(0, len(SHAPES)), pal[colours[:, 1]], _static(x0, frames), _static(y0, frames), radius0, on)
+    draw(
+        canvas,
+        r.int(0, len(SHAPES)),
+        pal[colours[:, 1]],
+        _static(x0, frames),
+        _static(y0, frames),
+        radius0,
+        on,
+    )
     direction, shape = r.int(0, 4), r.int(0, len(SHAPES))
     radius = r.uniform(5.0, 7.0) * s
     begin, end = r.uniform(0.15 * size, 0.3 * size), r.uniform(0.7 * size, 0.85 * size)
@@ -185,11 +238,11 @@ def motion(g: torch.Generator, n: int, frames: int, size: int, position: torch.T
     opts = place_answer(direction, distract, position)
     questions = [
         QUESTIONS["motion"].format(colour=OBJECT_NAMES[c], shape=SHAPES[k])
-        for c, k in zip(colours[:, 0].tolist(), shape.tolist())
+        for c, k in zip(colours[:, 0].tolist(), shape.tolist(), strict=True)
     ]
     meta = [
         {"direction": DIRECTIONS[d], "start": (x[0], y[0]), "end": (x[-1], y[-1])}
-        for d, x, y in zip(direction.tolist(), cx.tolist(), cy.tolist())
+        for d, x, y in zip(direction.tolist(), cx.tolist(), cy.tolist(), strict=True)
     ]
     return TaskBatch("motion", canvas, questions, _words(opts, DIRECTIONS), position, meta)
 
@@ -203,16 +256,29 @@ def detail(g: torch.Generator, n: int, frames: int, size: int, position: torch.T
     for k in range(4):
         radius = r.uniform(6.0, 7.5) * s
         cx, cy = _position(r, radius, size)
-        draw(canvas, shapes[:, k], pal[colours[:, k]], _static(cx, frames), _static(cy, frames), radius, scenes == k)
+        draw(
+            canvas,
+            shapes[:, k],
+            pal[colours[:, k]],
+            _static(cx, frames),
+            _static(cy, frames),
+            radius,
+            scenes == k,
+        )
     target = (r.uniform(0.0, 1.0) * counts.float()).long().clamp(max=counts - 1)
     correct = shapes.gather(1, target[:, None])[:, 0]
     opts = place_answer(correct, r.distinct(len(SHAPES), 3, avoid=correct[:, None]), position)
     named = bg.gather(1, target[:, None])[:, 0]
     questions = [QUESTIONS["detail"].format(background=BACKGROUND_NAMES[b]) for b in named.tolist()]
     meta = [
-        {"scene": q, "scenes": k, "shape": SHAPES[c], "background": BACKGROUND_NAMES[b],
-         "frames": [t for t in range(frames) if t * k // frames == q]}
-        for q, k, c, b in zip(target.tolist(), counts.tolist(), correct.tolist(), named.tolist())
+        {
+            "scene": q,
+            "scenes": k,
+            "shape": SHAPES[c],
+            "background": BACKGROUND_NAMES[b],
+            "frames": [t for t in range(frames) if t * k // frames == q],
+        }
+        for q, k, c, b in zip(target.tolist(), counts.tolist(), correct.tolist(), named.tolist(), strict=True)
     ]
     return TaskBatch("detail", canvas, questions, _words(opts, SHAPES), position, meta)
 
@@ -226,7 +292,9 @@ def change(g: torch.Generator, n: int, frames: int, size: int, position: torch.T
     switch = frames - r.int(3, frames // 4 + 2)
     t = torch.arange(frames, device=canvas.device)[None]
     pal = palette("object", canvas.device)
-    colour = torch.where((t >= switch[:, None])[..., None], pal[colours[:, 1]][:, None], pal[colours[:, 0]][:, None])
+    colour = torch.where(
+        (t >= switch[:, None])[..., None], pal[colours[:, 1]][:, None], pal[colours[:, 0]][:, None]
+    )
     on = torch.ones(n, frames, dtype=torch.bool, device=canvas.device)
     draw(canvas, shape, colour, _static(cx, frames), _static(cy, frames), radius, on)
     distract = r.distinct(len(OBJECT_NAMES), 3, first=colours[:, :1], avoid=colours[:, 1:])
@@ -234,13 +302,18 @@ def change(g: torch.Generator, n: int, frames: int, size: int, position: torch.T
     questions = [QUESTIONS["change"].format(shape=SHAPES[k]) for k in shape.tolist()]
     meta = [
         {"before": OBJECT_NAMES[a], "after": OBJECT_NAMES[b], "switch": w, "center": (x, y)}
-        for (a, b), w, x, y in zip(colours.tolist(), switch.tolist(), cx.tolist(), cy.tolist())
+        for (a, b), w, x, y in zip(colours.tolist(), switch.tolist(), cx.tolist(), cy.tolist(), strict=True)
     ]
     return TaskBatch("change", canvas, questions, _words(opts, OBJECT_NAMES), position, meta)
 
 
 GENERATORS: dict[str, Callable[[torch.Generator, int, int, int, torch.Tensor], TaskBatch]] = {
-    "needle": needle, "order": order, "count": count, "motion": motion, "detail": detail, "change": change,
+    "needle": needle,
+    "order": order,
+    "count": count,
+    "motion": motion,
+    "detail": detail,
+    "change": change,
 }
 
 
@@ -250,8 +323,14 @@ def balanced_positions(g: torch.Generator, n: int) -> torch.Tensor:
     return blocks.flatten()[:n]
 
 
-def generate(task: str, g: torch.Generator, n: int, frames: int = 32, size: int = 64,
-             position: torch.Tensor | None = None) -> TaskBatch:
+def generate(
+    task: str,
+    g: torch.Generator,
+    n: int,
+    frames: int = 32,
+    size: int = 64,
+    position: torch.Tensor | None = None,
+) -> TaskBatch:
     """``n`` items of ``task`` drawn from ``g`` (on ``g``'s device), letters balanced unless given."""
     if task not in GENERATORS:
         raise ValueError(f"unknown synthetic task '{task}' (tasks: {', '.join(GENERATORS)})")

@@ -1,0 +1,95 @@
+"""Training the default model: a 3-step CPU smoke run, and training sees what evaluation sees."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from prune_bench.adapters.base import PromptFormat
+from prune_bench.adapters.llava_onevision import LlavaOnevisionAdapter
+from prune_bench.benchmarks.synthetic import SyntheticVideoQA
+from prune_bench.cli.model import DEFAULT_MODEL_DIR
+from prune_bench.core.stages import PruningPlan
+from prune_bench.training.data import PromptEncoder, make_batch, sample_parts
+from prune_bench.training.default_model import (
+    PROMPT_TEMPLATE,
+    ModelShape,
+    TrainSettings,
+    answer_logits,
+    train_default_model,
+    video_token_count,
+)
+
+
+@pytest.fixture(scope="module")
+def tiny_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("model")
+    settings = TrainSettings(
+        steps=3,
+        minutes=None,
+        batch_size=6,
+        num_frames=12,
+        warmup=2,
+        eval_items=6,
+        eval_random_keep=None,
+        shape=ModelShape.tiny(),
+    )
+    summary = train_default_model(out, settings, device="cpu", log=lambda _: None, show_progress=False)
+    assert summary["steps"] == 3 and set(summary["heldout"]["none"]) >= {"needle", "avg"}
+    return out
+
+
+def test_smoke_run_writes_a_loadable_model_dir(tiny_dir: Path) -> None:
+    for name in ("model.safetensors", "config.json", "tokenizer.json", "prune_bench.json", "MODEL_CARD.md"):
+        assert (tiny_dir / name).is_file(), name
+    adapter = LlavaOnevisionAdapter.from_pretrained(str(tiny_dir))
+    assert adapter.prompt_format.answer_mode == "option_word" and adapter.prompt_format.num_frames == 12
+    item = SyntheticVideoQA(num_items=1, num_frames=12, size=32).items()[0]
+    result = adapter.run(
+        adapter.encode(item.video, item.question, item.options, capture_vision=False), PruningPlan.of([], 2)
+    )
+    assert result.choice in range(4)
+
+
+def test_training_prompt_and_logits_match_the_adapter(tiny_dir: Path) -> None:
+    adapter = LlavaOnevisionAdapter.from_pretrained(str(tiny_dir))
+    fmt = PromptFormat.from_model_dir(tiny_dir)
+    assert fmt.template == PROMPT_TEMPLATE
+    shape = ModelShape.tiny()
+    encoder = PromptEncoder(
+        adapter.tokenizer, fmt, adapter.config.video_token_id, video_token_count(shape, 12)
+    )
+    parts = sample_parts(torch.Generator().manual_seed(0), {"motion": 1, "detail": 1}, 12, shape.image_size)
+    batch = make_batch(parts, encoder, fmt, shape.image_size, torch.device("cpu"))
+    with torch.no_grad():
+        logits = answer_logits(
+            adapter.model, batch.pixels, batch.ids, batch.last, adapter.config.video_token_id
+        )
+    for i, part in enumerate(parts):
+        question, options = part.questions[0], part.options[0]
+        ids, answer_ids = adapter._prompt_ids(question, options, adapter.video_token_count(12))
+        assert ids == batch.ids[i, : len(ids)].tolist() and int(batch.last[i]) == len(ids) - 1
+        assert int(batch.target[i]) == answer_ids[int(part.answer[0])]
+        sample = adapter.encode(part.frames[0], question, options, capture_vision=False)
+        result = adapter.run(sample, PruningPlan.of([], adapter.config.text_config.num_hidden_layers))
+        torch.testing.assert_close(
+            torch.tensor(result.option_logits), logits[i, answer_ids], atol=1e-3, rtol=1e-3
+        )
+
+
+def test_shipped_model_is_small_and_answers_needles() -> None:
+    weights = DEFAULT_MODEL_DIR / "model.safetensors"
+    assert weights.is_file() and weights.stat().st_size < 20 * 2**20
+    assert json.loads((DEFAULT_MODEL_DIR / "prune_bench.json").read_text())["answer_mode"] == "option_word"
+    adapter = LlavaOnevisionAdapter.from_pretrained(str(DEFAULT_MODEL_DIR))
+    items = SyntheticVideoQA(num_items=4, tasks=("needle",)).items()
+    plan = PruningPlan.of([], adapter.config.text_config.num_hidden_layers)
+    right = sum(
+        adapter.run(adapter.encode(i.video, i.question, i.options, capture_vision=False), plan).choice
+        == i.answer
+        for i in items
+    )
+    assert right >= 3
