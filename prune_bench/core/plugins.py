@@ -42,6 +42,7 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "prune_bench.strategies.fastvid",
     "prune_bench.strategies.vispruner",
     "prune_bench.strategies.prunevid",
+    "prune_bench.strategies.holitom",
     "prune_bench.adapters.qwen2_vl",
 )
 

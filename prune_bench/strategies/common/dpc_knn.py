@@ -17,12 +17,13 @@ import torch
 
 
 def dpc_knn_score(
-    x: torch.Tensor, k: int, valid: torch.Tensor | None = None
+    x: torch.Tensor, k: int | torch.Tensor, valid: torch.Tensor | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """DPC-kNN centre score of every token of every batch row.
 
     :param x: ``[B, N, D]`` features.
-    :param k: neighbours of the local density (the token itself counts as one of them).
+    :param k: neighbours of the local density (the token itself counts as one of them); an int,
+        or ``[B]`` per row (HoliTom uses ``min(K, clusters)``, which differs between rows).
     :param valid: ``[B, N]`` mask of real tokens in a padded batch; padding gets score ``-inf`` and
         lies beyond the row's largest real distance, so real tokens score as without it.
     :returns: ``(score [B, N], dist [B, N, N])`` in float32.
@@ -34,8 +35,10 @@ def dpc_knn_score(
         pairs = valid[:, :, None] & valid[:, None, :]
         dist_max = dist.masked_fill(~pairs, 0).flatten(1).amax(dim=1)[:, None, None]
         dist = torch.where(valid[:, None, :], dist, dist_max + 1)
-    knn = dist.topk(min(k, n), dim=-1, largest=False).values
-    density = torch.exp(-(knn**2).mean(dim=-1))
+    ks = torch.as_tensor(k, device=x.device).clamp(1, max(n, 1)).expand(b)
+    knn = dist.topk(int(ks.max().item()) if b else 0, dim=-1, largest=False).values  # [B, N, k_max]
+    near = (torch.arange(knn.shape[-1], device=x.device)[None, :] < ks[:, None])[:, None, :]
+    density = torch.exp(-(knn**2 * near).sum(dim=-1) / ks[:, None])
     if valid is not None:
         density = density * valid
     higher = density[:, None, :] > density[:, :, None]  # [b, i, j]: j is denser than i
@@ -47,7 +50,10 @@ def dpc_knn_score(
 
 
 def dpc_knn_cluster(
-    x: torch.Tensor, num_clusters: int | torch.Tensor, k: int, valid: torch.Tensor | None = None
+    x: torch.Tensor,
+    num_clusters: int | torch.Tensor,
+    k: int | torch.Tensor,
+    valid: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Cluster every batch row into ``num_clusters`` DPC-kNN clusters (an int, or ``[B]`` per row).
 
@@ -60,6 +66,8 @@ def dpc_knn_cluster(
     score, dist = dpc_knn_score(x, k, valid)
     c = int(counts.max().item()) if b else 0
     centres = score.topk(c, dim=-1).indices
+    if c == 0:
+        return centres, torch.zeros(b, n, dtype=torch.long, device=x.device)
     real = torch.arange(c, device=x.device)[None, :] < counts[:, None]  # [B, C]
     to_centre = dist.gather(1, centres[:, :, None].expand(-1, -1, n))  # [B, C, N]
     assignment = to_centre.masked_fill(~real[..., None], torch.inf).argmin(dim=1)
