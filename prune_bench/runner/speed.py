@@ -167,7 +167,8 @@ def hf_lm_prefill_ms(adapter: Adapter, sample: EncodedSample, *, warmup: int = 2
     model = adapter.model
     lm = model.model.language_model
     embeds = sample.state.hidden[None]
-    position = sample.state.position[None]
+    pos = sample.state.position
+    position = pos[None] if pos.dim() == 1 else pos[:, None]  # M-RoPE ids are [3, 1, N]
     clock = Clock(adapter.device)
     times = []
     for i in range(warmup + repeats):
