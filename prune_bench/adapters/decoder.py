@@ -241,7 +241,11 @@ class DecoderRunner:
         generator: torch.Generator,
     ) -> PrefillResult:
         caches: list[LayerCache] = []
-        counts: list[LayerCount] = []
+        # Token counts stay on the device until the end: reading them per layer would synchronise
+        # the host with the GPU twice a layer and leave the GPU idle while the next layer launches.
+        sizes: list[tuple[int, int]] = []
+        visual: list[torch.Tensor] = []
+        rope_for: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
         for idx, layer in enumerate(self.layers):
             pre = plan.at_layer(idx, "pre")
             if pre:
@@ -253,11 +257,14 @@ class DecoderRunner:
                 )
             h = state.hidden
             x = layer.input_layernorm(h)
-            cos, sin = self.rope(x, state.position)
+            if rope_for is None or rope_for[0] is not state.position:  # positions change only when tokens do
+                rope_for = (state.position, *self.rope(x, state.position))
+            cos, sin = rope_for[1], rope_for[2]
             q, k, v = self._qkv(layer, x, cos, sin)
             caches.append(self._new_cache(k, v, state, max_new_tokens))
             h = h + layer.self_attn.o_proj(self._attend(q, k, v, None))
-            attn_n, attn_vis = len(state), state.num_visual
+            attn_n = len(state)
+            visual.append(state.is_visual.sum())
             state = state.with_hidden(h)
             post = plan.at_layer(idx, "post")
             if post:
@@ -283,8 +290,13 @@ class DecoderRunner:
             h = state.hidden
             h = h + layer.mlp(layer.post_attention_layernorm(h))
             state = state.with_hidden(h)
-            counts.append(LayerCount(attn_n, attn_vis, len(state), state.num_visual))
+            sizes.append((attn_n, len(state)))
+            visual.append(state.is_visual.sum())
         logits = self.lm_head(self.norm(state.hidden[-1:]))[0]
+        vis = torch.stack(visual).tolist() if visual else []
+        counts = [
+            LayerCount(a, vis[2 * i], m, vis[2 * i + 1]) for i, (a, m) in enumerate(sizes)
+        ]
         return PrefillResult(logits=logits, caches=caches, counts=counts, state=state, input_visual=0)
 
     def _prefill_mask(

@@ -19,10 +19,19 @@ pytestmark = [
 FRAMES = 16
 
 
+@pytest.fixture(autouse=True)
+def _exact_float32(monkeypatch):
+    # cuDNN convolutions (the patch embedding) default to TF32, which is not float32
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
+    monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", False)
+
+
 def _run(device: str, name: str):
-    adapter = LlavaOnevisionAdapter.from_config(
-        tiny_llava_onevision_config(num_layers=8, image_size=64), device=device, dtype=torch.float32, seed=0
+    # Built on the CPU and moved, so both devices run the same weights (the CUDA RNG differs).
+    cpu = LlavaOnevisionAdapter.from_config(
+        tiny_llava_onevision_config(num_layers=8, image_size=64), dtype=torch.float32, seed=0
     )
+    adapter = LlavaOnevisionAdapter(cpu.model.to(device)) if device != "cpu" else cpu
     g = torch.Generator().manual_seed(0)
     size = adapter.config.vision_config.image_size
     scenes = torch.randint(0, 256, (2, size, size, 3), generator=g, dtype=torch.uint8)
