@@ -25,6 +25,7 @@ from prune_bench.runner.speed import (
     hf_lm_prefill_ms,
     machine,
     measure_strategy,
+    rows_from_json,
     time_vision,
 )
 
@@ -105,7 +106,14 @@ def write_outputs(
 
 
 @click.command("speed")
-@click.argument("strategies", nargs=-1, required=True)
+@click.argument("strategies", nargs=-1)
+@click.option(
+    "--render",
+    "render",
+    type=click.Path(dir_okay=False, exists=True),
+    default=None,
+    help="Only redraw speed.md and the figures next to an existing speed.json.",
+)
 @click.option(
     "--arch", default="llava-onevision-7b", show_default=True, help="Named architecture (random weights)."
 )
@@ -143,11 +151,20 @@ def speed(
     dtype: str | None,
     sets: tuple[str, ...],
     out: str | None,
+    render: str | None,
 ) -> None:
     """Time STRATEGIES at a real architecture's shape with random weights (no download).
 
     The unpruned model ('none') is always measured as the reference.
     """
+    if render:
+        payload = json.loads(Path(render).read_text())
+        write_outputs(
+            Path(render).parent, rows_from_json(payload), payload["meta"], payload.get("failures", [])
+        )
+        return
+    if not strategies:
+        raise UserError("name at least one strategy, e.g. prune-bench speed hieravid fastv --keep 0.3")
     reg = registry()
     for k in keeps:
         check_keep(k)

@@ -21,7 +21,7 @@ Format = Literal["md", "latex", "csv"]
 FORMATS: tuple[str, ...] = ("md", "latex", "csv")
 FLOPS_CONVENTIONS: tuple[str, ...] = ("exact", "paper")
 FLOPS_NOTE = {
-    "exact": "exact: GQA-aware, vision tower and projector included",
+    "exact": "exact: LLM prefill, GQA-aware, causal attention",
     "paper": "paper: 4nd^2 + 2n^2d + 2ndm per LLM layer",
 }
 

@@ -72,6 +72,12 @@ class SpeedRow:
         return {**asdict(self), "efficiency": self.efficiency, "overhead": self.overhead}
 
 
+def rows_from_json(payload: dict[str, Any]) -> list[SpeedRow]:
+    """The rows of a saved ``speed.json`` (derived columns are recomputed, not read)."""
+    names = set(SpeedRow.__dataclass_fields__)
+    return [SpeedRow(**{k: v for k, v in row.items() if k in names}) for row in payload["rows"]]
+
+
 def machine(adapter: Adapter) -> dict[str, str]:
     """What every figure was measured on."""
     dev = adapter.device
