@@ -14,9 +14,24 @@ def test_default_compare_wall_time(benchmark, tmp_path):
     def run() -> None:
         out = tmp_path / f"run{len(list(tmp_path.iterdir()))}"
         subprocess.run(
-            [sys.executable, "-m", "prune_bench", "compare", "hieravid", "fastv", "--keep", "0.3", "--device", "cpu",
-             "--out", str(out), "--no-progress"],
-            check=True, capture_output=True, timeout=900,
+            [
+                sys.executable,
+                "-m",
+                "prune_bench",
+                "compare",
+                "hieravid",
+                "fastv",
+                "--keep",
+                "0.3",
+                "--device",
+                "cpu",
+                "--out",
+                str(out),
+                "--no-progress",
+            ],
+            check=True,
+            capture_output=True,
+            timeout=900,
         )
 
     benchmark.pedantic(run, rounds=1, iterations=1)

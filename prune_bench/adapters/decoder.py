@@ -294,9 +294,7 @@ class DecoderRunner:
             visual.append(state.is_visual.sum())
         logits = self.lm_head(self.norm(state.hidden[-1:]))[0]
         vis = torch.stack(visual).tolist() if visual else []
-        counts = [
-            LayerCount(a, vis[2 * i], m, vis[2 * i + 1]) for i, (a, m) in enumerate(sizes)
-        ]
+        counts = [LayerCount(a, vis[2 * i], m, vis[2 * i + 1]) for i, (a, m) in enumerate(sizes)]
         return PrefillResult(logits=logits, caches=caches, counts=counts, state=state, input_visual=0)
 
     def _prefill_mask(

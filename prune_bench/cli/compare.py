@@ -38,7 +38,17 @@ def print_table(rows: list[SummaryRow], title: str, console: Console) -> None:
     tasks = sorted({t for r in rows for t in r.accuracy})
     full = next((r for r in rows if r.strategy == "none"), None)
     table = Table(title=title, pad_edge=False)
-    headers = ("strategy", "keep", *(t[:6] for t in tasks), "avg", "%full", "ret", "FLOPs", "FLOPs*", "prune ms")
+    headers = (
+        "strategy",
+        "keep",
+        *(t[:6] for t in tasks),
+        "avg",
+        "%full",
+        "ret",
+        "FLOPs",
+        "FLOPs*",
+        "prune ms",
+    )
     for col in headers:
         table.add_column(col, justify="left" if col == "strategy" else "right", no_wrap=True)
     for r in rows:

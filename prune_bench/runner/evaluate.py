@@ -145,7 +145,10 @@ def evaluate(
     shape = LMShape.from_config(adapter.config.text_config)
     items = list(items)
     store.write_manifest(
-        {**manifest(adapter, context), "configs": {h: c.describe(context) for h, c in zip(hashes, configs, strict=True)}}
+        {
+            **manifest(adapter, context),
+            "configs": {h: c.describe(context) for h, c in zip(hashes, configs, strict=True)},
+        }
     )
     columns = (
         TextColumn("[bold]{task.description}"),

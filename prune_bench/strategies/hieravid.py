@@ -129,7 +129,8 @@ class HieraVidConfig(StrategyConfig):
 
 def scaled_stage_layers(num_layers: int) -> tuple[int, int, int]:
     layers = tuple(
-        max(1, min(num_layers - 1, round(ref * num_layers / REFERENCE_DEPTH))) for ref in REFERENCE_STAGE_LAYERS
+        max(1, min(num_layers - 1, round(ref * num_layers / REFERENCE_DEPTH)))
+        for ref in REFERENCE_STAGE_LAYERS
     )
     return layers  # type: ignore[return-value]
 
@@ -267,7 +268,9 @@ class HieraVid(Strategy):
             mv = ctx.memory.get(MV_KEY)
             budgets = self.segment_budgets(
                 # looked up by segment id, as the authors do, even when trailing segments are empty
-                counts, keep, mv[:n_seg] if mv is not None and mv.numel() >= n_seg else None
+                counts,
+                keep,
+                mv[:n_seg] if mv is not None and mv.numel() >= n_seg else None,
             )
             if fast:
                 chosen = relevance_spread(r, seg, counts, budgets)

@@ -15,15 +15,34 @@ import pytest
 
 from prune_bench.training.default_model import ModelShape, TrainSettings, train_default_model
 
-ARGS = ["compare", "random", "uniform", "--keep", "0.3", "--limit", "36", "--frames", "12", "--device", "cpu",
-        "--no-progress"]
+ARGS = [
+    "compare",
+    "random",
+    "uniform",
+    "--keep",
+    "0.3",
+    "--limit",
+    "36",
+    "--frames",
+    "12",
+    "--device",
+    "cpu",
+    "--no-progress",
+]
 
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("model")
-    settings = TrainSettings(steps=1, minutes=None, batch_size=6, num_frames=12, eval_items=6, eval_random_keep=None,
-                             shape=ModelShape.tiny())
+    settings = TrainSettings(
+        steps=1,
+        minutes=None,
+        batch_size=6,
+        num_frames=12,
+        eval_items=6,
+        eval_random_keep=None,
+        shape=ModelShape.tiny(),
+    )
     train_default_model(out, settings, device="cpu", log=lambda _: None, show_progress=False)
     return out
 
@@ -38,14 +57,17 @@ def _records(out: Path) -> list[dict]:
 
 
 def _comparable(records: list[dict]) -> dict:
-    return {(r["config_hash"], r["item_id"]): (r["choice"], r["correct"], r["retention"], r["visual_per_layer"])
-            for r in records}
+    return {
+        (r["config_hash"], r["item_id"]): (r["choice"], r["correct"], r["retention"], r["visual_per_layer"])
+        for r in records
+    }
 
 
 def test_sigkill_then_rerun_matches_an_uninterrupted_run(model_dir, tmp_path):
     killed = tmp_path / "killed"
-    proc = subprocess.Popen(_cmd(model_dir, killed), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        _cmd(model_dir, killed), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
     results = killed / "results.jsonl"
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline:

@@ -177,7 +177,9 @@ def test_relevance_spread_buckets_follow_the_authors_partition():
     for n in range(1, 24):
         for k in range(1, n + 1):
             rel = torch.arange(n, dtype=torch.float32).flip(0)  # the first slot of a bucket wins
-            kept = relevance_spread(rel, torch.zeros(n, dtype=torch.long), torch.tensor([n]), torch.tensor([k]))
+            kept = relevance_spread(
+                rel, torch.zeros(n, dtype=torch.long), torch.tensor([n]), torch.tensor([k])
+            )
             assert sorted(kept.tolist()) == [b * n // k for b in range(k)], (n, k)
 
 
