@@ -95,7 +95,8 @@ def record_for(
     item: VideoQAItem, cfg: RunConfig, config_hash: str, result: AnswerResult, shape: LMShape
 ) -> dict[str, Any]:
     layers = [LayerTokens(c.attn_tokens, c.mlp_tokens) for c in result.counts]
-    full_n = result.counts[0].attn_tokens - result.input_visual + result.total_visual
+    # The unpruned prompt: every non-visual token (stages leave text alone) plus every visual one.
+    full_n = result.counts[0].attn_tokens - result.counts[0].attn_visual + result.total_visual
     full_layers = [LayerTokens(full_n, full_n)] * len(layers)
     exact, paper = prefill_flops(shape, layers, "exact"), prefill_flops(shape, layers, "paper")
     return {
