@@ -1,8 +1,9 @@
 """HieraVid: hierarchical token pruning for fast video LLMs (Guo et al., arXiv 2604.01881).
 
 Followed: the authors' code, github.com/Ethan16162/VidTokenPrune, branch ``segment_multi_stage``,
-commit 2733a94 (the state when the paper's main results were produced), as documented in
-``shared/research/hieravid.md``; the paper's text is not public beyond its abstract.
+commit 2733a94 (the state when the paper's main results were produced; the fast "relevance spread"
+variant from the branch head, 37503c3), compared line by line with ``framefusion/main.py`` and
+``modeling_qwen2.py`` there; the paper's text is not public beyond its abstract.
 
 The method prunes at three levels, in the order a video meets the LLM:
 
