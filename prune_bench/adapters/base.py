@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 import torch
+from torch import nn
 from torch.nn import functional as F
 
 from prune_bench.adapters.decoder import DecoderRunner, LayerCount, Mode, PrefillResult
@@ -259,3 +260,55 @@ def resolve_model_path(path_or_id: str) -> str:
             f"model path '{path_or_id}' does not exist; pass an existing directory or a hub id like org/name"
         )
     return path_or_id
+
+
+# ------------------------------------------------------------------- shared by every adapter
+RopeFn = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+
+
+def default_dtype(device: str, dtype: torch.dtype | None) -> torch.dtype:
+    """bf16 on CUDA, float32 on the CPU, unless asked otherwise."""
+    return dtype or (torch.bfloat16 if device.startswith("cuda") else torch.float32)
+
+
+def load_hf_checkpoint(
+    model_cls: Any, where: str, path_or_id: str, dtype: torch.dtype, attn: str
+) -> tuple[Any, Any]:
+    """``(model, tokenizer)`` from a local directory or hub id; a failure is one readable line."""
+    from transformers import AutoTokenizer
+
+    try:
+        model = model_cls.from_pretrained(where, dtype=dtype, attn_implementation=attn)
+        tokenizer = AutoTokenizer.from_pretrained(where)
+    except OSError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UserError(
+            f"could not load model '{path_or_id}' ({first}); download it first "
+            "(huggingface-cli download ...) and pass its local directory to --model"
+        ) from None
+    return model, tokenizer
+
+
+def random_hf_model(
+    model_cls: Any, config: Any, device: str, dtype: torch.dtype, seed: int, attn: str
+) -> Any:
+    """``model_cls`` at ``config``'s shape with random weights, built directly on ``device``."""
+    torch.manual_seed(seed)
+    config._attn_implementation = attn
+    with torch.device(device):
+        return model_cls._from_config(config, dtype=dtype)
+
+
+def decoder_runner(lm: Any, lm_head: nn.Module, rope: RopeFn, text: Any) -> DecoderRunner:
+    """The shared prefill/decode loop over a Qwen2-style HF language model's layers (``text``: its config)."""
+    head_dim = getattr(text, "head_dim", None) or text.hidden_size // text.num_attention_heads
+    return DecoderRunner(
+        lm.layers,
+        lm.norm,
+        lm_head,
+        lm.embed_tokens,
+        rope,
+        text.num_attention_heads,
+        text.num_key_value_heads,
+        head_dim,
+    )

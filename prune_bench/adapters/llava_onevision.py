@@ -24,10 +24,13 @@ from prune_bench.adapters.base import (
     Adapter,
     EncodedSample,
     PromptFormat,
+    decoder_runner,
+    default_dtype,
     frames_to_pixels,
+    load_hf_checkpoint,
+    random_hf_model,
     resolve_model_path,
 )
-from prune_bench.adapters.decoder import DecoderRunner
 from prune_bench.adapters.vision_capture import capture_vision_attention
 from prune_bench.core.context import VisionAttention
 from prune_bench.core.hookspecs import hookimpl
@@ -134,23 +137,13 @@ class LlavaOnevisionAdapter(Adapter):
         self.image_newline: torch.Tensor = inner.image_newline
         self._pool = inner.apply_pooling
         text = self.config.text_config
-        head_dim = getattr(text, "head_dim", None) or text.hidden_size // text.num_attention_heads
         rotary = self.lm.rotary_emb
 
         def rope(x: torch.Tensor, position: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
             cos, sin = rotary(x[None], position[None])
             return cos[0], sin[0]
 
-        self.runner = DecoderRunner(
-            self.lm.layers,
-            self.lm.norm,
-            model.lm_head,
-            self.lm.embed_tokens,
-            rope,
-            text.num_attention_heads,
-            text.num_key_value_heads,
-            head_dim,
-        )
+        self.runner = decoder_runner(self.lm, model.lm_head, rope, text)
 
     # ------------------------------------------------------------------------------- loading
     @classmethod
@@ -161,21 +154,12 @@ class LlavaOnevisionAdapter(Adapter):
     def from_pretrained(
         cls, path_or_id: str, *, device: str = "cpu", dtype: torch.dtype | None = None, attn: str = "sdpa"
     ) -> LlavaOnevisionAdapter:
-        from transformers import AutoTokenizer, LlavaOnevisionForConditionalGeneration
+        from transformers import LlavaOnevisionForConditionalGeneration
 
         where = resolve_model_path(path_or_id)
-        dtype = dtype or (torch.bfloat16 if device.startswith("cuda") else torch.float32)
-        try:
-            model = LlavaOnevisionForConditionalGeneration.from_pretrained(
-                where, dtype=dtype, attn_implementation=attn
-            )
-            tokenizer = AutoTokenizer.from_pretrained(where)
-        except OSError as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise UserError(
-                f"could not load model '{path_or_id}' ({first}); download it first "
-                "(huggingface-cli download ...) and pass its local directory to --model"
-            ) from None
+        model, tokenizer = load_hf_checkpoint(
+            LlavaOnevisionForConditionalGeneration, where, path_or_id, default_dtype(device, dtype), attn
+        )
         return cls(model.to(device), tokenizer, PromptFormat.from_model_dir(where))
 
     @classmethod
@@ -191,11 +175,9 @@ class LlavaOnevisionAdapter(Adapter):
         """Random weights at ``config``'s shape, built directly on ``device`` (no download)."""
         from transformers import LlavaOnevisionForConditionalGeneration
 
-        dtype = dtype or (torch.bfloat16 if device.startswith("cuda") else torch.float32)
-        torch.manual_seed(seed)
-        config._attn_implementation = attn
-        with torch.device(device):
-            model = LlavaOnevisionForConditionalGeneration._from_config(config, dtype=dtype)
+        model = random_hf_model(
+            LlavaOnevisionForConditionalGeneration, config, device, default_dtype(device, dtype), seed, attn
+        )
         return cls(model, None, PromptFormat())
 
     # -------------------------------------------------------------------------------- layout

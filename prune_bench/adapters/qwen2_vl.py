@@ -38,9 +38,12 @@ from prune_bench.adapters.base import (
     Adapter,
     EncodedSample,
     PromptFormat,
+    decoder_runner,
+    default_dtype,
+    load_hf_checkpoint,
+    random_hf_model,
     resolve_model_path,
 )
-from prune_bench.adapters.decoder import DecoderRunner
 from prune_bench.adapters.llava_onevision import synthetic_scenes
 from prune_bench.core.attention import rotate_half
 from prune_bench.core.context import VisionAttention
@@ -320,7 +323,6 @@ class Qwen2VLAdapter(Adapter):
             raise UserError(f"frame_size {self.frame_size} must be positive multiples of {factor}")
         if "sliding_attention" in (getattr(text, "layer_types", None) or []):
             raise UserError("sliding-window attention (use_sliding_window=true) is not supported")
-        head_dim = getattr(text, "head_dim", None) or text.hidden_size // text.num_attention_heads
         rotary = self.lm.rotary_emb
         section = (getattr(text, "rope_parameters", None) or getattr(text, "rope_scaling", None) or {}).get(
             "mrope_section", [16, 24, 24]
@@ -333,16 +335,7 @@ class Qwen2VLAdapter(Adapter):
                 cos, sin = _merge_mrope(cos, section), _merge_mrope(sin, section)
             return cos[0], sin[0]
 
-        self.runner = DecoderRunner(
-            self.lm.layers,
-            self.lm.norm,
-            model.lm_head,
-            self.lm.embed_tokens,
-            rope,
-            text.num_attention_heads,
-            text.num_key_value_heads,
-            head_dim,
-        )
+        self.runner = decoder_runner(self.lm, model.lm_head, rope, text)
 
     # ------------------------------------------------------------------------------- loading
     @classmethod
@@ -367,24 +360,21 @@ class Qwen2VLAdapter(Adapter):
         attn: str = "sdpa",
         frame_size: tuple[int, int] | None = None,
     ) -> Qwen2VLAdapter:
-        from transformers import AutoConfig, AutoTokenizer
+        from transformers import AutoConfig
 
         where = resolve_model_path(path_or_id)
-        dtype = dtype or (torch.bfloat16 if device.startswith("cuda") else torch.float32)
         try:
             config = AutoConfig.from_pretrained(where)
-            if not cls.handles(config):
-                raise UserError(
-                    f"'{path_or_id}' is a {type(config).__name__}, not a Qwen2-VL or Qwen2.5-VL checkpoint"
-                )
-            model = cls._model_class(config).from_pretrained(where, dtype=dtype, attn_implementation=attn)
-            tokenizer = AutoTokenizer.from_pretrained(where)
-        except OSError as exc:
+        except (OSError, ValueError) as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise UserError(f"could not read the config of '{path_or_id}' ({first})") from None
+        if not cls.handles(config):
             raise UserError(
-                f"could not load model '{path_or_id}' ({first}); download it first "
-                "(huggingface-cli download ...) and pass its local directory to --model"
-            ) from None
+                f"'{path_or_id}' is a {type(config).__name__}, not a Qwen2-VL or Qwen2.5-VL checkpoint"
+            )
+        model, tokenizer = load_hf_checkpoint(
+            cls._model_class(config), where, path_or_id, default_dtype(device, dtype), attn
+        )
         fmt = PromptFormat.from_model_dir(where)
         if fmt.template == LLAVA_CHAT_TEMPLATE:  # no prune_bench.json: Qwen's own chat format
             fmt = replace(fmt, template=QWEN_CHAT_TEMPLATE)
@@ -404,11 +394,9 @@ class Qwen2VLAdapter(Adapter):
         frame_size: tuple[int, int] | None = None,
     ) -> Qwen2VLAdapter:
         """Random weights at ``config``'s shape, built directly on ``device`` (no download)."""
-        dtype = dtype or (torch.bfloat16 if device.startswith("cuda") else torch.float32)
-        torch.manual_seed(seed)
-        config._attn_implementation = attn
-        with torch.device(device):
-            model = cls._model_class(config)._from_config(config, dtype=dtype)
+        model = random_hf_model(
+            cls._model_class(config), config, device, default_dtype(device, dtype), seed, attn
+        )
         return cls(model, None, None, frame_size=frame_size)
 
     # -------------------------------------------------------------------------------- layout
