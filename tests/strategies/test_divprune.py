@@ -5,9 +5,9 @@ import torch
 
 from prune_bench.core.stages import PruningPlan
 from prune_bench.core.state import TokenKind
-from prune_bench.core.timing import Clock
 from prune_bench.strategies.common.diversity import cosine_distance_matrix, greedy_max_min_diversity
 from prune_bench.strategies.divprune import DivPrune
+from prune_bench.testing import prefill_and_decode
 
 
 def _reference_greedy(x: torch.Tensor, k: int) -> list[int]:
@@ -33,22 +33,12 @@ def test_matches_the_reference_greedy_on_random_tokens():
     assert greedy_max_min_diversity(x, 12).tolist() == _reference_greedy(x, 12)
 
 
-def _run(adapter, sample, plan, mode, steps):
-    pre = adapter.runner.prefill(sample.state, plan, mode=mode, max_new_tokens=steps)
-    out, token, pos = [pre.logits], int(pre.logits.argmax()), pre.state.next_position
-    for step in range(steps - 1):
-        logits = adapter.runner.decode_step(token, pos + step, step, pre, plan, Clock("cpu"))
-        out.append(logits)
-        token = int(logits.argmax())
-    return pre, out
-
-
 def test_drop_mode_equals_mask_mode(tiny_adapter, tiny_sample):
     _, _, sample = tiny_sample
     info = tiny_adapter.model_info(6)
     plan = PruningPlan.of(DivPrune(ratio=0.3).stages(info), info.num_layers)
-    pre_d, drop = _run(tiny_adapter, sample, plan, "drop", 3)
-    pre_m, mask = _run(tiny_adapter, sample, plan, "mask", 3)
+    pre_d, drop = prefill_and_decode(tiny_adapter, sample, plan, "drop", 3)
+    pre_m, mask = prefill_and_decode(tiny_adapter, sample, plan, "mask", 3)
     for dl, ml in zip(drop, mask, strict=True):
         torch.testing.assert_close(dl, ml, atol=1e-4, rtol=1e-4)
     assert torch.equal(pre_d.state.source, pre_m.state.source)

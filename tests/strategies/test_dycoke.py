@@ -7,7 +7,6 @@ from prune_bench.core.context import DecodeContext
 from prune_bench.core.stages import PruningPlan
 from prune_bench.core.state import TokenKind, TokenState
 from prune_bench.core.strategy import BudgetWarning, ModelInfo
-from prune_bench.core.timing import Clock
 from prune_bench.strategies.dycoke import (
     PRUNED_SET_KEY,
     DyCoke,
@@ -15,6 +14,7 @@ from prune_bench.strategies.dycoke import (
     ttm_reference_frames,
     ttm_retention,
 )
+from prune_bench.testing import prefill_and_decode
 
 A, B = torch.tensor([1.0, 0.0]), torch.tensor([0.0, 1.0])
 C = torch.tensor([1.0, 1.0])  # cos(C, A) = cos(C, B) = 0.707
@@ -90,23 +90,13 @@ def test_for_budget_solves_k_for_the_exact_ttm_retention_and_warns_below_it():
     assert ttm_retention(32, 196, 1.0, "code") == pytest.approx(9 / 32)
 
 
-def _run(adapter, sample, plan, mode, steps):
-    pre = adapter.runner.prefill(sample.state, plan, mode=mode, max_new_tokens=steps)
-    out, token, pos = [pre.logits], int(pre.logits.argmax()), pre.state.next_position
-    for step in range(steps - 1):
-        logits = adapter.runner.decode_step(token, pos + step, step, pre, plan, Clock("cpu"))
-        out.append(logits)
-        token = int(logits.argmax())
-    return pre, out
-
-
 @pytest.mark.parametrize("options", [{}, {"stable_step": "reuse_pruned", "windows": "paper"}, {"ttm": False}])
 def test_drop_mode_equals_mask_mode_with_ttm_and_decode_pruning(tiny_adapter, tiny_sample, options):
     _, _, sample = tiny_sample
     info = tiny_adapter.model_info(6)
     plan = PruningPlan.of(DyCoke(p=0.5, **options).stages(info), info.num_layers)
-    pre_d, drop = _run(tiny_adapter, sample, plan, "drop", 4)
-    pre_m, mask = _run(tiny_adapter, sample, plan, "mask", 4)
+    pre_d, drop = prefill_and_decode(tiny_adapter, sample, plan, "drop", 4)
+    pre_m, mask = prefill_and_decode(tiny_adapter, sample, plan, "mask", 4)
     for d, m in zip(drop, mask, strict=True):
         torch.testing.assert_close(d, m, atol=1e-4, rtol=1e-4)
     assert torch.equal(pre_d.memory[PRUNED_SET_KEY], pre_m.memory[PRUNED_SET_KEY])  # stage 2 ran in both

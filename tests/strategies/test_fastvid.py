@@ -8,7 +8,6 @@ import torch
 from prune_bench.core.stages import PruningPlan
 from prune_bench.core.state import TokenKind
 from prune_bench.core.strategy import BudgetWarning, ModelInfo
-from prune_bench.core.timing import Clock
 from prune_bench.strategies.common.dpc_knn import dpc_knn_cluster, dpc_knn_score
 from prune_bench.strategies.common.temporal import frame_grid_index
 from prune_bench.strategies.fastvid import (
@@ -18,6 +17,7 @@ from prune_bench.strategies.fastvid import (
     dynamic_segments,
     per_frame_budget,
 )
+from prune_bench.testing import assert_drop_equals_mask
 
 
 def test_dpc_knn_score_is_density_times_distance_to_a_denser_token():
@@ -87,16 +87,6 @@ def test_density_merge_of_a_multi_frame_segment_pools_every_frame_into_the_ancho
     torch.testing.assert_close(merged[1, 0], 0.2 * tokens[1, 0] + 0.8 * mean)
 
 
-def _run(adapter, sample, plan, mode, steps):
-    pre = adapter.runner.prefill(sample.state, plan, mode=mode, max_new_tokens=steps, vision=sample.vision)
-    out, token, pos = [pre.logits], int(pre.logits.argmax()), pre.state.next_position
-    for step in range(steps - 1):
-        logits = adapter.runner.decode_step(token, pos + step, step, pre, plan, Clock("cpu"))
-        out.append(logits)
-        token = int(logits.argmax())
-    return pre, out
-
-
 @pytest.mark.parametrize(
     "options",
     [
@@ -110,11 +100,7 @@ def test_drop_mode_equals_mask_mode(tiny_adapter, tiny_sample, options):
     _, _, sample = tiny_sample
     info = tiny_adapter.model_info(6)
     plan = PruningPlan.of(FastVID.for_budget(0.5, "input", info, **options).stages(info), info.num_layers)
-    pre_d, drop = _run(tiny_adapter, sample, plan, "drop", 3)
-    pre_m, mask = _run(tiny_adapter, sample, plan, "mask", 3)
-    for d, m in zip(drop, mask, strict=True):
-        torch.testing.assert_close(d, m, atol=1e-4, rtol=1e-4)
-    assert torch.equal(pre_d.state.source, pre_m.state.source)
+    assert_drop_equals_mask(tiny_adapter, sample, plan, 3)
 
 
 def test_salient_tokens_are_kept_positions_are_original_and_text_untouched(tiny_adapter, tiny_sample):

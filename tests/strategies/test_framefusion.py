@@ -5,13 +5,13 @@ import torch
 
 from prune_bench.core.stages import PruningPlan
 from prune_bench.core.state import TokenKind, TokenState
-from prune_bench.core.timing import Clock
 from prune_bench.strategies.framefusion import (
     IGNORE,
     FrameFusion,
     merge_into_predecessors,
     same_patch_similarity,
 )
+from prune_bench.testing import assert_drop_equals_mask
 
 
 def _video_state(frames: torch.Tensor) -> TokenState:
@@ -67,26 +67,12 @@ def test_a_round_above_the_budget_merges_only_the_most_similar_and_stops_both_st
     assert not memory["framefusion"]["finish_merging"]
 
 
-def _run(adapter, sample, plan, mode, steps):
-    pre = adapter.runner.prefill(sample.state, plan, mode=mode, max_new_tokens=steps)
-    out, token, pos = [pre.logits], int(pre.logits.argmax()), pre.state.next_position
-    for step in range(steps - 1):
-        logits = adapter.runner.decode_step(token, pos + step, step, pre, plan, Clock("cpu"))
-        out.append(logits)
-        token = int(logits.argmax())
-    return pre, out
-
-
 @pytest.mark.parametrize("threshold", [0.6, -1.0])
 def test_drop_mode_equals_mask_mode(tiny_adapter, tiny_sample, threshold):
     _, _, sample = tiny_sample
     info = tiny_adapter.model_info(6)
     plan = PruningPlan.of(FrameFusion(cost=0.5, similarity_threshold=threshold).stages(info), info.num_layers)
-    pre_d, drop = _run(tiny_adapter, sample, plan, "drop", 3)
-    pre_m, mask = _run(tiny_adapter, sample, plan, "mask", 3)
-    for d, m in zip(drop, mask, strict=True):
-        torch.testing.assert_close(d, m, atol=1e-4, rtol=1e-4)
-    assert torch.equal(pre_d.state.source, pre_m.state.source)
+    assert_drop_equals_mask(tiny_adapter, sample, plan, 3)
 
 
 @pytest.mark.parametrize("keep", [0.3, 0.5])

@@ -7,7 +7,6 @@ from prune_bench.core.context import StageContext, VisionAttention
 from prune_bench.core.stages import PruningPlan
 from prune_bench.core.state import TokenKind, TokenState
 from prune_bench.core.strategy import BudgetWarning, ModelInfo
-from prune_bench.core.timing import Clock
 from prune_bench.strategies.holitom import (
     HoliTom,
     beta_cluster_merge,
@@ -15,6 +14,7 @@ from prune_bench.strategies.holitom import (
     static_windows,
     window_gain,
 )
+from prune_bench.testing import assert_drop_equals_mask
 
 
 def test_window_gain_counts_positions_similar_at_every_transition_times_the_saving():
@@ -123,16 +123,6 @@ def test_inner_merge_keeps_the_most_attended_and_folds_the_rest_into_their_neare
     torch.testing.assert_close(out.hidden[2], (hidden[2] + hidden[4]) / 2)
 
 
-def _run(adapter, sample, plan, mode, steps):
-    pre = adapter.runner.prefill(sample.state, plan, mode=mode, max_new_tokens=steps, vision=sample.vision)
-    out, token, pos = [pre.logits], int(pre.logits.argmax()), pre.state.next_position
-    for step in range(steps - 1):
-        logits = adapter.runner.decode_step(token, pos + step, step, pre, plan, Clock("cpu"))
-        out.append(logits)
-        token = int(logits.argmax())
-    return pre, out
-
-
 @pytest.mark.parametrize(
     "options",
     [
@@ -146,11 +136,7 @@ def test_drop_mode_equals_mask_mode(tiny_adapter, tiny_sample, options):
     _, _, sample = tiny_sample
     info = tiny_adapter.model_info(6)
     plan = PruningPlan.of(HoliTom(**options).stages(info), info.num_layers)
-    pre_d, drop = _run(tiny_adapter, sample, plan, "drop", 3)
-    pre_m, mask = _run(tiny_adapter, sample, plan, "mask", 3)
-    for d, m in zip(drop, mask, strict=True):
-        torch.testing.assert_close(d, m, atol=1e-4, rtol=1e-4)
-    assert torch.equal(pre_d.state.source, pre_m.state.source)
+    assert_drop_equals_mask(tiny_adapter, sample, plan, 3)
 
 
 def test_budget_maps_rho_to_input_or_layer_average_and_warns_it_is_an_upper_bound(tiny_adapter, tiny_sample):

@@ -7,7 +7,6 @@ from prune_bench.core.context import StageContext
 from prune_bench.core.stages import PruningPlan
 from prune_bench.core.state import TokenKind, TokenState
 from prune_bench.core.strategy import BudgetWarning, ModelInfo
-from prune_bench.core.timing import Clock
 from prune_bench.strategies.prunevid import (
     GROUP_KEY,
     KEPT_KEY,
@@ -19,6 +18,7 @@ from prune_bench.strategies.prunevid import (
     temporal_segments,
     topk_per_group,
 )
+from prune_bench.testing import assert_drop_equals_mask
 
 
 def test_refine_keeps_each_clusters_longest_run_and_hands_the_rest_to_the_longer_neighbour():
@@ -127,16 +127,6 @@ def test_stage_two_ranks_by_max_over_heads_then_queries_of_the_text_after_the_vi
     assert memory[KEPT_KEY].tolist() == [2, 5, 9]
 
 
-def _run(adapter, sample, plan, mode, steps):
-    pre = adapter.runner.prefill(sample.state, plan, mode=mode, max_new_tokens=steps, vision=sample.vision)
-    out, token, pos = [pre.logits], int(pre.logits.argmax()), pre.state.next_position
-    for step in range(steps - 1):
-        logits = adapter.runner.decode_step(token, pos + step, step, pre, plan, Clock("cpu"))
-        out.append(logits)
-        token = int(logits.argmax())
-    return pre, out
-
-
 @pytest.mark.parametrize(
     "options", [{}, {"slice_early_caches": False}, {"tau": 0.0}, {"position_policy": "keep"}]
 )
@@ -144,11 +134,7 @@ def test_drop_mode_equals_mask_mode(tiny_adapter, tiny_sample, options):
     _, _, sample = tiny_sample
     info = tiny_adapter.model_info(6)
     plan = PruningPlan.of(PruneVid(**options).stages(info), info.num_layers)
-    pre_d, drop = _run(tiny_adapter, sample, plan, "drop", 3)
-    pre_m, mask = _run(tiny_adapter, sample, plan, "mask", 3)
-    for d, m in zip(drop, mask, strict=True):
-        torch.testing.assert_close(d, m, atol=1e-4, rtol=1e-4)
-    assert torch.equal(pre_d.state.source, pre_m.state.source)
+    assert_drop_equals_mask(tiny_adapter, sample, plan, 3)
 
 
 def test_budget_mode_solves_alpha_for_the_layer_average_and_warns(tiny_adapter, tiny_sample):

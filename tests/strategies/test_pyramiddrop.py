@@ -7,8 +7,8 @@ from prune_bench.core.context import StageContext
 from prune_bench.core.stages import PruningPlan
 from prune_bench.core.state import TokenKind, TokenState
 from prune_bench.core.strategy import BudgetWarning, ModelInfo
-from prune_bench.core.timing import Clock
 from prune_bench.strategies.pyramiddrop import PyramidDrop, pdrop_layer_average, scaled_layers
+from prune_bench.testing import assert_drop_equals_mask
 
 
 def _state(n_visual: int = 8) -> TokenState:
@@ -67,26 +67,12 @@ def test_unreachable_budget_warns():
     assert s.config.ratio == 0.0
 
 
-def _run(adapter, sample, plan, mode, steps):
-    pre = adapter.runner.prefill(sample.state, plan, mode=mode, max_new_tokens=steps)
-    out, token, pos = [pre.logits], int(pre.logits.argmax()), pre.state.next_position
-    for step in range(steps - 1):
-        logits = adapter.runner.decode_step(token, pos + step, step, pre, plan, Clock("cpu"))
-        out.append(logits)
-        token = int(logits.argmax())
-    return pre, out
-
-
 @pytest.mark.parametrize("policy", ["reindex", "keep"])
 def test_drop_mode_equals_mask_mode(tiny_adapter, tiny_sample, policy):
     _, _, sample = tiny_sample
     info = tiny_adapter.model_info(6)
     plan = PruningPlan.of(PyramidDrop(position_policy=policy).stages(info), info.num_layers)
-    pre_d, drop = _run(tiny_adapter, sample, plan, "drop", 3)
-    pre_m, mask = _run(tiny_adapter, sample, plan, "mask", 3)
-    for d, m in zip(drop, mask, strict=True):
-        torch.testing.assert_close(d, m, atol=1e-4, rtol=1e-4)
-    assert torch.equal(pre_d.state.source, pre_m.state.source)
+    assert_drop_equals_mask(tiny_adapter, sample, plan, 3)
 
 
 def test_counts_positions_text_and_determinism_on_the_tiny_model(tiny_adapter, tiny_sample):

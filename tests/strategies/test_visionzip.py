@@ -7,8 +7,8 @@ from prune_bench.core.context import StageContext, VisionAttention
 from prune_bench.core.stages import PruningPlan
 from prune_bench.core.state import TokenKind, TokenState
 from prune_bench.core.strategy import BudgetWarning, ModelInfo
-from prune_bench.core.timing import Clock
 from prune_bench.strategies.visionzip import VisionZip, split_budget, visionzip_assign
+from prune_bench.testing import assert_drop_equals_mask
 
 
 def _keys() -> torch.Tensor:
@@ -71,26 +71,12 @@ def test_contextual_token_is_target_plus_mean_of_its_members_at_the_target_place
     torch.testing.assert_close(mean.hidden[mean.source == 3][0], (h[3] + h[7]) / 2)
 
 
-def _run(adapter, sample, plan, mode, steps):
-    pre = adapter.runner.prefill(sample.state, plan, mode=mode, max_new_tokens=steps, vision=sample.vision)
-    out, token, pos = [pre.logits], int(pre.logits.argmax()), pre.state.next_position
-    for step in range(steps - 1):
-        logits = adapter.runner.decode_step(token, pos + step, step, pre, plan, Clock("cpu"))
-        out.append(logits)
-        token = int(logits.argmax())
-    return pre, out
-
-
 @pytest.mark.parametrize("options", [{}, {"contextual_combine": "mean"}, {"position_policy": "keep"}])
 def test_drop_mode_equals_mask_mode(tiny_adapter, tiny_sample, options):
     _, _, sample = tiny_sample
     info = tiny_adapter.model_info(6)
     plan = PruningPlan.of(VisionZip.for_budget(0.5, "input", info, **options).stages(info), info.num_layers)
-    pre_d, drop = _run(tiny_adapter, sample, plan, "drop", 3)
-    pre_m, mask = _run(tiny_adapter, sample, plan, "mask", 3)
-    for d, m in zip(drop, mask, strict=True):
-        torch.testing.assert_close(d, m, atol=1e-4, rtol=1e-4)
-    assert torch.equal(pre_d.state.source, pre_m.state.source)
+    assert_drop_equals_mask(tiny_adapter, sample, plan, 3)
 
 
 @pytest.mark.parametrize("unit", ["input", "layer-average", "flops"])

@@ -8,8 +8,8 @@ import torch
 from prune_bench.core.stages import PruningPlan
 from prune_bench.core.state import TokenKind
 from prune_bench.core.strategy import BudgetWarning, ModelInfo
-from prune_bench.core.timing import Clock
 from prune_bench.strategies.vispruner import VisPruner, remove_duplicates, vispruner_keep_mask
+from prune_bench.testing import assert_drop_equals_mask
 
 
 def _features() -> torch.Tensor:
@@ -43,16 +43,6 @@ def test_keep_mask_is_important_by_attention_plus_diverse_rest():
     assert only[0].tolist() == [False, False, False, True, True]
 
 
-def _run(adapter, sample, plan, mode, steps):
-    pre = adapter.runner.prefill(sample.state, plan, mode=mode, max_new_tokens=steps, vision=sample.vision)
-    out, token, pos = [pre.logits], int(pre.logits.argmax()), pre.state.next_position
-    for step in range(steps - 1):
-        logits = adapter.runner.decode_step(token, pos + step, step, pre, plan, Clock("cpu"))
-        out.append(logits)
-        token = int(logits.argmax())
-    return pre, out
-
-
 @pytest.mark.parametrize(
     "options", [{}, {"important_ratio": 0.0}, {"similarity": "keys"}, {"position_policy": "keep"}]
 )
@@ -60,11 +50,7 @@ def test_drop_mode_equals_mask_mode(tiny_adapter, tiny_sample, options):
     _, _, sample = tiny_sample
     info = tiny_adapter.model_info(6)
     plan = PruningPlan.of(VisPruner.for_budget(0.5, "input", info, **options).stages(info), info.num_layers)
-    pre_d, drop = _run(tiny_adapter, sample, plan, "drop", 3)
-    pre_m, mask = _run(tiny_adapter, sample, plan, "mask", 3)
-    for d, m in zip(drop, mask, strict=True):
-        torch.testing.assert_close(d, m, atol=1e-4, rtol=1e-4)
-    assert torch.equal(pre_d.state.source, pre_m.state.source)
+    assert_drop_equals_mask(tiny_adapter, sample, plan, 3)
 
 
 @pytest.mark.parametrize("unit", ["input", "layer-average", "flops"])
