@@ -53,7 +53,8 @@ class StageContext:
         """
         if self._attention is None:
             raise RuntimeError(f"attention rows are only available to 'layer' stages, not at {self.hook!r}")
-        key = ("attn", num_queries, len(state), int(state.source[-1].item()) if len(state) else -1)
+        # keyed by the state's identity (its source tensor): no host sync on the hot path
+        key = ("attn", num_queries, len(state), id(state.source))
         if key not in self._cache:
             self._cache[key] = self._attention(state, num_queries)
         return self._cache[key]

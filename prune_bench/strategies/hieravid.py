@@ -67,7 +67,7 @@ from prune_bench.core.stages import Stage
 from prune_bench.core.state import TokenState
 from prune_bench.core.strategy import BudgetUnit, ModelInfo, Strategy, StrategyConfig
 from prune_bench.strategies.common.dpp import greedy_dpp_map
-from prune_bench.strategies.common.select import keep_visual_subset, topk_visual
+from prune_bench.strategies.common.select import keep_visual_subset, last_token_visual_attention, topk_visual
 from prune_bench.strategies.common.temporal import (
     frame_grid_index,
     previous_frame_similarity,
@@ -239,8 +239,7 @@ class HieraVid(Strategy):
 
     # ------------------------------------------------------------------------ frame + layer level
     def relevance(self, state: TokenState, ctx: StageContext) -> torch.Tensor:
-        attn = ctx.last_token_attention(state, self.config.query_tokens)  # [H, q, N]
-        a = attn.mean(dim=(0, 1))[state.visual_index]
+        a = last_token_visual_attention(state, ctx, self.config.query_tokens)
         r = -a if self.config.relevance_sign == "negative" else a
         return (r - r.min() + 1e-6) / (r.max() - r.min()).clamp_min(1e-12)
 
