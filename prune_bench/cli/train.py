@@ -34,6 +34,12 @@ from prune_bench.cli.model import DEFAULT_MODEL_DIR, pick_device
     "--seed", type=int, default=0, show_default=True, help="Seed of the weights and the training data."
 )
 @click.option("--batch-size", type=int, default=96, show_default=True)
+@click.option("--lr", type=float, default=8e-4, show_default=True, help="Peak AdamW learning rate.")
+@click.option(
+    "--weights",
+    default=None,
+    help="Task mix, e.g. 'count=1.4,detail=1.3' (unnamed tasks keep their default weight).",
+)
 @click.option(
     "--eval-items", type=int, default=300, show_default=True, help="Held-out items for the model card."
 )
@@ -45,18 +51,22 @@ def train_default(
     device: str | None,
     seed: int,
     batch_size: int,
+    lr: float,
+    weights: str | None,
     eval_items: int,
     no_progress: bool,
 ) -> None:
     """Train the default model (a few million parameters) and write it with its model card."""
     from rich.console import Console
 
-    from prune_bench.training.default_model import TrainSettings, train_default_model
+    from prune_bench.training.default_model import TrainSettings, parse_weights, train_default_model
 
     console = Console()
     settings = TrainSettings(
-        steps=steps, minutes=minutes or None, seed=seed, batch_size=batch_size, eval_items=eval_items
+        steps=steps, minutes=minutes or None, seed=seed, batch_size=batch_size, lr=lr, eval_items=eval_items
     )
+    if weights:
+        settings.task_weights.update(parse_weights(weights))
     train_default_model(
         out, settings, device=pick_device(device), log=console.print, show_progress=not no_progress
     )

@@ -15,7 +15,19 @@ from typing import Any
 import torch
 
 from prune_bench.adapters.base import PromptFormat, frames_to_pixels
-from prune_bench.benchmarks.synthetic.tasks import TaskBatch, generate
+from prune_bench.benchmarks.synthetic.tasks import TaskBatch, balanced_positions, detail, generate
+
+
+def shape(g: torch.Generator, n: int, frames: int, size: int) -> TaskBatch:
+    """Training-only curriculum task: ``detail`` with a single scene, so the question's scene is the
+    only one and the answer depends on recognising the shape alone."""
+    batch = detail(g, n, frames, size, balanced_positions(g, n), scenes_range=(1, 1))
+    batch.task = "shape"
+    return batch
+
+
+#: tasks the training mix may draw besides the benchmark's own (never evaluated)
+TRAINING_TASKS = {"shape": shape}
 
 
 @dataclass
@@ -94,4 +106,10 @@ def make_batch(
 
 def sample_parts(g: torch.Generator, counts: Mapping[str, int], frames: int, size: int) -> list[TaskBatch]:
     """One batch's worth of task batches, drawn on ``g``'s device."""
-    return [generate(task, g, n, frames, size) for task, n in counts.items() if n > 0]
+    return [
+        TRAINING_TASKS[task](g, n, frames, size)
+        if task in TRAINING_TASKS
+        else generate(task, g, n, frames, size)
+        for task, n in counts.items()
+        if n > 0
+    ]

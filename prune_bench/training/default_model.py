@@ -33,13 +33,15 @@ from prune_bench.training.data import PromptEncoder, make_batch, sample_parts, t
 from prune_bench.training.tokenizer import build_tokenizer, save_tokenizer
 
 PROMPT_TEMPLATE = "Video: {video}\nQuestion: {question}\nOptions: {options}\nAnswer:"
+#: task mix of a training batch; ``shape`` is the training-only single-scene ``detail`` curriculum
 DEFAULT_WEIGHTS: dict[str, float] = {
-    "needle": 0.6,
-    "order": 0.6,
+    "needle": 0.5,
+    "order": 0.5,
     "count": 1.4,
-    "motion": 1.2,
-    "detail": 1.6,
-    "change": 0.6,
+    "motion": 0.9,
+    "detail": 1.3,
+    "shape": 0.6,
+    "change": 0.5,
 }
 
 
@@ -368,6 +370,40 @@ def evaluate_model_dir(
     return result
 
 
+def retrain_command(s: Mapping[str, Any]) -> str:
+    """The ``prune-bench train-default`` command line that reproduces settings ``s``."""
+    default = TrainSettings()
+    parts = ["prune-bench train-default --out prune_bench/assets/default_model", f"--seed {s['seed']}"]
+    parts.append(f"--minutes {s['minutes'] or 0:g}")
+    if s["steps"] != default.steps:
+        parts.append(f"--steps {s['steps']}")
+    if s["batch_size"] != default.batch_size:
+        parts.append(f"--batch-size {s['batch_size']}")
+    if s["lr"] != default.lr:
+        parts.append(f"--lr {s['lr']:g}")
+    if dict(s["task_weights"]) != default.task_weights:
+        parts.append("--weights " + ",".join(f"{t}={w:g}" for t, w in s["task_weights"].items()))
+    return " ".join(parts)
+
+
+def parse_weights(text: str) -> dict[str, float]:
+    """``"needle=0.5,count=1.4"`` -> task weights (the named tasks only; each must be known)."""
+    from prune_bench.errors import UserError
+    from prune_bench.training.data import TRAINING_TASKS
+
+    known = (*TASKS, *TRAINING_TASKS)
+    out: dict[str, float] = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        name, sep, value = part.partition("=")
+        if not sep or name not in known:
+            raise UserError(f"--weights expects TASK=WEIGHT pairs over {', '.join(known)}; got '{part}'")
+        try:
+            out[name] = float(value)
+        except ValueError:
+            raise UserError(f"--weights: '{value}' is not a number (in '{part}')") from None
+    return out
+
+
 def model_card(summary: Mapping[str, Any]) -> str:
     """MODEL_CARD.md text from a training summary."""
     s = summary["settings"]
@@ -405,7 +441,8 @@ LLaVA-OneVision 2x2 video pooling gives {per_frame} tokens a frame, one newline 
 ## Training recipe
 
 - Data: synthetic videos ({s["num_frames"]} frames of {shape["image_size"]}x{shape["image_size"]}) of the six
-  tasks (needle, order, count, motion, detail, change), generated on the training device from a
+  tasks (needle, order, count, motion, detail, change) plus the training-only curriculum task `shape`
+  (`detail` with a single scene, so the shape alone decides), generated on the training device from a
   generator seeded with `--seed {s["seed"]}`; task mix per batch {s["task_weights"]}.
 - Loss: cross-entropy on the answer word only.
 - Optimiser: AdamW (lr {s["lr"]}, betas 0.9/0.98, weight decay {s["weight_decay"]}), {s["warmup"]} warm-up steps,
@@ -425,7 +462,7 @@ directory with `LlavaOnevisionAdapter.from_pretrained` and running prune-bench's
 ## Retrain
 
 ```
-prune-bench train-default --out prune_bench/assets/default_model --seed {s["seed"]} --minutes {s["minutes"] or 0:g}
+{retrain_command(s)}
 ```
 
 Needs a CUDA GPU (about {summary["train_seconds"] / 60:.0f} minutes on {summary["device"]}); the step count is fitted to

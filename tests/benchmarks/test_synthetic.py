@@ -65,15 +65,18 @@ def test_order_first_colour_appears_first() -> None:
         assert first < second
 
 
-def test_count_matches_distinct_backgrounds() -> None:
+def test_count_matches_distinct_backgrounds_and_black_cuts() -> None:
     b = _gen("count")
     words = ["two", "three", "four", "five", "six"]
-    for i in range(len(b.meta)):
-        corner = {tuple(px.tolist()) for px in b.frames[i, :, 0, 0]}
+    for i, meta in enumerate(b.meta):
         corners = [tuple(b.frames[i, t, 0, 0].tolist()) for t in range(b.frames.shape[1])]
-        changes = sum(corners[t] != corners[t - 1] for t in range(1, len(corners)))
-        assert corner <= set(BACKGROUND_COLOURS.values())
-        assert len(corner) == changes + 1 == words.index(b.answer_words[i]) + 2
+        black = [t for t, c in enumerate(corners) if c == (0, 0, 0)]
+        scenes = {c for c in corners if c != (0, 0, 0)}
+        assert scenes <= set(BACKGROUND_COLOURS.values())
+        assert len(scenes) == len(black) + 1 == words.index(b.answer_words[i]) + 2
+        assert black == meta["cuts"] and all(b.frames[i, t].eq(0).all() for t in black)
+        # a black frame is followed by the new scene's background, never by another cut
+        assert all(corners[t + 1] != (0, 0, 0) for t in black if t + 1 < len(corners))
 
 
 def test_motion_direction_matches_pixels() -> None:
@@ -96,6 +99,10 @@ def test_detail_shape_is_in_the_named_scene() -> None:
         frames = meta["frames"]
         assert all(tuple(b.frames[i, t, 0, 0].tolist()) == bg for t in frames)
         assert b.answer_words[i] == meta["shape"] and meta["background"] in b.questions[i]
+        assert meta["scenes"] in (2, 3)
+        # the object is small: at most about one 16x16 token cell of the 64x64 frame
+        covered = (b.frames[i, frames[0]] != torch.tensor(bg, dtype=torch.uint8)).any(-1).sum()
+        assert 0 < covered <= 18 * 18
 
 
 def test_change_final_colour_is_at_the_end() -> None:

@@ -93,3 +93,26 @@ def test_shipped_model_is_small_and_answers_needles() -> None:
         for i in items
     )
     assert right >= 3
+
+
+def test_shape_curriculum_is_single_scene_detail() -> None:
+    (part,) = sample_parts(torch.Generator().manual_seed(1), {"shape": 8}, 12, 32)
+    assert part.task == "shape" and all(m["scenes"] == 1 for m in part.meta)
+    assert sorted(part.answer.tolist()) == [0, 0, 1, 1, 2, 2, 3, 3]
+
+
+def test_weights_option_and_retrain_command() -> None:
+    from prune_bench.errors import UserError
+    from prune_bench.training.default_model import parse_weights, retrain_command
+
+    assert parse_weights("count=2, shape=0") == {"count": 2.0, "shape": 0.0}
+    for bad in ("count", "colour=1", "count=x"):
+        with pytest.raises(UserError):
+            parse_weights(bad)
+    s = TrainSettings(lr=1e-3, batch_size=128)
+    s.task_weights["count"] = 2.0
+    from dataclasses import asdict
+
+    cmd = retrain_command(asdict(s))
+    assert "--lr 0.001" in cmd and "--batch-size 128" in cmd and "count=2" in cmd
+    assert retrain_command(asdict(TrainSettings())).endswith("--seed 0 --minutes 8")

@@ -6,9 +6,11 @@ returns a :class:`TaskBatch`. Tasks are built so that pruning strategies fail th
 
 - ``needle``: a small shape flashes for 1-2 frames in otherwise static scenes; what colour was it?
 - ``order``: two objects appear one after the other for 3-5 frames; which colour came first?
-- ``count``: 2-6 scenes of equal length with distinct full-frame backgrounds; how many?
+- ``count``: 2-6 scenes of equal length with distinct full-frame backgrounds, each cut fading through
+  one black frame; how many?
 - ``motion``: a small object crosses the frame (a static one does not); which way did it move?
-- ``detail``: each of 2-4 scenes holds a small object of a different shape; the shape in a named scene?
+- ``detail``: each of 2-3 scenes holds a small object (about one token's area) of a different shape;
+  the shape in a named scene?
 - ``change``: an object changes colour 3-9 frames before the end; its colour at the end?
 """
 
@@ -197,11 +199,21 @@ def count(g: torch.Generator, n: int, frames: int, size: int, position: torch.Te
         radius,
         on,
     )
+    # every cut fades through one black frame (the first frame of each scene after the first), as
+    # edited video often does: the scene count is then readable frame by frame, and a strategy that
+    # drops whole frames (or merges them away) can miss a cut
+    cut = torch.zeros_like(scenes, dtype=torch.bool)
+    cut[:, 1:] = scenes[:, 1:] != scenes[:, :-1]
+    canvas.masked_fill_(cut[:, :, None, None, None], 0)
     correct = counts - 2
     opts = place_answer(correct, r.distinct(len(NUMBERS), 3, avoid=correct[:, None]), position)
     meta = [
-        {"scenes": k, "backgrounds": [BACKGROUND_NAMES[b] for b in row[:k]]}
-        for k, row in zip(counts.tolist(), bg.tolist(), strict=True)
+        {
+            "scenes": k,
+            "backgrounds": [BACKGROUND_NAMES[b] for b in row[:k]],
+            "cuts": c.nonzero().flatten().tolist(),
+        }
+        for k, row, c in zip(counts.tolist(), bg.tolist(), cut, strict=True)
     ]
     return TaskBatch("count", canvas, [QUESTIONS["count"]] * n, _words(opts, NUMBERS), position, meta)
 
@@ -247,15 +259,26 @@ def motion(g: torch.Generator, n: int, frames: int, size: int, position: torch.T
     return TaskBatch("motion", canvas, questions, _words(opts, DIRECTIONS), position, meta)
 
 
-def detail(g: torch.Generator, n: int, frames: int, size: int, position: torch.Tensor) -> TaskBatch:
+def detail(
+    g: torch.Generator,
+    n: int,
+    frames: int,
+    size: int,
+    position: torch.Tensor,
+    scenes_range: tuple[int, int] = (2, 3),
+) -> TaskBatch:
     r, s = _Rand(g, n), size / 64
-    counts, bg, scenes, canvas = _scenes(r, 2, 4, frames, size)
+    counts, bg, scenes, canvas = _scenes(r, *scenes_range, frames, size)
     shapes = r.distinct(len(SHAPES), 4)
     colours = r.int(0, len(OBJECT_NAMES), 4)
     pal = palette("object", canvas.device)
+    cell = size / 4  # one 2x2-pooled token of a 64x64 frame at patch 8
     for k in range(4):
-        radius = r.uniform(6.0, 7.5) * s
-        cx, cy = _position(r, radius, size)
+        radius = r.uniform(7.0, 8.5) * s
+        # centred on a token cell (+-1.5 px): the object is one token's worth of pixels, which a
+        # pruning strategy either keeps or loses
+        cx, cy = ((r.int(0, 4, 2).float() + 0.5) * cell + r.uniform(-1.5, 1.5, 2) * s).unbind(1)
+        cx, cy = cx.clamp(radius + 1, size - radius - 1), cy.clamp(radius + 1, size - radius - 1)
         draw(
             canvas,
             shapes[:, k],

@@ -30,7 +30,7 @@ BACKGROUND_COLOURS: dict[str, tuple[int, int, int]] = {
     "purple": (70, 20, 105),
     "gray": (100, 100, 100),
     "brown": (95, 55, 25),
-    "black": (10, 10, 10),
+    "forest": (20, 80, 30),
 }
 
 SHAPES: tuple[str, ...] = ("square", "circle", "triangle", "cross", "ring")
