@@ -12,7 +12,7 @@ import json
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -29,6 +29,9 @@ from prune_bench.core.timing import Clock
 from prune_bench.errors import UserError
 
 LETTERS = "ABCDEFGHIJ"
+
+#: the user text of the LLaVA and Qwen chat templates that a benchmark's own prompt replaces
+DEFAULT_USER_TEXT = "{question}\n{options}\nAnswer with the option's letter from the given choices directly."
 
 LLAVA_CHAT_TEMPLATE = (
     "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\n{video}\n{question}\n"
@@ -75,6 +78,19 @@ class PromptFormat:
                 if key in cfg:
                     values[key] = tuple(cfg[key])
         return cls(**values)
+
+    def with_benchmark_prompt(self) -> PromptFormat | None:
+        """This format with ``{question}`` standing for a benchmark's whole prompt, or None.
+
+        A benchmark that ships its own prompt (lmms-eval's ``doc_to_text``: question, lettered
+        options, post-prompt) is asked inside the model's chat template with that text in place of
+        the default question, options and post-prompt, as lmms-eval does. Only letter-answering
+        formats whose template holds the default user text can take it; the shipped small model
+        (``option_word``) only understands its own format.
+        """
+        if self.answer_mode != "letter" or DEFAULT_USER_TEXT not in self.template:
+            return None
+        return replace(self, template=self.template.replace(DEFAULT_USER_TEXT, "{question}"))
 
     def render_options(self, options: Sequence[str]) -> str:
         if self.answer_mode == "letter":

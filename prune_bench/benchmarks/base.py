@@ -19,9 +19,15 @@ import torch
 class VideoQAItem:
     """One multiple-choice question about one video.
 
-    ``answer`` is the index (0-3) of the right option; ``video`` is uint8 ``[T, H, W, 3]`` or None
-    when the frames come from ``video_path``; ``meta`` holds task-specific facts (for tests and
-    analysis, never shown to the model).
+    ``answer`` is the index (``0 .. len(options) - 1``) of the right option; benchmarks have from 2
+    to 5 options (letters A-J are supported). ``video`` is uint8 ``[T, H, W, 3]`` or None when the
+    frames come from ``video_path``; ``start``/``end`` (seconds) bound the part of the video the
+    question is about, when the annotation gives them. ``prompt`` is the benchmark's own text for
+    the question (lmms-eval's ``doc_to_text``: question, lettered options, post-prompt), used
+    instead of the model's default rendering of ``question`` and ``options`` by models that answer
+    with a letter. ``groups`` are further breakdowns besides ``task`` (e.g. Video-MME's task type),
+    written into each result record. ``meta`` holds task-specific facts (for tests and analysis,
+    never shown to the model).
     """
 
     item_id: str
@@ -32,6 +38,10 @@ class VideoQAItem:
     video: torch.Tensor | None
     video_path: str | None = None
     meta: dict[str, Any] = field(default_factory=dict)
+    start: float | None = None
+    end: float | None = None
+    prompt: str | None = None
+    groups: dict[str, str] = field(default_factory=dict)
 
 
 class Benchmark(ABC):

@@ -1,14 +1,19 @@
 """Reading and writing video files.
 
 :func:`load_video` samples ``num_frames`` frames uniformly over the whole video, as lmms-eval does
-for LLaVA-OneVision (``np.linspace(0, total - 1, num_frames, dtype=int)``), with decord when it is
-installed and PyAV otherwise. :func:`write_mp4` writes H.264 (yuv420p) MP4 files with PyAV.
+for LLaVA-OneVision (``np.linspace(0, total - 1, num_frames, dtype=int)``), or at ``sample_fps``
+frames per second (LLaVA-Video's rule: uniform ``num_frames`` instead when that gives more), within
+optional ``start``/``end`` bounds in seconds (MVBench's bounded tasks), with decord when it is
+installed and PyAV otherwise. The result names the exact frame indices and the decoder and its
+version, so records say which pixels a model saw. :func:`write_mp4` writes H.264 (yuv420p) MP4 files
+with PyAV.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
 
@@ -22,18 +27,64 @@ Backend = Literal["auto", "decord", "av"]
 
 @dataclass(frozen=True)
 class LoadedVideo:
-    """Sampled frames (uint8 ``[T, H, W, 3]``), the file's frame rate and length, and which frames."""
+    """Sampled frames (uint8 ``[T, H, W, 3]``), the file's frame rate and length, and which frames.
+
+    ``backend`` is the decoder's name (``decord`` or ``av``), ``decoder`` its name and version.
+    """
 
     frames: torch.Tensor
     fps: float
     total_frames: int
     indices: tuple[int, ...]
     backend: str
+    decoder: str = ""
 
 
 def uniform_indices(total: int, num_frames: int) -> np.ndarray:
     """lmms-eval's uniform sampling: ``num_frames`` indices from first to last frame (repeats if short)."""
     return np.linspace(0, total - 1, num_frames, dtype=int)
+
+
+def frame_indices(
+    total: int,
+    video_fps: float,
+    num_frames: int,
+    *,
+    sample_fps: float | None = None,
+    start: float | None = None,
+    end: float | None = None,
+) -> np.ndarray:
+    """Which frames to decode: uniform ``num_frames``, or one every ``1/sample_fps`` seconds.
+
+    ``start``/``end`` (seconds) restrict sampling to that span of the video when the frame rate is
+    known. By rate, frames are taken at ``first, first + fps/sample_fps, ...``; if that gives more
+    than ``num_frames`` (or none), uniform ``num_frames`` over the span are taken instead, as
+    LLaVA-Video's loader does.
+    """
+    first, last = 0, total - 1
+    if video_fps > 0 and (start is not None or end is not None):
+        lo = round(start * video_fps) if start is not None else 0
+        hi = round(end * video_fps) if end is not None else last
+        first, last = max(0, min(lo, last)), max(0, min(hi, last))
+        if last < first:
+            first, last = last, first
+    span = last - first + 1
+    if sample_fps is not None and video_fps > 0:
+        step = video_fps / sample_fps
+        by_rate = np.arange(first, last + 1, step).round().astype(int)
+        by_rate = by_rate[by_rate <= last]
+        if 0 < len(by_rate) <= num_frames:
+            return by_rate
+    return first + uniform_indices(span, num_frames)
+
+
+def decoder_version(backend: str) -> str:
+    """``"decord 0.6.0"`` / ``"av 14.0.1"``: what a record names as the decoder of its frames."""
+    try:
+        module = __import__(backend)
+    except ImportError:
+        return f"{backend} (not installed)"
+    return f"{backend} {getattr(module, '__version__', 'unknown')}"
 
 
 def _have_decord() -> bool:
@@ -44,8 +95,16 @@ def _have_decord() -> bool:
     return True
 
 
-def load_video(path: str | os.PathLike[str], num_frames: int, backend: Backend = "auto") -> LoadedVideo:
-    """Decode ``num_frames`` uniformly spaced frames of the video at ``path``.
+def load_video(
+    path: str | os.PathLike[str],
+    num_frames: int,
+    backend: Backend = "auto",
+    *,
+    sample_fps: float | None = None,
+    start: float | None = None,
+    end: float | None = None,
+) -> LoadedVideo:
+    """Decode the frames :func:`frame_indices` picks from the video at ``path``.
 
     ``backend="auto"`` uses decord when it imports and PyAV otherwise. A missing, empty or
     undecodable file raises :class:`UserError`.
@@ -58,8 +117,14 @@ def load_video(path: str | os.PathLike[str], num_frames: int, backend: Backend =
     use = backend
     if use == "auto":
         use = "decord" if _have_decord() else "av"
+    if sample_fps is not None and sample_fps <= 0:
+        raise UserError(f"the sampling rate must be positive, got {sample_fps} frames per second")
+
+    def pick(total: int, fps: float) -> np.ndarray:
+        return frame_indices(total, fps, num_frames, sample_fps=sample_fps, start=start, end=end)
+
     try:
-        video = _load_decord(p, num_frames) if use == "decord" else _load_av(p, num_frames)
+        video = _load_decord(p, pick) if use == "decord" else _load_av(p, pick)
     except UserError:
         raise
     except Exception as exc:  # decoders raise their own error types for broken files
@@ -68,19 +133,22 @@ def load_video(path: str | os.PathLike[str], num_frames: int, backend: Backend =
             f"could not decode video '{path}' with {use} ({first}); re-encode it, e.g. "
             f"ffmpeg -i '{path}' -c:v libx264 -pix_fmt yuv420p fixed.mp4"
         ) from None
-    return video
+    return replace(video, decoder=decoder_version(video.backend))
 
 
-def _load_decord(path: Path, num_frames: int) -> LoadedVideo:
+Picker = Callable[[int, float], np.ndarray]
+
+
+def _load_decord(path: Path, pick: Picker) -> LoadedVideo:
     import decord
 
     reader = decord.VideoReader(str(path), ctx=decord.cpu(0), num_threads=1)
     total = len(reader)
     if total == 0:
         raise UserError(f"video '{path}' has no frames; re-encode it or remove it from the benchmark")
-    idx = uniform_indices(total, num_frames)
-    frames = reader.get_batch(idx.tolist()).asnumpy()
     fps = float(reader.get_avg_fps())
+    idx = pick(total, fps)
+    frames = reader.get_batch(idx.tolist()).asnumpy()
     reader.seek(0)  # works around decord's memory growth after get_batch (decord #197)
     del reader
     return LoadedVideo(
@@ -88,7 +156,7 @@ def _load_decord(path: Path, num_frames: int) -> LoadedVideo:
     )
 
 
-def _load_av(path: Path, num_frames: int) -> LoadedVideo:
+def _load_av(path: Path, pick: Picker) -> LoadedVideo:
     import av
 
     with av.open(str(path)) as container:
@@ -98,7 +166,7 @@ def _load_av(path: Path, num_frames: int) -> LoadedVideo:
         fps = float(stream.average_rate or 0.0)
         claimed = int(stream.frames or 0)
         if claimed > 0:
-            wanted = uniform_indices(claimed, num_frames)
+            wanted = pick(claimed, fps)
             keep = set(wanted.tolist())
             got: dict[int, np.ndarray] = {}
             count = 0
@@ -115,9 +183,28 @@ def _load_av(path: Path, num_frames: int) -> LoadedVideo:
         every = [f.to_ndarray(format="rgb24") for f in container.decode(stream)]
     if not every:
         raise UserError(f"video '{path}' has no frames; re-encode it or remove it from the benchmark")
-    wanted = uniform_indices(len(every), num_frames)
+    wanted = pick(len(every), fps)
     frames = np.stack([every[i] for i in wanted.tolist()])
     return LoadedVideo(torch.from_numpy(frames), fps, len(every), tuple(wanted.tolist()), "av")
+
+
+def probe_video(path: str | os.PathLike[str]) -> tuple[int, float]:
+    """``(frame count, frames per second)`` of a video, without decoding it when the container knows."""
+    try:
+        if _have_decord():
+            import decord
+
+            reader = decord.VideoReader(str(path), ctx=decord.cpu(0), num_threads=1)
+            return len(reader), float(reader.get_avg_fps())
+        import av
+
+        with av.open(str(path)) as container:
+            stream = container.streams.video[0]
+            total = int(stream.frames or 0) or sum(1 for _ in container.decode(stream))
+            return total, float(stream.average_rate or 0.0)
+    except Exception as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        raise UserError(f"could not read video '{path}' ({first}); re-encode or re-download it") from None
 
 
 def write_mp4(

@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from prune_bench.adapters.base import Adapter, AnswerResult
+from prune_bench.adapters.base import Adapter, AnswerResult, EncodedSample
 from prune_bench.benchmarks.base import VideoQAItem
 from prune_bench.core.flops import LayerTokens, LMShape, prefill_flops
 from prune_bench.core.stages import PruningPlan
@@ -76,30 +76,78 @@ def _version(pkg: str) -> str:
         return "not installed"
 
 
-def item_frames(item: VideoQAItem, num_frames: int) -> torch.Tensor:
-    """The item's frames, ``num_frames`` of them sampled uniformly (decoded from disk if needed)."""
+@dataclass(frozen=True)
+class SampledFrames:
+    """An item's frames and how they were obtained: which indices, which decoder, which rule."""
+
+    frames: torch.Tensor
+    indices: tuple[int, ...]
+    decoder: str
+    sampling: str
+
+    def describe(self) -> dict[str, Any]:
+        return {"indices": list(self.indices), "decoder": self.decoder, "sampling": self.sampling}
+
+
+def item_frames(item: VideoQAItem, num_frames: int, *, sample_fps: float | None = None) -> SampledFrames:
+    """The item's frames: ``num_frames`` uniformly (or at ``sample_fps``), decoded from disk if needed.
+
+    A file-backed item's ``start``/``end`` bounds restrict sampling to that span.
+    """
     if item.video is not None:
         video = item.video
+        idx = torch.arange(video.shape[0])
         if video.shape[0] != num_frames:
             idx = torch.linspace(0, video.shape[0] - 1, num_frames).round().long()
             video = video[idx]
-        return video
+        return SampledFrames(video, tuple(idx.tolist()), "in-memory", "uniform")
     if item.video_path is None:
         raise ValueError(f"item {item.item_id} has neither frames nor a video path")
     from prune_bench.benchmarks.video import load_video
 
-    return load_video(item.video_path, num_frames).frames
+    loaded = load_video(item.video_path, num_frames, sample_fps=sample_fps, start=item.start, end=item.end)
+    rule = "uniform" if sample_fps is None else f"{sample_fps:g} fps, at most {num_frames}"
+    if item.start is not None or item.end is not None:
+        rule += f", within {item.start}-{item.end} s"
+    return SampledFrames(loaded.frames, loaded.indices, loaded.decoder, rule)
+
+
+def encode_item(
+    adapter: Adapter, item: VideoQAItem, frames: torch.Tensor, capture_vision: bool
+) -> tuple[EncodedSample, str]:
+    """Encode ``item``, in the benchmark's own prompt when it has one the model can take.
+
+    Returns the sample and which prompt was used: ``"benchmark"`` or ``"model"``.
+    """
+    own = adapter.prompt_format
+    benchmark_format = own.with_benchmark_prompt() if item.prompt is not None else None
+    if benchmark_format is None:
+        return adapter.encode(frames, item.question, item.options, capture_vision=capture_vision), "model"
+    adapter.prompt_format = benchmark_format
+    try:
+        sample = adapter.encode(frames, item.prompt, item.options, capture_vision=capture_vision)  # type: ignore[arg-type]
+    finally:
+        adapter.prompt_format = own
+    return sample, "benchmark"
 
 
 def record_for(
-    item: VideoQAItem, cfg: RunConfig, config_hash: str, result: AnswerResult, shape: LMShape
+    item: VideoQAItem,
+    cfg: RunConfig,
+    config_hash: str,
+    result: AnswerResult,
+    shape: LMShape,
+    frames: SampledFrames | None = None,
+    prompt: str | None = None,
 ) -> dict[str, Any]:
+    """One result line. ``frames`` and ``prompt`` add the sampled frame indices, decoder and the
+    prompt used (newer fields; readers must not expect them in older records)."""
     layers = [LayerTokens(c.attn_tokens, c.mlp_tokens) for c in result.counts]
     # The unpruned prompt: every non-visual token (stages leave text alone) plus every visual one.
     full_n = result.counts[0].attn_tokens - result.counts[0].attn_visual + result.total_visual
     full_layers = [LayerTokens(full_n, full_n)] * len(layers)
     exact, paper = prefill_flops(shape, layers, "exact"), prefill_flops(shape, layers, "paper")
-    return {
+    record: dict[str, Any] = {
         "config_hash": config_hash,
         "item_id": item.item_id,
         "task": item.task,
@@ -125,6 +173,13 @@ def record_for(
         },
         "timings_ms": result.timings_ms,
     }
+    if item.groups:
+        record["groups"] = dict(item.groups)
+    if frames is not None:
+        record["frames"] = frames.describe()
+    if prompt is not None:
+        record["prompt"] = prompt
+    return record
 
 
 def evaluate(
@@ -137,12 +192,25 @@ def evaluate(
     num_frames: int,
     seed: int = 0,
     show_progress: bool = True,
+    sample_fps: float | None = None,
 ) -> None:
-    """Run every configuration on every item, skipping what ``store`` already holds."""
-    info = adapter.model_info(num_frames)
-    plans = [PruningPlan.of(c.strategy.stages(info), info.num_layers) for c in configs]
+    """Run every configuration on every item, skipping what ``store`` already holds.
+
+    With ``sample_fps`` an item may get fewer than ``num_frames`` frames; its plans are then built
+    for the frames it has (each strategy keeps the knobs it chose for ``num_frames``).
+    """
+    plans_by_frames: dict[int, list[PruningPlan]] = {}
+
+    def plans_for(frames: int) -> list[PruningPlan]:
+        if frames not in plans_by_frames:
+            info = adapter.model_info(frames)
+            plans_by_frames[frames] = [
+                PruningPlan.of(c.strategy.stages(info), info.num_layers) for c in configs
+            ]
+        return plans_by_frames[frames]
+
     hashes = [c.hash(context) for c in configs]
-    needs_vision = any("vision_attention" in p.needs for p in plans)
+    needs_vision = any("vision_attention" in p.needs for p in plans_for(num_frames))
     shape = LMShape.from_config(adapter.config.text_config)
     items = list(items)
     store.write_manifest(
@@ -164,9 +232,10 @@ def evaluate(
             progress.advance(bar, len(configs) - len(todo))
             if not todo:
                 continue
-            frames = item_frames(item, num_frames)
-            sample = adapter.encode(frames, item.question, item.options, capture_vision=needs_vision)
+            frames = item_frames(item, num_frames, sample_fps=sample_fps)
+            sample, prompt = encode_item(adapter, item, frames.frames, needs_vision)
+            plans = plans_for(frames.frames.shape[0])
             for i in todo:
                 result = adapter.run(sample, plans[i], mode=configs[i].mode, seed=seed)  # type: ignore[arg-type]
-                store.append(record_for(item, configs[i], hashes[i], result, shape))
+                store.append(record_for(item, configs[i], hashes[i], result, shape, frames, prompt))
                 progress.advance(bar)
