@@ -1,0 +1,1 @@
+"""Bridges to other tools (each imports its tool only when that tool is installed)."""

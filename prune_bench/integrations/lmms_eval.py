@@ -1,0 +1,226 @@
+"""prune-bench as an lmms-eval model: ``lmms-eval eval --model prune_bench --model_args ...``.
+
+``--model_args pretrained=DIR,strategy=hieravid,keep=0.3[,frames=32,device=cuda,budget_unit=input,
+fps=1,mode=drop,seed=0]`` runs lmms-eval's tasks through prune-bench's adapters with the strategy
+mounted (``pretrained`` left out: the shipped small model; a strategy spec may be ``a+b`` or carry
+options, ``hieravid[segment_level=false]``). lmms-eval finds the class through the ``lmms_eval.models``
+entry-point group (``pyproject.toml``: ``prune_bench = "prune_bench.integrations.lmms_eval:manifests"``),
+which its model registry (``ModelRegistryV2.load_entrypoint_manifests``) loads; install with
+``pip install 'prune-bench[lmms]'``.
+
+The class is a "simple" lmms-eval model (``is_simple = True``): lmms-eval hands it ``Instance``
+objects whose ``args`` are ``(context, gen_kwargs, doc_to_visual, doc_id, task, split)`` for
+``generate_until`` and ``(context, doc_to_target, doc_to_visual, doc_id, task, split)`` for
+``loglikelihood``; the document is ``self.task_dict[task][split][doc_id]``. ``context`` is the task's
+whole ``doc_to_text`` prompt; it goes into the model's chat template in place of the default
+question/options text (:meth:`PromptFormat.with_benchmark_prompt`), so a letter-answering checkpoint
+sees exactly what lmms-eval's own ``llava_onevision``/``qwen2_vl`` models would show it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from prune_bench.errors import UserError
+
+try:  # lmms-eval is optional: pip install 'prune-bench[lmms]'
+    from lmms_eval.api.model import lmms as _LmmsBase
+
+    HAVE_LMMS_EVAL = True
+except ImportError:  # the class still works (and is tested) without it
+    _LmmsBase = object  # type: ignore[assignment,misc]
+    HAVE_LMMS_EVAL = False
+
+MODEL_NAME = "prune_bench"
+
+
+def manifests() -> list[Any]:
+    """The ``lmms_eval.models`` entry point: lmms-eval's manifest naming this module's class."""
+    from lmms_eval.models.registry_v2 import ModelManifest
+
+    return [ModelManifest(model_id=MODEL_NAME, simple_class_path=f"{__name__}.PruneBenchLMM")]
+
+
+def _as_float(name: str, value: Any) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise UserError(f"model_args {name} must be a number, got {value!r}") from None
+
+
+def frames_of_visual(visual: Sequence[Any], num_frames: int, sample_fps: float | None) -> torch.Tensor:
+    """uint8 ``[T, H, W, 3]`` from what a task's ``doc_to_visual`` returns: a video path or images."""
+    from prune_bench.benchmarks.video import load_video, uniform_indices
+
+    if not visual:
+        raise UserError("the task gave no visual input; prune_bench models answer questions about videos")
+    first = visual[0]
+    if isinstance(first, str):
+        return load_video(first, num_frames, sample_fps=sample_fps).frames
+    images = np.stack([np.asarray(im.convert("RGB") if hasattr(im, "convert") else im) for im in visual])
+    picked = images[uniform_indices(len(images), num_frames)]
+    return torch.from_numpy(np.ascontiguousarray(picked)).to(torch.uint8)
+
+
+class PruneBenchLMM(_LmmsBase):  # type: ignore[misc,valid-type]
+    """An lmms-eval model that answers through a prune-bench adapter with a pruning strategy mounted."""
+
+    is_simple = True
+
+    def __init__(
+        self,
+        pretrained: str | None = None,
+        strategy: str = "hieravid",
+        keep: float | str = 0.3,
+        frames: int | str | None = None,
+        device: str | None = None,
+        budget_unit: str = "layer-average",
+        fps: float | str | None = None,
+        mode: str = "drop",
+        seed: int | str = 0,
+        batch_size: int | str = 1,
+        **unknown: Any,
+    ) -> None:
+        from prune_bench.cli.model import load_adapter, pick_device
+        from prune_bench.core.compose import build_strategy, check_keep
+        from prune_bench.core.plugins import registry
+        from prune_bench.core.stages import PruningPlan
+        from prune_bench.core.strategy import BUDGET_UNITS
+
+        if HAVE_LMMS_EVAL:
+            super().__init__()
+        else:
+            self._rank, self._world_size, self.task_dict = 0, 1, {}
+        if unknown:
+            raise UserError(
+                f"unknown model_args for prune_bench: {', '.join(sorted(unknown))} (known: pretrained, "
+                "strategy, keep, frames, device, budget_unit, fps, mode, seed)"
+            )
+        if str(batch_size) != "1":
+            raise UserError(f"prune_bench runs one sample at a time; pass --batch_size 1, got {batch_size}")
+        if budget_unit not in BUDGET_UNITS:
+            raise UserError(f"budget_unit must be one of {', '.join(BUDGET_UNITS)}, got '{budget_unit}'")
+        if mode not in ("drop", "mask"):
+            raise UserError(f"mode must be drop or mask, got '{mode}'")
+        self.keep = _as_float("keep", keep)
+        check_keep(self.keep)
+        self.sample_fps = None if fps in (None, "", "none") else _as_float("fps", fps)
+        reg = registry()
+        self.device_name = pick_device(device)
+        self.adapter, self.model_label = load_adapter(pretrained, self.device_name)
+        self.num_frames = int(frames) if frames not in (None, "") else self.adapter.prompt_format.num_frames
+        info = self.adapter.model_info(self.num_frames)
+        self.strategy = build_strategy(strategy, self.keep, budget_unit, info, reg, {})  # type: ignore[arg-type]
+        self.plan = PruningPlan.of(self.strategy.stages(info), info.num_layers)
+        self.mode = mode
+        self.seed = int(seed)
+        self.prompt_format = self.adapter.prompt_format.with_benchmark_prompt()
+
+    # ------------------------------------------------------------------------------ helpers
+    @property
+    def tokenizer(self) -> Any:
+        return self.adapter.tokenizer
+
+    def _doc(self, task: str, split: str, doc_id: Any) -> Any:
+        return self.task_dict[task][split][doc_id]
+
+    def _encode(self, context: str, visual: Sequence[Any]) -> Any:
+        """The sample for ``context`` (the task's whole prompt) about ``visual``; no option scoring."""
+        frames = frames_of_visual(visual, self.num_frames, self.sample_fps)
+        own = self.adapter.prompt_format
+        if self.prompt_format is not None:
+            self.adapter.prompt_format = self.prompt_format
+        try:
+            sample = self.adapter.encode(
+                frames, context, (), capture_vision="vision_attention" in self.plan.needs
+            )
+        finally:
+            self.adapter.prompt_format = own
+        sample.answer_ids = None  # lmms-eval reads the generated text or the continuation's likelihood
+        return sample
+
+    def _plan(self, frames: int) -> Any:
+        from prune_bench.core.stages import PruningPlan
+
+        if frames == self.num_frames:
+            return self.plan
+        info = self.adapter.model_info(frames)
+        return PruningPlan.of(self.strategy.stages(info), info.num_layers)
+
+    # ------------------------------------------------------------------------ lmms-eval API
+    def generate_until(self, requests: list[Any]) -> list[str]:
+        """Greedy answers, cut at the first ``until`` string (lmms-eval's ``gen_kwargs``)."""
+        out = []
+        for request in requests:
+            context, gen_kwargs, doc_to_visual, doc_id, task, split = request.args
+            sample = self._encode(context, doc_to_visual(self._doc(task, split, doc_id)))
+            gen_kwargs = dict(gen_kwargs or {})
+            until = gen_kwargs.get("until") or []
+            until = [until] if isinstance(until, str) else list(until)
+            result = self.adapter.run(
+                sample,
+                self._plan(sample.frames if sample.frames else self.num_frames),
+                mode=self.mode,  # type: ignore[arg-type]
+                max_new_tokens=int(gen_kwargs.get("max_new_tokens", 16)),
+                seed=self.seed,
+                eos_token_id=getattr(self.tokenizer, "eos_token_id", None),
+            )
+            text = self.tokenizer.decode(result.generated, skip_special_tokens=True)
+            for stop in until:
+                if stop and stop in text:
+                    text = text.split(stop)[0]
+            out.append(text)
+            if HAVE_LMMS_EVAL:
+                self.cache_hook.add_partial("generate_until", (context, gen_kwargs), text)
+        return out
+
+    def loglikelihood(self, requests: list[Any]) -> list[tuple[float, bool]]:
+        """``(log p(continuation | context, video), whether greedy decoding gives the continuation)``."""
+        from prune_bench.core.timing import Clock
+
+        out = []
+        for request in requests:
+            context, doc_to_target, doc_to_visual, doc_id, task, split = request.args
+            doc = self._doc(task, split, doc_id)
+            continuation = doc_to_target(doc)
+            continuation = continuation[0] if isinstance(continuation, list) else str(continuation)
+            target = self.tokenizer(continuation, add_special_tokens=False)["input_ids"]
+            if not target:
+                raise UserError(
+                    f"the continuation {continuation!r} has no tokens; check the task's doc_to_target"
+                )
+            sample = self._encode(context, doc_to_visual(doc))
+            plan = self._plan(sample.frames if sample.frames else self.num_frames)
+            device = self.adapter.device
+            clock = Clock(device)
+            with torch.no_grad():
+                pre = self.adapter.runner.prefill(
+                    sample.state,
+                    plan,
+                    mode=self.mode,  # type: ignore[arg-type]
+                    max_new_tokens=len(target),
+                    clock=clock,
+                    generator=torch.Generator(device=device).manual_seed(self.seed),
+                    vision=sample.vision,
+                )
+                logits, total, greedy = pre.logits, 0.0, True
+                position = pre.state.next_position
+                for step, token in enumerate(target):
+                    logprobs = torch.log_softmax(logits.float(), dim=-1)
+                    total += float(logprobs[token])
+                    greedy = greedy and int(logprobs.argmax()) == token
+                    if step < len(target) - 1:
+                        logits = self.adapter.runner.decode_step(
+                            token, position + step, step, pre, plan, clock
+                        )
+            out.append((total, greedy))
+        return out
+
+    def generate_until_multi_round(self, requests: list[Any]) -> list[str]:
+        raise NotImplementedError(
+            "prune_bench answers single-round tasks; multi-round tasks are not supported"
+        )
