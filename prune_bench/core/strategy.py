@@ -8,6 +8,7 @@ way its authors did.
 
 from __future__ import annotations
 
+import json
 import warnings
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
@@ -44,11 +45,16 @@ class ModelInfo:
 
 
 class Strategy(ABC):
-    """Base class of pruning strategies. Subclasses set ``name``, ``summary`` and ``Config``."""
+    """Base class of pruning strategies. Subclasses set ``name``, ``summary`` and ``Config``, and may
+    declare ``ablations``."""
 
     name: ClassVar[str]
     summary: ClassVar[str]
     Config: ClassVar[type[StrategyConfig]] = StrategyConfig
+    #: The switches worth ablating, as the paper's ablation table names them: label -> config options
+    #: that differ from the defaults, e.g. ``{"w/o segment level": {"segment_level": False}}``.
+    #: ``prune-bench ablate NAME`` runs every one beside the default at the same budgets.
+    ablations: ClassVar[dict[str, dict[str, Any]]] = {}
 
     def __init__(self, config: StrategyConfig | None = None, **options: Any) -> None:
         if config is not None and options:
@@ -81,12 +87,35 @@ class Strategy(ABC):
     def stages(self, model: ModelInfo) -> list[Stage]:
         """The stages to mount on ``model``."""
 
+    @classmethod
+    def ablation_specs(cls) -> dict[str, str]:
+        """``ablations`` as strategy specs the CLI reads: label -> ``name[option=value,...]``."""
+        return {label: variant_spec(cls.name, options) for label, options in cls.ablations.items()}
+
     @property
     def label(self) -> str:
         return self.name
 
     def describe(self) -> dict[str, Any]:
         return {"strategy": self.name, **self.config.model_dump()}
+
+
+def variant_spec(name: str, options: dict[str, Any]) -> str:
+    """``("hieravid", {"segment_level": False})`` -> ``"hieravid[segment_level=false]"``, the form
+    ``compare`` reads and results record (so an ablation run and a hand-typed variant share a row)."""
+    if not options:
+        return name
+    return f"{name}[{','.join(f'{k}={_spec_value(v)}' for k, v in options.items())}]"
+
+
+def _spec_value(value: Any) -> str:
+    if value is None:
+        return "none"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return value
+    return json.dumps(list(value) if isinstance(value, tuple) else value, separators=(",", ":"))
 
 
 def warn_budget(strategy: str, requested: float, achievable: float, why: str) -> None:

@@ -59,7 +59,7 @@ Where we differ, and why:
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Literal, cast
+from typing import Any, ClassVar, Literal, cast
 
 import torch
 import torch.nn.functional as F
@@ -156,6 +156,12 @@ class DyCoke(Strategy):
     summary = "temporal token merging in 4-frame windows + dynamic decode-time KV pruning (arXiv 2411.15024)"
     Config = DyCokeConfig
     config: DyCokeConfig
+    # w/o TTM is the paper's ablation too, but it cannot meet a prefill budget, so it is not listed.
+    ablations: ClassVar[dict[str, dict[str, Any]]] = {
+        "w/o decode KV pruning": {"decode_pruning": False},
+        "paper's TTM windows": {"windows": "paper"},
+        "stable step reuses pruned set": {"stable_step": "reuse_pruned"},
+    }
 
     @classmethod
     def for_budget(cls, keep: float, unit: BudgetUnit, model: ModelInfo, **options: Any) -> Strategy:

@@ -190,6 +190,15 @@ class HieraVid(Strategy):
     Config = HieraVidConfig
     config: HieraVidConfig
     PRESETS: ClassVar[dict[float, tuple[float, float, float, float]]] = PRESETS
+    ablations: ClassVar[dict[str, dict[str, Any]]] = {
+        "w/o segment level": {"segment_level": False},
+        "w/o frame level (top-k relevance)": {"frame_level": False},
+        "w/o layer level (all at input)": {"layer_level": False},
+        "positive relevance": {"relevance_sign": "positive"},
+        "relevance-spread first stage": {"first_stage_selector": "relevance_spread"},
+        "w/o dynamic segment budget": {"dynamic_budget": False},
+        "authors' preset ratios": {"authors_preset": True},
+    }
 
     @classmethod
     def for_budget(cls, keep: float, unit: BudgetUnit, model: ModelInfo, **options: Any) -> Strategy:

@@ -68,7 +68,7 @@ Where we differ, and why:
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, cast
+from typing import Any, ClassVar, cast
 
 import torch
 import torch.nn.functional as F
@@ -210,6 +210,10 @@ class HoliTom(Strategy):
     summary = "DP temporal windows, static averaging + DPC-kNN merging before the LLM, inner merge at layer 18 (arXiv 2505.21334)"
     Config = HoliTomConfig
     config: HoliTomConfig
+    ablations: ClassVar[dict[str, dict[str, Any]]] = {
+        "w/o inner-LLM merge (w/o M)": {"inner_layer": None},
+        "plain cluster means (no beta)": {"beta_merge": False},
+    }
 
     @classmethod
     def for_budget(cls, keep: float, unit: BudgetUnit, model: ModelInfo, **options: Any) -> Strategy:

@@ -56,7 +56,7 @@ promised before the video is seen and ``for_budget`` always raises a ``BudgetWar
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, cast
+from typing import Any, ClassVar, cast
 
 import torch
 import torch.nn.functional as F
@@ -217,6 +217,9 @@ class PruneVid(Strategy):
     summary = "static/dynamic segment merging before the LLM + text-attention pruning at layer 10 (arXiv 2412.16117)"
     Config = PruneVidConfig
     config: PruneVidConfig
+    ablations: ClassVar[dict[str, dict[str, Any]]] = {
+        "early caches not sliced": {"slice_early_caches": False},
+    }
 
     @classmethod
     def for_budget(cls, keep: float, unit: BudgetUnit, model: ModelInfo, **options: Any) -> Strategy:

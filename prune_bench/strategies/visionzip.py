@@ -45,7 +45,7 @@ Where we differ, and why:
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
@@ -123,6 +123,9 @@ class VisionZip(Strategy):
     summary = "per-frame dominant tokens by vision attention plus merged contextual tokens (arXiv 2412.04467)"
     Config = VisionZipConfig
     config: VisionZipConfig
+    ablations: ClassVar[dict[str, dict[str, Any]]] = {
+        "contextual = group mean": {"contextual_combine": "mean"},
+    }
 
     @classmethod
     def for_budget(cls, keep: float, unit: BudgetUnit, model: ModelInfo, **options: Any) -> Strategy:

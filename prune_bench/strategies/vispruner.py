@@ -40,7 +40,7 @@ Where we differ, and why:
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Literal, cast
+from typing import Any, ClassVar, Literal, cast
 
 import torch
 import torch.nn.functional as F
@@ -114,6 +114,9 @@ class VisPruner(Strategy):
     summary = "per-frame important tokens by vision attention plus similarity-deduplicated diverse tokens (arXiv 2412.01818)"
     Config = VisPrunerConfig
     config: VisPrunerConfig
+    ablations: ClassVar[dict[str, dict[str, Any]]] = {
+        "dedup on vision keys": {"similarity": "keys"},
+    }
 
     @classmethod
     def for_budget(cls, keep: float, unit: BudgetUnit, model: ModelInfo, **options: Any) -> Strategy:
