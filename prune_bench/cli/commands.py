@@ -11,12 +11,20 @@ from prune_bench.core.hookspecs import hookimpl
 
 @hookimpl
 def register_commands(register: Callable[[click.Command], None]) -> None:
+    from prune_bench.cli.ablate import ablate
     from prune_bench.cli.compare import compare
     from prune_bench.cli.list_cmd import list_
+    from prune_bench.cli.plot import plot
     from prune_bench.cli.report_cmd import report
     from prune_bench.cli.speed import speed
+    from prune_bench.cli.sweep import sweep
+    from prune_bench.cli.table import table
 
     register(list_)
     register(compare)
     register(speed)
     register(report)
+    register(sweep)
+    register(ablate)
+    register(plot)
+    register(table)

@@ -7,8 +7,10 @@ it, one reference (``none``) row however many runs wrote one, and the per-layer 
 
 from __future__ import annotations
 
+import json
+import re
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +50,64 @@ def load_records(directory: str | Path) -> list[dict[str, Any]]:
         if missing:
             raise UserError(f"record {n} of '{directory}/results.jsonl' lacks {', '.join(missing)}")
     return records
+
+
+def run_context(directory: str | Path) -> dict[str, Any] | None:
+    """Model, benchmark and frames the runs of a results directory used (from its manifest), or
+    ``None`` when it has no readable manifest (a hand-made store)."""
+    path = Path(directory)
+    if path.is_file():
+        path = path.parent
+    try:
+        runs = json.loads((path / "manifest.json").read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return None
+    contexts = {
+        json.dumps({k: run.get(k) for k in ("model", "benchmark", "frames")}, sort_keys=True)
+        for run in runs
+        if isinstance(run, dict)
+    }
+    return json.loads(contexts.pop()) if len(contexts) == 1 else None
+
+
+def load_results(directories: Sequence[str | Path]) -> list[dict[str, Any]]:
+    """The records of one or more results directories (a sweep's and an ablate's, say), which must
+    come from one model, benchmark and frame count: otherwise their rows would mix in one table."""
+    if not directories:
+        raise UserError("name at least one results directory (the --out of compare, sweep or ablate)")
+    for directory in directories:  # every path checked before any is read
+        if not Path(directory).exists():
+            raise UserError(
+                f"results directory '{directory}' does not exist (pass the --out directory of a run)"
+            )
+    records: list[dict[str, Any]] = []
+    first: tuple[str | Path, dict[str, Any]] | None = None
+    for directory in directories:
+        records += load_records(directory)
+        context = run_context(directory)
+        if context is None:
+            continue
+        if first is None:
+            first = (directory, context)
+        elif context != first[1]:
+            differs = ", ".join(k for k in context if context[k] != first[1][k])
+            raise UserError(
+                f"'{first[0]}' and '{directory}' hold runs of different settings ({differs}); "
+                "report them separately"
+            )
+    return records
+
+
+_VARIANT = re.compile(r"([\w.-]+)\[(.*)\]")
+
+
+def split_variant(strategy: str) -> tuple[str, str] | None:
+    """``hieravid[segment_level=false]`` -> ``("hieravid", "segment_level=false")``; ``None`` for a
+    plain strategy or a combination (``a+b``)."""
+    m = _VARIANT.fullmatch(strategy)
+    if m is None or "+" in strategy.split("[", 1)[0] or "]+" in strategy:
+        return None
+    return m.group(1), m.group(2)
 
 
 def prepare(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -1,0 +1,277 @@
+"""What ``compare``, ``sweep`` and ``ablate`` share: their options, the checks that run before any
+model loads, and one resumable evaluation of strategy specs x budgets into a results store."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from prune_bench.adapters.base import resolve_model_path
+from prune_bench.cli.model import load_adapter, pick_device
+from prune_bench.core.compose import build_strategy, check_keep, parse_value, spec_names
+from prune_bench.core.plugins import Registry, registry
+from prune_bench.core.strategy import BUDGET_UNITS, BudgetUnit
+from prune_bench.errors import UserError
+from prune_bench.runner.evaluate import RunConfig, evaluate
+from prune_bench.runner.store import ResultStore
+from prune_bench.runner.summary import SummaryRow, summarize
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+class KeepOption(click.Option):
+    """``--keep 0.1 0.2 0.3``: one option taking as many numbers as follow it (and repeatable).
+
+    click options take a fixed number of values; this one also swallows every following argument that
+    reads as a number, so ``--keep 0.1 0.2`` and ``--keep 0.1 --keep 0.2`` mean the same.
+    """
+
+    def add_to_parser(self, parser: Any, ctx: click.Context) -> None:
+        super().add_to_parser(parser, ctx)
+        for opt in self.opts:
+            parsed = parser._long_opt.get(opt) or parser._short_opt.get(opt)
+            if parsed is None:
+                continue
+            single = parsed.process
+
+            def process(value: Any, state: Any, single: Callable[[Any, Any], None] = single) -> None:
+                single(value, state)
+                while state.rargs and _is_number(state.rargs[0]):
+                    single(state.rargs.pop(0), state)
+
+            parsed.process = process
+
+
+def evaluation_options(default_keeps: Sequence[float]) -> Callable[[F], F]:
+    """The options of every command that evaluates strategies (``--keep`` defaults to ``default_keeps``)."""
+    keeps_text = " ".join(f"{k:g}" for k in default_keeps)
+    options = [
+        click.option(
+            "--keep",
+            "keeps",
+            cls=KeepOption,
+            type=float,
+            multiple=True,
+            default=tuple(default_keeps),
+            show_default=keeps_text,
+            help="Visual-token retention(s) to match, in (0, 1]: --keep 0.1 0.2 0.3 (or --keep repeated).",
+        ),
+        click.option(
+            "--budget-unit",
+            type=click.Choice(BUDGET_UNITS),
+            default="layer-average",
+            show_default=True,
+            help="What --keep measures: tokens entering the LLM, tokens averaged over LLM layers, or prefill FLOPs.",
+        ),
+        click.option(
+            "--model", default=None, help="Model directory or hub id (default: the shipped small model)."
+        ),
+        click.option(
+            "--benchmark", default="synthetic", show_default=True, help="Registered benchmark name."
+        ),
+        click.option(
+            "--data-dir", type=click.Path(file_okay=False), default=None, help="Local copy of the benchmark."
+        ),
+        click.option("--frames", type=int, default=None, help="Frames per video (default: the model's own)."),
+        click.option("--limit", type=int, default=None, help="Evaluate only the first N items."),
+        click.option("--device", default=None, help="cpu or cuda (default: cuda if available)."),
+        click.option(
+            "--mode",
+            type=click.Choice(["drop", "mask"]),
+            default="drop",
+            show_default=True,
+            help="drop removes tokens (real speed-up); mask hides them (the test oracle).",
+        ),
+        click.option(
+            "--set",
+            "sets",
+            multiple=True,
+            metavar="STRATEGY.OPTION=VALUE",
+            help="Override a strategy option.",
+        ),
+        click.option(
+            "--out", type=click.Path(file_okay=False), default=None, help="Results directory (resumable)."
+        ),
+        click.option("--seed", type=int, default=0, show_default=True),
+        click.option("--no-progress", is_flag=True, help="Hide progress bars."),
+    ]
+
+    def decorate(fn: F) -> F:
+        for option in reversed(options):
+            fn = option(fn)
+        return fn
+
+    return decorate
+
+
+@dataclass(frozen=True)
+class EvaluationSettings:
+    """The values of :func:`evaluation_options`, as the command received them."""
+
+    keeps: tuple[float, ...]
+    budget_unit: BudgetUnit
+    model: str | None
+    benchmark: str
+    data_dir: str | None
+    frames: int | None
+    limit: int | None
+    device: str | None
+    mode: str
+    sets: tuple[str, ...]
+    out: str | None
+    seed: int
+    no_progress: bool
+
+
+def parse_sets(values: tuple[str, ...]) -> dict[str, dict[str, Any]]:
+    """``--set fastv.layer=3`` -> ``{"fastv": {"layer": 3}}`` (values parsed as JSON when they can be)."""
+    out: dict[str, dict[str, Any]] = {}
+    for v in values:
+        m = re.fullmatch(r"([\w-]+)\.(\w+)=(.*)", v)
+        if not m:
+            raise UserError(f"--set expects STRATEGY.OPTION=VALUE, got '{v}' (e.g. --set fastv.layer=3)")
+        name, key, raw = m.groups()
+        out.setdefault(name, {})[key] = parse_value(raw)
+    return out
+
+
+def check_inputs(
+    specs: Sequence[str], settings: EvaluationSettings, reg: Registry
+) -> dict[str, dict[str, Any]]:
+    """Every mistake the user can make on the command line, found before any model loads; returns the
+    ``--set`` options by strategy."""
+    if not settings.keeps:
+        raise UserError("--keep needs at least one value, e.g. --keep 0.1 0.2 0.3")
+    for keep in settings.keeps:
+        check_keep(keep)
+    if settings.limit is not None and settings.limit < 1:
+        raise UserError(f"--limit must be at least 1, got {settings.limit}")
+    options = parse_sets(settings.sets)
+    for spec in specs:
+        for name in spec_names(spec):
+            reg.strategy(name)  # unknown names fail before any model loads
+    mounted = {n for spec in specs for n in spec_names(spec)}
+    for name, opts in options.items():
+        if name not in mounted:
+            raise UserError(
+                f"--set {name}.… names a strategy that is not being compared ({', '.join(sorted(mounted))})"
+            )
+        reg.strategy(name).make_config(**opts)  # an unknown or invalid option fails before any model loads
+    if settings.model is not None:
+        resolve_model_path(settings.model)  # a missing path fails before anything is built
+    return options
+
+
+def print_table(rows: list[SummaryRow], title: str, console: Console) -> None:
+    """The comparison, compact enough for a terminal; ``prune-bench table`` has every column."""
+    tasks = sorted({t for r in rows for t in r.accuracy})
+    full = next((r for r in rows if r.strategy == "none"), None)
+    table = Table(title=title, pad_edge=False)
+    headers = (
+        "strategy",
+        "keep",
+        *(t[:6] for t in tasks),
+        "avg",
+        "%full",
+        "ret",
+        "FLOPs",
+        "FLOPs*",
+        "prune ms",
+    )
+    table.add_column(headers[0], overflow="fold")  # beyond 250 columns a long variant name folds
+    for col in headers[1:]:
+        table.add_column(col, justify="right", no_wrap=True)
+    for r in rows:
+        rel = f"{100 * r.average / full.average:.1f}" if full and full.average else "-"
+        table.add_row(
+            escape(r.strategy),  # 'hieravid[segment_level=false]' is not rich markup
+            f"{r.keep:g}",
+            *(f"{r.accuracy.get(t, float('nan')):.0f}" for t in tasks),
+            f"{r.average:.1f}",
+            rel,
+            f"{r.retention['layer_average']:.3f}",
+            f"{r.flops_ratio['exact']:.3f}",
+            f"{r.flops_ratio['paper']:.3f}",
+            f"{r.pruning_ms:.1f}",
+        )
+    # As wide as the longest name needs (a pipe or a narrow terminal would otherwise fold it).
+    needed = Console(width=250).measure(table).maximum
+    console.width = max(console.width, min(needed, 250))
+    console.print(table)
+    console.print(
+        "accuracy in % per task; avg = mean over tasks; %full = avg relative to 'none'; ret = visual tokens "
+        "kept, averaged over LLM layers; FLOPs = LLM prefill FLOPs relative to 'none', exact (GQA-aware, "
+        "causal), FLOPs* = the papers' convention 4nd^2 + 2n^2d + 2ndm; prune ms = median selection time. "
+        "`prune-bench table DIR` prints every column (input and decode retention too) as markdown, LaTeX "
+        "or CSV; `prune-bench plot DIR` draws the figures."
+    )
+
+
+def run_evaluation(specs: Sequence[str], settings: EvaluationSettings, reg: Registry | None = None) -> Path:
+    """Evaluate ``specs`` (plus the unpruned ``none``) at every keep into the results store, resuming
+    what it already holds; prints the summary table and returns the results directory.
+
+    Call :func:`check_inputs` first when the specs came from the user (this calls it again, cheaply).
+    """
+    reg = reg or registry()
+    options = check_inputs(specs, settings, reg)
+    bench_options: dict[str, Any] = {"data_dir": settings.data_dir} if settings.data_dir else {}
+    bench = reg.benchmark(settings.benchmark)(**bench_options)
+    device = pick_device(settings.device)
+    console = Console(width=max(Console().width, 120))
+    adapter, model_label = load_adapter(settings.model, device)
+    num_frames = settings.frames or adapter.prompt_format.num_frames
+    info = adapter.model_info(num_frames)
+    ordered = ["none", *dict.fromkeys(s for s in specs if s != "none")]
+    unit = settings.budget_unit
+    configs = [
+        RunConfig(build_strategy(s, k, unit, info, reg, options), k, unit, settings.mode)  # type: ignore[arg-type]
+        for s in ordered
+        for k in ([1.0] if s == "none" else settings.keeps)
+    ]
+    items = list(bench.items(settings.limit))
+    model_tag = "default" if settings.model is None else Path(settings.model).name
+    out_dir = Path(settings.out or Path("results") / f"{bench.name}-{model_tag}-{num_frames}f")
+    store = ResultStore(out_dir)
+    context = {
+        "model": model_label,
+        "benchmark": bench.name,
+        "frames": num_frames,
+        "device": device,
+        "seed": settings.seed,
+        "items": len(items),
+    }
+    console.print(
+        f"model: {model_label} on {device}; benchmark: {bench.name} ({len(items)} items, {num_frames} frames)"
+    )
+    evaluate(
+        adapter,
+        items,
+        configs,
+        store,
+        context,
+        num_frames=num_frames,
+        seed=settings.seed,
+        show_progress=not settings.no_progress,
+    )
+    hashes = {c.hash(context) for c in configs}
+    title = f"{bench.name}: keep={', '.join(f'{k:g}' for k in settings.keeps)} ({unit})"
+    print_table(summarize(store.records(), hashes), title, console)
+    console.print(f"results: {out_dir / 'results.jsonl'}")
+    return out_dir

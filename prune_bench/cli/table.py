@@ -1,0 +1,66 @@
+"""``prune-bench table``: the accuracy table of one or more results directories, as papers print it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from prune_bench.report.data import load_results, report_rows
+from prune_bench.report.tables import FLOPS_CONVENTIONS, FORMATS, render
+
+
+def format_option(default: str) -> click.Option:
+    return click.option(  # type: ignore[return-value]
+        "--format",
+        "fmt",
+        type=click.Choice(FORMATS),
+        default=default,
+        show_default=True,
+        help="Table format: markdown (md), LaTeX (booktabs) or CSV.",
+    )
+
+
+def flops_option() -> click.Option:
+    return click.option(  # type: ignore[return-value]
+        "--flops",
+        type=click.Choice(FLOPS_CONVENTIONS),
+        default="exact",
+        show_default=True,
+        help="FLOPs convention: 'exact' (GQA-aware, causal) or 'paper' (4nd^2 + 2n^2d + 2ndm per layer).",
+    )
+
+
+def output_option() -> click.Option:
+    return click.option(  # type: ignore[return-value]
+        "--output",
+        "-o",
+        type=click.Path(dir_okay=False, path_type=Path),
+        default=None,
+        help="Write the table to this file instead of printing it.",
+    )
+
+
+def emit(text: str, output: Path | None) -> None:
+    """Print ``text``, or write it to ``output`` (saying where on stderr)."""
+    if output is None:
+        click.echo(text, nl=False)
+        return
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(text, encoding="utf-8")
+    click.echo(f"table: {output}", err=True)
+
+
+@click.command("table")
+@click.argument("results", nargs=-1, required=True, type=click.Path(path_type=Path))
+@format_option("markdown")
+@flops_option()
+@output_option()
+def table(results: tuple[Path, ...], fmt: str, flops: str, output: Path | None) -> None:
+    """Print the table of RESULTS (one or more results directories of one model and benchmark).
+
+    A column per task, the average, each accuracy also as a percentage of the unpruned model, the
+    best value of each column within a budget in bold (CSV: a 'best' column), retention (input,
+    layer-average, decode) and prefill FLOPs (absolute per item and relative).
+    """
+    emit(render(report_rows(load_results(results)), fmt, flops, paper_layout=True), output)
