@@ -19,6 +19,7 @@ def register_commands(register: Callable[[click.Command], None]) -> None:
     from prune_bench.cli.speed import speed
     from prune_bench.cli.sweep import sweep
     from prune_bench.cli.table import table
+    from prune_bench.cli.train import train_default
 
     register(list_)
     register(compare)
@@ -28,3 +29,4 @@ def register_commands(register: Callable[[click.Command], None]) -> None:
     register(ablate)
     register(plot)
     register(table)
+    register(train_default)
