@@ -1,22 +1,28 @@
 #!/usr/bin/env bash
-# Regenerate reports/synthetic/ on the shipped default model (CPU is fine: about 15 minutes on 2 cores).
-# Usage: scripts/synthetic-reports.sh [OUT_DIR]   (default reports/synthetic). Resumable: re-run to continue.
+# Regenerate reports/synthetic/ (tables and figures) on the shipped default model with one command:
+# sweep + ablate into one resumable results store, then table + plot. CPU is fine: about 15 minutes
+# on 2 cores. Re-run to continue a killed run; finished items are never recomputed.
+#
+# Usage: scripts/synthetic-reports.sh [OUT_DIR] [EXTRA_OPTIONS...]
+#   OUT_DIR        default reports/synthetic
+#   EXTRA_OPTIONS  passed to every sweep/ablate, e.g. a quick check: scripts/synthetic-reports.sh /tmp/s --limit 6
 set -euo pipefail
 OUT="${1:-reports/synthetic}"
+shift $(($# > 0 ? 1 : 0))
 RUN="$OUT/results"
 PB="python -m prune_bench"
-COMMON=(--out "$RUN" --no-progress)
+COMMON=(--out "$RUN" --no-progress "$@")
+KEEPS=(--keep 0.1 0.2 0.3)
 
-# Sanity baselines: is the benchmark discriminative?
-$PB compare random uniform --keep 0.1 --keep 0.2 --keep 0.3 --keep 0.5 "${COMMON[@]}"
-# HieraVid and every ablation switch.
-$PB compare hieravid "hieravid[segment_level=false]" "hieravid[frame_level=false]" "hieravid[layer_level=false]" \
-  "hieravid[relevance_sign=positive]" "hieravid[first_stage_selector=relevance_spread]" \
-  "hieravid[dynamic_budget=false]" "hieravid[authors_preset=true]" --keep 0.1 --keep 0.2 --keep 0.3 "${COMMON[@]}"
-# Every baseline beside it.
-$PB compare fastv visionzip dycoke pdrop framefusion divprune fastvid vispruner prunevid holitom \
-  --keep 0.1 --keep 0.2 --keep 0.3 "${COMMON[@]}"
+# Sanity baselines, with 50% too: is the benchmark discriminative?
+$PB sweep random uniform --keep 0.1 0.2 0.3 0.5 "${COMMON[@]}"
+# HieraVid and every baseline beside it.
+$PB sweep hieravid fastv visionzip dycoke pdrop framefusion divprune fastvid vispruner prunevid holitom \
+  "${KEEPS[@]}" "${COMMON[@]}"
+# Every ablation switch HieraVid declares (prune-bench list --options hieravid).
+$PB ablate hieravid "${KEEPS[@]}" "${COMMON[@]}"
 
-$PB report "$RUN" --format md -o "$OUT/accuracy.md" --plots "$OUT"
-$PB report "$RUN" --format csv -o "$OUT/accuracy.csv"
-$PB report "$RUN" --format latex -o "$OUT/accuracy.tex"
+$PB table "$RUN" --format markdown -o "$OUT/accuracy.md"
+$PB table "$RUN" --format csv -o "$OUT/accuracy.csv"
+$PB table "$RUN" --format latex -o "$OUT/accuracy.tex"
+$PB plot "$RUN" --out "$OUT"
