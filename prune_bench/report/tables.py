@@ -130,8 +130,8 @@ def _fmt(value: Cell, col: Column) -> str:
         return value
     if col.csv == "keep":
         return f"{value:g}"
-    if col.significant:
-        return f"{value:.{col.digits}g}"
+    if col.significant:  # trailing zeros kept (1.30, not 1.3), no bare trailing point (123, not 123.)
+        return f"{value:#.{col.digits}g}".rstrip(".")
     return f"{value:+.{col.digits}f}" if col.signed else f"{value:.{col.digits}f}"
 
 
