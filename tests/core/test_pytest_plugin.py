@@ -23,7 +23,7 @@ def _imports_done_outside(contract_sample) -> None:
 
 def test_ini_option_picks_the_strategies_and_the_command_line_overrides_it(pytester: pytest.Pytester):
     pytester.makepyprojecttoml('[tool.pytest.ini_options]\nprune_bench_strategies = ["random"]\n')
-    pytester.makepyfile(test_contract=CONTRACT_MODULE)
+    pytester.makepyfile(test_package_contract=CONTRACT_MODULE)
     result = pytester.runpytest_inprocess("-p", "no:cacheprovider", "-v")
     # two budgets, drop == mask, config; random declares no ablations, so that one is skipped
     result.assert_outcomes(passed=4, skipped=1)
@@ -34,7 +34,7 @@ def test_ini_option_picks_the_strategies_and_the_command_line_overrides_it(pytes
 
 def test_an_unregistered_strategy_is_a_usage_error(pytester: pytest.Pytester):
     pytester.makepyprojecttoml('[tool.pytest.ini_options]\nprune_bench_strategies = ["nosuch"]\n')
-    pytester.makepyfile(test_contract=CONTRACT_MODULE)
+    pytester.makepyfile(test_package_contract=CONTRACT_MODULE)
     result = pytester.runpytest_inprocess("-p", "no:cacheprovider")
     assert result.ret != 0
     result.stdout.fnmatch_lines(
