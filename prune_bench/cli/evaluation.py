@@ -89,6 +89,13 @@ def evaluation_options(default_keeps: Sequence[float]) -> Callable[[F], F]:
             "--data-dir", type=click.Path(file_okay=False), default=None, help="Local copy of the benchmark."
         ),
         click.option("--frames", type=int, default=None, help="Frames per video (default: the model's own)."),
+        click.option(
+            "--fps",
+            "sample_fps",
+            type=float,
+            default=None,
+            help="Sample frames at this rate (at most --frames) instead of --frames uniformly.",
+        ),
         click.option("--limit", type=int, default=None, help="Evaluate only the first N items."),
         click.option("--device", default=None, help="cpu or cuda (default: cuda if available)."),
         click.option(
@@ -137,6 +144,7 @@ class EvaluationSettings:
     out: str | None
     seed: int
     no_progress: bool
+    sample_fps: float | None = None
 
 
 def parse_sets(values: tuple[str, ...]) -> dict[str, dict[str, Any]]:
@@ -160,6 +168,8 @@ def check_inputs(
         raise UserError("--keep needs at least one value, e.g. --keep 0.1 0.2 0.3")
     for keep in settings.keeps:
         check_keep(keep)
+    if settings.sample_fps is not None and not settings.sample_fps > 0:
+        raise UserError(f"--fps must be a positive frame rate, got {settings.sample_fps:g} (e.g. --fps 1)")
     if settings.limit is not None and settings.limit < 1:
         raise UserError(f"--limit must be at least 1, got {settings.limit}")
     options = parse_sets(settings.sets)
@@ -257,6 +267,8 @@ def run_evaluation(specs: Sequence[str], settings: EvaluationSettings, reg: Regi
         "seed": settings.seed,
         "items": len(items),
     }
+    if settings.sample_fps is not None:  # only then, so earlier runs keep their config hashes
+        context["fps"] = settings.sample_fps
     console.print(
         f"model: {model_label} on {device}; benchmark: {bench.name} ({len(items)} items, {num_frames} frames)"
     )
@@ -269,9 +281,14 @@ def run_evaluation(specs: Sequence[str], settings: EvaluationSettings, reg: Regi
         num_frames=num_frames,
         seed=settings.seed,
         show_progress=not settings.no_progress,
+        sample_fps=settings.sample_fps,
     )
     hashes = {c.hash(context) for c in configs}
     title = f"{bench.name}: keep={', '.join(f'{k:g}' for k in settings.keeps)} ({unit})"
     print_table(summarize(store.records(), hashes), title, console)
+    score_lines = getattr(bench, "score_lines", None)  # published benchmarks: lmms-eval's own number
+    if score_lines is not None:
+        for line in score_lines(store.records(), hashes):
+            console.print(line, markup=False)
     console.print(f"results: {out_dir / 'results.jsonl'}")
     return out_dir

@@ -393,3 +393,22 @@ def test_egoschema_full_set_without_answers_is_refused(tmp_path: Path) -> None:
     _parquet([{**r, "answer": None} for r in table], tmp_path / "Subset" / "test-00000-of-00001.parquet")
     with pytest.raises(UserError, match="only the 500-question Subset has public answers"):
         PUBLISHED["egoschema_subset"](data_dir=tmp_path)
+
+
+def test_compare_by_frame_rate_prints_the_lmms_eval_score(datasets, tmp_path: Path, capsys) -> None:
+    root, _ = datasets["videomme"]
+    out = tmp_path / "out"
+    _cli("compare", "random", "--keep", "0.5", "--benchmark", "videomme", "--data-dir", str(root),
+         "--limit", "2", "--fps", "2", "--out", str(out), "--no-progress")  # fmt: skip
+    records = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    assert len(records) == 4
+    for r in records:  # 2 s clips at 8 fps, sampled at 2 fps: every 4th frame, far fewer than --frames
+        assert r["frames"]["sampling"] == "2 fps, at most 32" and r["frames"]["indices"] == [0, 4, 8, 12]
+    text = capsys.readouterr().out
+    assert "videomme score as lmms-eval computes it" in text and "random keep=0.5" in text
+
+
+def test_fps_must_be_positive(no_model, capsys) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["compare", "random", "--fps", "0", "--no-progress"])
+    assert exc.value.code == 2 and "--fps must be a positive" in capsys.readouterr().err
