@@ -39,6 +39,10 @@ Where we differ, and why:
   project's ledger (a layer pruned between its attention and its MLP counts half). The authors'
   own presets are in ``PRESETS`` and used verbatim with ``authors_preset=True``; by their own
   counting the 20% and 10% presets retain 21% and 11%.
+* Stage totals. The per-segment budgets keep the authors' proportions (dynamic ratio, clamp, int),
+  but are rescaled (``match_total``) so a stage keeps ``int(keep_s * n)`` tokens: the z-scored
+  marginal values are not weighted by segment size, so the authors' totals drift from the schedule
+  (by 3 points of layer-average retention at 64 frames). ``match_stage_total=False`` restores them.
 * Speed. Greedy DPP runs batched over all segments of a stage on the GPU (one step per pick of the
   largest segment, no Python loop over tokens), where the authors loop over segments.
 * Precision. The authors run relevance, cosines, merge averages and the kernel normalisation in the
@@ -126,6 +130,36 @@ class HieraVidConfig(StrategyConfig):
     authors_preset: bool = Field(
         False, description="for_budget uses the authors' preset verbatim when one exists"
     )
+    match_stage_total: bool = Field(
+        True,
+        description="rescale the per-segment budgets so a stage keeps int(keep_s * n) tokens in all "
+        "(False = the authors' sum of per-segment int() truncations)",
+    )
+
+
+def match_total(budgets: torch.Tensor, counts: torch.Tensor, total: int) -> torch.Tensor:
+    """Rescale per-segment ``budgets`` (each at most ``counts``) to add up to ``total``, keeping their
+    proportions: floors of the scaled shares, then one more token to the largest remainders, and
+    what a full segment cannot take goes to the others."""
+    total = max(0, min(total, int(counts.sum())))
+    weights = budgets.double() if int(budgets.sum()) > 0 else counts.double()
+    out = torch.zeros_like(budgets)
+    for _ in range(len(counts) + 1):  # each round fills at least one segment or finishes
+        room = counts - out
+        open_ = (room > 0) & (weights > 0)
+        left = total - int(out.sum())
+        if left <= 0 or not bool(open_.any()):
+            break
+        share = torch.where(open_, weights, 0.0)
+        share = share * left / share.sum()
+        add = torch.minimum(share.floor().long(), room)
+        rest = left - int(add.sum())
+        if rest > 0:  # one more token each to the largest remainders that still have room
+            frac = torch.where(open_ & (add < room), share - share.floor(), -1.0)
+            top = frac.topk(min(rest, int((frac >= 0).sum()))).indices
+            add[top] += 1
+        out += add
+    return out
 
 
 def scaled_stage_layers(num_layers: int) -> tuple[int, int, int]:
@@ -258,7 +292,10 @@ class HieraVid(Strategy):
             ratio = (keep + self.config.extra_ratio * mv).clamp(lo, hi)
         else:
             ratio = torch.full_like(counts, keep, dtype=torch.float32)
-        return (counts.float() * ratio).long()  # int() truncation, as coded
+        budgets = (counts.float() * ratio).long()  # int() truncation, as coded
+        if self.config.match_stage_total:
+            budgets = match_total(budgets, counts, int(keep * float(counts.sum())))
+        return budgets
 
     def make_layer_stage(self, stage: int) -> Callable[[TokenState, StageContext], TokenState]:
         keep = 1.0 - self.config.prune_ratios[stage]
