@@ -41,3 +41,14 @@ def swept(tmp_path_factory: pytest.TempPathFactory) -> Path:
     result = invoke("ablate", "hieravid", "--keep", "0.3", "--out", str(out), *FAST)
     assert result.exit_code == 0, result.output
     return out
+
+
+@pytest.fixture
+def no_model(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Loading a model fails the test: every mistake must be caught before."""
+    from prune_bench.cli import evaluation
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a model was loaded before the input was checked")
+
+    monkeypatch.setattr(evaluation, "load_adapter", refuse)

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 
-from prune_bench.cli import evaluation
 from prune_bench.core.plugins import registry
 from prune_bench.errors import UserError
 
@@ -25,14 +24,6 @@ def test_ablate_runs_the_strategy_and_each_declared_variant(swept: Path) -> None
     no_layers = by_name["hieravid[layer_level=false]"]
     assert no_layers["retention"]["input"] == pytest.approx(no_layers["retention"]["layer_average"])
     assert by_name["hieravid"]["retention"]["input"] > by_name["hieravid"]["retention"]["layer_average"]
-
-
-@pytest.fixture
-def no_model(monkeypatch: pytest.MonkeyPatch) -> None:
-    def refuse(*args: object, **kwargs: object) -> None:
-        raise AssertionError("a model was loaded before the input was checked")
-
-    monkeypatch.setattr(evaluation, "load_adapter", refuse)
 
 
 @pytest.mark.parametrize(

@@ -10,7 +10,6 @@ import click
 import pytest
 from click.testing import CliRunner
 
-from prune_bench.cli import evaluation
 from prune_bench.cli.evaluation import KeepOption
 from prune_bench.errors import UserError
 
@@ -52,16 +51,6 @@ def test_keep_takes_several_values_and_may_repeat() -> None:
     assert parse("a", "--keep", "0.1", "0.2", "0.3") == [["a"], [0.1, 0.2, 0.3]]
     assert parse("--keep", "0.1", "0.2", "a", "b", "--keep", "0.5") == [["a", "b"], [0.1, 0.2, 0.5]]
     assert parse("--keep", "1", "--keep", "0.25") == [[], [1.0, 0.25]]
-
-
-@pytest.fixture
-def no_model(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Loading a model fails the test: every mistake must be caught before."""
-
-    def refuse(*args: object, **kwargs: object) -> None:
-        raise AssertionError("a model was loaded before the input was checked")
-
-    monkeypatch.setattr(evaluation, "load_adapter", refuse)
 
 
 @pytest.mark.parametrize(
