@@ -91,3 +91,12 @@ def test_selection(benchmark, name: str, keep: float) -> None:
     benchmark.extra_info.update({"device": str(DEVICE), "frames": FRAMES, "hidden": HIDDEN})
     out = benchmark.pedantic(run_prefill_stages, args=(plan, state, vision), rounds=5, warmup_rounds=1)
     assert out.num_visual < state.num_visual
+
+
+@pytest.mark.skipif(not CUDA, reason="CUDA graphs need a CUDA device")
+@pytest.mark.parametrize("graph", ["0", "1"])
+@pytest.mark.parametrize("keep", [0.1, 0.3])
+def test_hieravid_selection_dpp_graph(benchmark, monkeypatch, graph: str, keep: float) -> None:
+    """HieraVid's selection with the greedy DPP eager (0) and as a replayed CUDA graph (1)."""
+    monkeypatch.setenv("PRUNE_BENCH_DPP_GRAPH", graph)
+    test_selection(benchmark, "hieravid", keep)

@@ -290,3 +290,26 @@ def test_stage_totals_hold_the_budget_on_uneven_segments(eight_layer_adapter):
         achieved[match] = a.run(sample, PruningPlan.of(strategy.stages(info), 8)).layer_average_retention
     assert achieved[True] == pytest.approx(0.1, abs=0.002)
     assert abs(achieved[False] - 0.1) > abs(achieved[True] - 0.1)
+
+
+def test_fixed_shape_dpp_step_picks_what_the_eager_loop_picks():
+    # the step the CUDA-graph path replays, run eagerly here: same pick order as the eager loop
+    from prune_bench.strategies.common import dpp
+
+    x = torch.nn.functional.normalize(
+        torch.randn(3, 40, 6, generator=torch.Generator().manual_seed(2)), dim=-1
+    )
+    r = torch.rand(3, 40, generator=torch.Generator().manual_seed(3))
+    kernel = r[:, :, None] * (x @ x.transpose(1, 2)) * r[:, None, :]  # rank 6 < steps: past-rank picks too
+    diag = torch.diagonal(kernel, dim1=1, dim2=2)
+    floor = (dpp.RANK_EPS * diag.amax(dim=1)).clamp_min(1e-30)[:, None]
+    tie = dpp.TIE * diag
+    steps = 20
+    eager = dpp._eager_order(kernel, diag + tie, tie, floor, steps)
+    chol = kernel.new_zeros(3, 25, 40)
+    order = torch.zeros(3, 25, dtype=torch.long)
+    step = torch.zeros(1, dtype=torch.long)
+    score = diag + tie
+    for _ in range(25):  # padding steps past `steps` must not disturb the first ones
+        dpp.fixed_shape_step(kernel, score, tie, floor, chol, order, step)
+    assert torch.equal(order[:, :steps], eager) and int(step) == 25

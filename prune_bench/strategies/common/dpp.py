@@ -20,6 +20,8 @@ uses ``max(d_j^2, RANK_EPS * max_j L_jj)`` so an exhausted kernel's factor stays
 
 from __future__ import annotations
 
+import os
+
 import torch
 
 #: Residual, relative to the kernel's largest diagonal entry, below which its rank counts as exhausted
@@ -27,6 +29,14 @@ import torch
 RANK_EPS = 1e-4
 #: Weight of an item's own quality ``L_jj`` in its score, deciding between numerically equal residuals.
 TIE = 1e-5
+#: Steps per captured CUDA graph (``PRUNE_BENCH_DPP_GRAPH=1``); a graph is replayed until every pick is made.
+GRAPH_STEPS = 32
+
+
+def use_cuda_graph(device: torch.device) -> bool:
+    """Whether greedy steps on ``device`` run as a replayed CUDA graph: opt in with
+    ``PRUNE_BENCH_DPP_GRAPH=1``. Off by default until measured on a GPU (see reports/gpu)."""
+    return device.type == "cuda" and os.environ.get("PRUNE_BENCH_DPP_GRAPH", "0") == "1"
 
 
 def greedy_dpp_map(kernel: torch.Tensor, sizes: torch.Tensor, budgets: torch.Tensor) -> torch.Tensor:
@@ -51,8 +61,26 @@ def greedy_dpp_map(kernel: torch.Tensor, sizes: torch.Tensor, budgets: torch.Ten
     floor = (RANK_EPS * diag.amax(dim=1)).clamp_min(1e-30)[:, None]  # [G, 1]
     tie = TIE * diag
     score = torch.where(valid, diag + tie, -torch.inf)  # d^2 + tie; -inf once picked or padding
+    if use_cuda_graph(device):
+        try:
+            order = _graph_order(kernel, score.clone(), tie, floor, steps)
+        except RuntimeError:  # capture unsupported here (e.g. another capture running): eager steps
+            order = _eager_order(kernel, score, tie, floor, steps)
+    else:
+        order = _eager_order(kernel, score, tie, floor, steps)
+    keep = torch.arange(steps, device=device)[None, :] < budgets[:, None]
+    rows = torch.arange(g, device=device)[:, None].expand(g, steps)
+    picked[rows[keep], order[keep]] = True
+    return picked
+
+
+def _eager_order(
+    kernel: torch.Tensor, score: torch.Tensor, tie: torch.Tensor, floor: torch.Tensor, steps: int
+) -> torch.Tensor:
+    """``[G, steps]`` pick order, one batched step at a time (``score`` is updated in place)."""
+    g, n, _ = kernel.shape
     chol = kernel.new_zeros(g, steps, n)
-    order = torch.empty(g, steps, dtype=torch.long, device=device)
+    order = torch.empty(g, steps, dtype=torch.long, device=kernel.device)
     for i in range(steps):
         j = score.argmax(dim=1, keepdim=True)  # [G, 1]
         dj2 = (score.gather(1, j) - tie.gather(1, j)).clamp_min(floor)
@@ -65,7 +93,56 @@ def greedy_dpp_map(kernel: torch.Tensor, sizes: torch.Tensor, budgets: torch.Ten
         score.addcmul_(e, e, value=-1.0)
         score.scatter_(1, j, -torch.inf)
         order[:, i] = j[:, 0]
-    keep = torch.arange(steps, device=device)[None, :] < budgets[:, None]
-    rows = torch.arange(g, device=device)[:, None].expand(g, steps)
-    picked[rows[keep], order[keep]] = True
-    return picked
+    return order
+
+
+def fixed_shape_step(
+    kernel: torch.Tensor,
+    score: torch.Tensor,
+    tie: torch.Tensor,
+    floor: torch.Tensor,
+    chol: torch.Tensor,
+    order: torch.Tensor,
+    step: torch.Tensor,
+) -> None:
+    """One greedy pick with every shape fixed and the step number on the device (so a CUDA graph can
+    replay it): the Cholesky rows not yet written are zero, so projecting on all of ``chol`` equals
+    projecting on the rows written so far. Advances ``step``."""
+    g, n, _ = kernel.shape
+    j = score.argmax(dim=1, keepdim=True)
+    dj2 = (score.gather(1, j) - tie.gather(1, j)).clamp_min(floor)
+    kj = kernel.gather(1, j[:, :, None].expand(g, 1, n)).squeeze(1)
+    cj = chol.gather(2, j[:, None, :].expand(g, chol.shape[1], 1))  # [G, S, 1]
+    e = (kj - torch.bmm(cj.transpose(1, 2), chol).squeeze(1)) * dj2.rsqrt()
+    chol.index_copy_(1, step, e[:, None])
+    score.addcmul_(e, e, value=-1.0)
+    score.scatter_(1, j, -torch.inf)
+    order.index_copy_(1, step, j)
+    step.add_(1)
+
+
+def _graph_order(
+    kernel: torch.Tensor, score: torch.Tensor, tie: torch.Tensor, floor: torch.Tensor, steps: int
+) -> torch.Tensor:
+    """:func:`_eager_order` with the steps captured once as a CUDA graph of :data:`GRAPH_STEPS` picks
+    and replayed, so the host launches one graph per 32 picks instead of a dozen kernels per pick.
+    Picks past ``steps`` (to fill the last replay) land in padding rows and are discarded."""
+    g, n, _ = kernel.shape
+    replays = -(-(steps - 1) // GRAPH_STEPS) if steps > 1 else 0
+    rows = 1 + replays * GRAPH_STEPS
+    chol = kernel.new_zeros(g, rows, n)
+    order = torch.zeros(g, rows, dtype=torch.long, device=kernel.device)
+    step = torch.zeros(1, dtype=torch.long, device=kernel.device)
+    side = torch.cuda.Stream(device=kernel.device)
+    side.wait_stream(torch.cuda.current_stream(kernel.device))
+    with torch.cuda.stream(side):  # the first pick, eagerly: also the warm-up capture needs
+        fixed_shape_step(kernel, score, tie, floor, chol, order, step)
+    torch.cuda.current_stream(kernel.device).wait_stream(side)
+    if replays:
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            for _ in range(GRAPH_STEPS):
+                fixed_shape_step(kernel, score, tie, floor, chol, order, step)
+        for _ in range(replays):
+            graph.replay()
+    return order[:, :steps]
