@@ -119,11 +119,13 @@ def _spec_value(value: Any) -> str:
 
 
 def warn_budget(strategy: str, requested: float, achievable: float, why: str) -> None:
-    warnings.warn(
-        f"{strategy} cannot reach keep={requested:.3f}: {why}; running at keep={achievable:.3f}",
-        BudgetWarning,
-        stacklevel=3,
-    )
+    """``strategy`` runs at ``achievable`` instead of ``requested``; with the two equal it aims at the
+    budget but the video decides what it keeps (the run records the achieved retention)."""
+    if abs(achievable - requested) < 1e-12:
+        text = f"{strategy} aims at keep={requested:.3f} but may miss it: {why}; the achieved retention is recorded"
+    else:
+        text = f"{strategy} cannot reach keep={requested:.3f}: {why}; running at keep={achievable:.3f}"
+    warnings.warn(text, BudgetWarning, stacklevel=3)
 
 
 def layer_average_to_kept(keep: float, num_layers: int, full_layers: float) -> float:

@@ -233,7 +233,7 @@ class HoliTom(Strategy):
                 cls.name,
                 keep,
                 keep,
-                "at most this: on near-static clips the temporal averaging alone keeps less",
+                "on near-static clips the temporal averaging alone keeps less",
             )
         update: dict[str, Any] = {"retain_ratio": max(rho, 1e-6)}
         if "tau" not in options:

@@ -156,3 +156,12 @@ def test_budget_maps_rho_to_input_or_layer_average_and_warns_it_is_an_upper_boun
         assert HoliTom.for_budget(0.10, "input", deep).config.tau == 0.65  # the scripts' 10% setting
     with pytest.warns(BudgetWarning, match="inner merge"):
         HoliTom.for_budget(0.9, "layer-average", deep)
+
+
+def test_budget_warning_says_whether_the_budget_is_missed_or_only_may_be() -> None:
+    from prune_bench.core.strategy import warn_budget
+
+    with pytest.warns(BudgetWarning, match=r"holitom aims at keep=0\.100 but may miss it: why; the achieved"):
+        warn_budget("holitom", 0.1, 0.1, "why")
+    with pytest.warns(BudgetWarning, match=r"fastv cannot reach keep=0\.100: why; running at keep=0\.190"):
+        warn_budget("fastv", 0.1, 0.19, "why")
