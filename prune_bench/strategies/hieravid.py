@@ -26,7 +26,9 @@ The method prunes at three levels, in the order a video meets the LLM:
 Where the authors' code differs from what one would read into the abstract, we follow the code:
 the relevance is NEGATED before normalisation (copied from CDPruner's recipe, it makes the
 lowest-attention tokens the most "relevant"); ``relevance_sign="positive"`` is the alternative.
-Pruned tokens keep their original RoPE positions; nothing happens during decoding. Other quirks of
+Pruned tokens keep their original RoPE positions; nothing happens during decoding. On Qwen2-VL the
+authors average the attention of the last 4 prompt tokens (``query_tokens=4``, set by ``for_budget``
+for that family; 1 elsewhere). Other quirks of
 the code, kept: ``cos(f, earlier)`` rewards segments that *resemble* earlier ones (the name
 "marginal value" suggests the opposite); the z-score divides by the population std; relevance is
 normalised once over all visual tokens, not per segment; the total budget is whatever the
@@ -234,8 +236,12 @@ class HieraVid(Strategy):
         "authors' preset ratios": {"authors_preset": True},
     }
 
+    #: the authors' per-family settings, applied unless the user sets the option
+    FAMILY_DEFAULTS: ClassVar[dict[str, dict[str, Any]]] = {"qwen2_vl": {"query_tokens": 4}}
+
     @classmethod
     def for_budget(cls, keep: float, unit: BudgetUnit, model: ModelInfo, **options: Any) -> Strategy:
+        options = {**cls.FAMILY_DEFAULTS.get(model.family, {}), **options}
         probe = cls.make_config(**options)
         if "prune_ratios" in options:
             return cls(config=probe)

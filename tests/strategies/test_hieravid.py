@@ -313,3 +313,13 @@ def test_fixed_shape_dpp_step_picks_what_the_eager_loop_picks():
     for _ in range(25):  # padding steps past `steps` must not disturb the first ones
         dpp.fixed_shape_step(kernel, score, tie, floor, chol, order, step)
     assert torch.equal(order[:, :steps], eager) and int(step) == 25
+
+
+def test_qwen2_vl_uses_the_authors_four_query_tokens():
+    from prune_bench.core.strategy import ModelInfo
+
+    qwen = ModelInfo(num_layers=28, num_frames=32, tokens_per_frame=144, hidden_size=3584, family="qwen2_vl")
+    llava = ModelInfo(num_layers=28, num_frames=32, tokens_per_frame=196, hidden_size=3584)
+    assert HieraVid.for_budget(0.3, "layer-average", qwen).config.query_tokens == 4
+    assert HieraVid.for_budget(0.3, "layer-average", llava).config.query_tokens == 1
+    assert HieraVid.for_budget(0.3, "layer-average", qwen, query_tokens=2).config.query_tokens == 2
