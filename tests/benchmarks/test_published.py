@@ -412,3 +412,41 @@ def test_fps_must_be_positive(no_model, capsys) -> None:
     with pytest.raises(SystemExit) as exc:
         main(["compare", "random", "--fps", "0", "--no-progress"])
     assert exc.value.code == 2 and "--fps must be a positive" in capsys.readouterr().err
+
+
+def _tiny_qwen2_vl_dir(root: Path) -> Path:
+    """A saved Qwen2-VL checkpoint (random weights, tiny) with a word-level tokenizer that knows the
+    option letters, so ``--model DIR`` loads it the way it loads a real one."""
+    from tokenizers import Tokenizer, pre_tokenizers
+    from tokenizers.models import WordLevel
+    from transformers import PreTrainedTokenizerFast, Qwen2VLForConditionalGeneration
+
+    from prune_bench.adapters.qwen2_vl import tiny_qwen2_vl_config
+
+    torch.manual_seed(0)
+    model = Qwen2VLForConditionalGeneration(tiny_qwen2_vl_config(num_layers=4))
+    model.save_pretrained(str(root))
+    words = ["[UNK]", "[PAD]", *"ABCDE", "answer", "the", "question", "video", "option", "best", "letter"]
+    core = Tokenizer(WordLevel(vocab={w: i for i, w in enumerate(words)}, unk_token="[UNK]"))
+    core.pre_tokenizer = pre_tokenizers.Whitespace()
+    PreTrainedTokenizerFast(tokenizer_object=core, unk_token="[UNK]", pad_token="[PAD]").save_pretrained(
+        str(root)
+    )
+    return root
+
+
+def test_compare_hieravid_fastv_on_a_qwen2_vl_dir_and_mvbench(datasets, tmp_path: Path) -> None:
+    # the issue's command: a local Qwen2-VL checkpoint on a local MVBench copy, letter answers
+    model_dir = _tiny_qwen2_vl_dir(tmp_path / "qwen2-vl")
+    root, expected = datasets["mvbench"]
+    out = tmp_path / "out"
+    _cli("compare", "hieravid", "fastv", "--keep", "0.3", "--model", str(model_dir), "--benchmark", "mvbench",
+         "--data-dir", str(root), "--limit", "2", "--frames", "8", "--device", "cpu", "--out", str(out),
+         "--no-progress")  # fmt: skip
+    records = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    assert {r["strategy"] for r in records} == {"none", "hieravid", "fastv"} and len(records) == 6
+    for r in records:
+        assert r["prompt"] != "model" and len(r["frames"]["indices"]) == 8
+    pruned = [r for r in records if r["strategy"] != "none"]
+    assert all(r["retention"]["layer_average"] < 0.6 for r in pruned)
+    assert [(r["task"], r["answer"]) for r in records if r["strategy"] == "none"] == expected[:2]
