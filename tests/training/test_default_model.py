@@ -80,12 +80,13 @@ def test_training_prompt_and_logits_match_the_adapter(tiny_dir: Path) -> None:
         )
 
 
-def test_shipped_model_is_small_and_answers_needles() -> None:
+@pytest.mark.parametrize("task", ["needle", "count"])
+def test_shipped_model_is_small_and_answers(task: str) -> None:
     weights = DEFAULT_MODEL_DIR / "model.safetensors"
     assert weights.is_file() and weights.stat().st_size < 20 * 2**20
     assert json.loads((DEFAULT_MODEL_DIR / "prune_bench.json").read_text())["answer_mode"] == "option_word"
     adapter = LlavaOnevisionAdapter.from_pretrained(str(DEFAULT_MODEL_DIR))
-    items = SyntheticVideoQA(num_items=4, tasks=("needle",)).items()
+    items = SyntheticVideoQA(num_items=4, tasks=(task,)).items()
     plan = PruningPlan.of([], adapter.config.text_config.num_hidden_layers)
     right = sum(
         adapter.run(adapter.encode(i.video, i.question, i.options, capture_vision=False), plan).choice
