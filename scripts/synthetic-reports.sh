@@ -19,8 +19,9 @@ $PB sweep random uniform --keep 0.1 0.2 0.3 0.5 "${COMMON[@]}"
 # HieraVid and every baseline beside it.
 $PB sweep hieravid fastv visionzip dycoke pdrop framefusion divprune fastvid vispruner prunevid holitom \
   "${KEEPS[@]}" "${COMMON[@]}"
-# Every ablation switch HieraVid declares (prune-bench list --options hieravid).
-$PB ablate hieravid "${KEEPS[@]}" "${COMMON[@]}"
+# Every ablation switch HieraVid declares (prune-bench list --options hieravid), and those of the
+# baselines that declare some (e.g. original positions instead of LLaVA's reindexing splice).
+$PB ablate hieravid visionzip vispruner divprune holitom prunevid "${KEEPS[@]}" "${COMMON[@]}"
 
 $PB table "$RUN" --format markdown -o "$OUT/accuracy.md"
 $PB table "$RUN" --format csv -o "$OUT/accuracy.csv"

@@ -31,7 +31,7 @@ Where we differ, and why:
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ClassVar
 
 from pydantic import Field
 
@@ -58,6 +58,9 @@ class DivPrune(Strategy):
     summary = "greedy max-min cosine diversity over all visual tokens at the LLM input (arXiv 2503.02175)"
     Config = DivPruneConfig
     config: DivPruneConfig
+    ablations: ClassVar[dict[str, dict[str, Any]]] = {
+        "original positions (no reindex)": {"position_policy": "keep"},
+    }
 
     @classmethod
     def for_budget(cls, keep: float, unit: BudgetUnit, model: ModelInfo, **options: Any) -> Strategy:

@@ -213,6 +213,7 @@ class HoliTom(Strategy):
     ablations: ClassVar[dict[str, dict[str, Any]]] = {
         "w/o inner-LLM merge (w/o M)": {"inner_layer": None},
         "plain cluster means (no beta)": {"beta_merge": False},
+        "original positions (no reindex)": {"position_policy": "keep"},
     }
 
     @classmethod

@@ -219,6 +219,7 @@ class PruneVid(Strategy):
     config: PruneVidConfig
     ablations: ClassVar[dict[str, dict[str, Any]]] = {
         "early caches not sliced": {"slice_early_caches": False},
+        "original positions (no reindex)": {"position_policy": "keep"},
     }
 
     @classmethod

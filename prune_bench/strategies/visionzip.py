@@ -125,6 +125,7 @@ class VisionZip(Strategy):
     config: VisionZipConfig
     ablations: ClassVar[dict[str, dict[str, Any]]] = {
         "contextual = group mean": {"contextual_combine": "mean"},
+        "original positions (no reindex)": {"position_policy": "keep"},
     }
 
     @classmethod

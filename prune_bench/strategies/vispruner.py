@@ -116,6 +116,7 @@ class VisPruner(Strategy):
     config: VisPrunerConfig
     ablations: ClassVar[dict[str, dict[str, Any]]] = {
         "dedup on vision keys": {"similarity": "keys"},
+        "original positions (no reindex)": {"position_policy": "keep"},
     }
 
     @classmethod
