@@ -175,6 +175,15 @@ def pool_video(inner: Any, feats: torch.Tensor) -> torch.Tensor:
     return F.avg_pool2d(grid, 2).permute(0, 2, 3, 1).reshape(n, -1, d)
 
 
+#: steps timed phase by phase (with device synchronisation) for the training log
+PROFILE_STEPS = (40, 50)
+
+
+def _sync(dev: torch.device) -> None:
+    if dev.type == "cuda":
+        torch.cuda.synchronize(dev)
+
+
 def lr_factor(step: int, warmup: int, total: int, min_ratio: float) -> float:
     """Linear warm-up to 1, then cosine decay to ``min_ratio`` at ``total``."""
     if step < warmup:
@@ -238,9 +247,18 @@ def train_default_model(
     step, mark = 0, started
     with Progress(*columns, disable=not show_progress) as progress:
         bar = progress.add_task("train", total=total, info="")
+        profile: dict[str, float] = {"data": 0.0, "model": 0.0}
         while step < total:
+            timed = PROFILE_STEPS[0] <= step < PROFILE_STEPS[1]  # where a step's time goes, logged once
+            if timed:
+                _sync(dev)
+                t0 = time.perf_counter()
             parts = sample_parts(g, counts, s.num_frames, s.shape.image_size)
             batch = make_batch(parts, encoder, fmt, s.shape.image_size, dev)
+            if timed:
+                _sync(dev)
+                t1 = time.perf_counter()
+                profile["data"] += t1 - t0
             for group in opt.param_groups:
                 group["lr"] = s.lr * lr_factor(step, s.warmup, total, s.min_lr_ratio)
             with autocast:
@@ -250,7 +268,16 @@ def train_default_model(
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), s.grad_clip)
             opt.step()
+            if timed:
+                _sync(dev)
+                profile["model"] += time.perf_counter() - t1
             step += 1
+            if step == PROFILE_STEPS[1]:
+                n = PROFILE_STEPS[1] - PROFILE_STEPS[0]
+                log(
+                    f"steps {PROFILE_STEPS[0]}-{PROFILE_STEPS[1]} (synchronised): data "
+                    f"{1000 * profile['data'] / n:.1f} ms, model {1000 * profile['model'] / n:.1f} ms a step"
+                )
             if step % 25 == 0 or step == total:
                 value = float(loss.detach())
                 loss_avg = value if loss_avg is None else 0.9 * loss_avg + 0.1 * value

@@ -73,7 +73,11 @@ def draw(
     boolean ``[n, T]``.
     """
     size = canvas.shape[2]
-    mask = shape_mask(shape, cx, cy, radius, size) & visible[:, :, None, None]
+    if cx.stride(1) == 0 and cy.stride(1) == 0:  # a static object: one mask a video, not one a frame
+        mask = shape_mask(shape, cx[:, :1], cy[:, :1], radius, size).expand(-1, cx.shape[1], -1, -1)
+    else:
+        mask = shape_mask(shape, cx, cy, radius, size)
+    mask = mask & visible[:, :, None, None]
     if colour.dim() == 2:
         colour = colour[:, None, :].expand(-1, canvas.shape[1], -1)
     paint = colour[:, :, None, None, :].expand_as(canvas)
