@@ -111,3 +111,26 @@ def test_change_final_colour_is_at_the_end() -> None:
         after = _has_colour(b.frames[i], OBJECT_COLOURS[b.answer_words[i]]) > 0
         before = _has_colour(b.frames[i], OBJECT_COLOURS[meta["before"]]) > 0
         assert after[-1] and not before[-1] and before[0] and not after[0]
+
+
+def test_static_objects_drawn_once_a_video_match_per_frame_drawing() -> None:
+    from prune_bench.benchmarks.synthetic import render
+
+    g = torch.Generator().manual_seed(0)
+    n, t, s = 6, 12, 32
+    cx, cy = (torch.rand(n, generator=g) * 20 + 6)[:, None], (torch.rand(n, generator=g) * 20 + 6)[:, None]
+    shape, radius = torch.arange(n) % 5, torch.full((n,), 5.0)
+    colour = torch.randint(0, 255, (n, 3), generator=g, dtype=torch.uint8)
+    visible = torch.rand(n, t, generator=g) > 0.3
+    canvas = torch.zeros(n, t, s, s, 3, dtype=torch.uint8)
+    static = render.draw(canvas.clone(), shape, colour, cx.expand(-1, t), cy.expand(-1, t), radius, visible)
+    moving = render.draw(
+        canvas.clone(),
+        shape,
+        colour,
+        cx.expand(-1, t).contiguous(),
+        cy.expand(-1, t).contiguous(),
+        radius,
+        visible,
+    )
+    assert torch.equal(static, moving) and static.any()
