@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Regenerate reports/synthetic/ (tables and figures) on the shipped default model with one command:
-# sweep + ablate into one resumable results store, then table + plot. CPU is fine: about 15 minutes
+# sweep + ablate into one resumable results store, then table + plot. CPU is fine: about 35 minutes
 # on 2 cores. Re-run to continue a killed run; finished items are never recomputed.
 #
 # Usage: scripts/synthetic-reports.sh [OUT_DIR] [EXTRA_OPTIONS...]
