@@ -1,22 +1,45 @@
 #!/usr/bin/env bash
-# Regenerate reports/gpu/ on a CUDA machine (random weights at the real 7B shape, no download).
-# Usage: scripts/gpu-reports.sh [OUT_DIR]   (default reports/gpu)
-# Every figure names the GPU, dtype, attention backend and package versions it came from.
+# Regenerate reports/gpu/ on a CUDA machine (random weights at the real 7B shapes, no download).
+# Usage: scripts/gpu-reports.sh [OUT_DIR] [PARTS]
+#   OUT_DIR  default reports/gpu
+#   PARTS    which parts to run, default "1 2 3"; each fits one 10-minute GPU call on an H100:
+#            1  every strategy at keep 0.1 / 0.2 / 0.3, 32 frames, LLaVA-OneVision-7B; HieraVid with the
+#               greedy DPP as a CUDA graph; the GPU tests; the selection micro-benchmarks
+#            2  every strategy at keep 0.1 / 0.2 / 0.3, 64 frames
+#            3  Qwen2-VL-7B at 32 frames, the main methods at keep 0.3
+# Env: REPEATS (default 3), TAR=FILE to pack OUT_DIR into one archive at the end (for machines that
+# return few files). Every table and figure names the GPU, dtype, attention backend and versions.
 set -uo pipefail
 OUT="${1:-reports/gpu}"
-ARCH="${ARCH:-llava-onevision-7b}"
+PARTS="${2:-1 2 3}"
 mkdir -p "$OUT"
 PB="python -m prune_bench"
 ALL="none random uniform hieravid fastv visionzip dycoke pdrop framefusion divprune fastvid vispruner prunevid holitom"
+COMMON=(--repeats "${REPEATS:-3}" --warmup 1 --decode-tokens 8)
 
-# 1. Every strategy at 10/20/30% on 32 frames: prefill, TTFT, decode, memory, overhead, speed-up vs FLOPs.
-$PB speed $ALL "hieravid[first_stage_selector=relevance_spread]" --arch "$ARCH" --frames 32 \
-  --keep 0.1 --keep 0.2 --keep 0.3 --repeats "${REPEATS:-3}" --warmup 1 --decode-tokens 8 --out "$OUT/32f"
-# 2. The main methods at 30% on 64 frames.
-$PB speed none random hieravid fastv visionzip dycoke --arch "$ARCH" --frames 64 --keep 0.3 \
-  --repeats "${REPEATS:-3}" --warmup 1 --decode-tokens 8 --out "$OUT/64f"
-# 3. CPU and CUDA paths agree; every strategy's selection step timed without the model.
-timeout 120 python -m pytest -q -p no:cacheprovider tests/gpu 2>&1 | tail -5 | tee "$OUT/gpu-tests.txt"
-timeout 120 python -m pytest -q -p no:cacheprovider benchmarks --benchmark-only --benchmark-enable \
-  --benchmark-columns=median,iqr,rounds --benchmark-sort=name 2>&1 | grep -E "test_selection|Name|passed|failed" \
-  | tee "$OUT/selection-benchmarks.txt"
+for part in $PARTS; do
+  case "$part" in
+    1)
+      $PB speed $ALL "hieravid[first_stage_selector=relevance_spread]" --arch llava-onevision-7b --frames 32 \
+        --keep 0.1 --keep 0.2 --keep 0.3 "${COMMON[@]}" --out "$OUT/32f"
+      PRUNE_BENCH_DPP_GRAPH=1 $PB speed hieravid --arch llava-onevision-7b --frames 32 --keep 0.1 --keep 0.3 \
+        "${COMMON[@]}" --out "$OUT/32f-dpp-graph"
+      timeout 180 python -m pytest -q -p no:cacheprovider tests/gpu 2>&1 | tail -5 | tee "$OUT/gpu-tests.txt"
+      timeout 180 python -m pytest -q -p no:cacheprovider benchmarks --benchmark-only --benchmark-enable \
+        --benchmark-columns=median,iqr,rounds --benchmark-sort=name 2>&1 \
+        | grep -E "test_selection|test_hieravid_selection|Name|passed|failed" | tee "$OUT/selection-benchmarks.txt"
+      ;;
+    2)
+      $PB speed $ALL --arch llava-onevision-7b --frames 64 --keep 0.1 --keep 0.2 --keep 0.3 "${COMMON[@]}" \
+        --out "$OUT/64f"
+      ;;
+    3)
+      $PB speed none random hieravid fastv visionzip dycoke framefusion --arch qwen2-vl-7b --frames 32 \
+        --keep 0.3 "${COMMON[@]}" --out "$OUT/qwen2-vl-32f"
+      ;;
+    *) echo "unknown part '$part' (parts: 1 2 3)" >&2; exit 2 ;;
+  esac
+done
+if [ -n "${TAR:-}" ]; then
+  tar -C "$OUT" -czf "$TAR" .
+fi

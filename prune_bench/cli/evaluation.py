@@ -15,6 +15,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from prune_bench.adapters.base import resolve_model_path
+from prune_bench.cli.display import print_wide
 from prune_bench.cli.model import load_adapter, pick_device
 from prune_bench.core.compose import build_strategy, check_keep, parse_value, spec_names
 from prune_bench.core.plugins import Registry, registry
@@ -220,10 +221,7 @@ def print_table(rows: list[SummaryRow], title: str, console: Console) -> None:
             f"{r.flops_ratio['paper']:.3f}",
             f"{r.pruning_ms:.1f}",
         )
-    # As wide as the longest name needs (a pipe or a narrow terminal would otherwise fold it).
-    needed = Console(width=250).measure(table).maximum
-    console.width = max(console.width, min(needed, 250))
-    console.print(table)
+    print_wide(console, table)
     console.print(
         "accuracy in % per task; avg = mean over tasks; %full = avg relative to 'none'; ret = visual tokens "
         "kept, averaged over LLM layers; FLOPs = LLM prefill FLOPs relative to 'none', exact (GQA-aware, "

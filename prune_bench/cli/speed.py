@@ -14,6 +14,7 @@ from rich.progress import Progress
 from rich.table import Table
 
 from prune_bench.cli.compare import parse_sets
+from prune_bench.cli.display import print_wide
 from prune_bench.cli.model import pick_device
 from prune_bench.core.compose import build_strategy, check_keep, spec_names
 from prune_bench.core.plugins import registry
@@ -242,11 +243,11 @@ def speed(
     finish(rows)
     table = Table(title=f"{arch} on {info_machine['device']}")
     for col, _ in COLUMNS:
-        table.add_column(col, justify="left" if col == "strategy" else "right")
+        table.add_column(col, justify="left" if col == "strategy" else "right", no_wrap=True)
     for r in rows:
         d = r.as_dict()
         table.add_row(*(_fmt(d[k]) for _, k in COLUMNS))
-    console.print(table)
+    print_wide(console, table)
     for frames, ms in hf.items():
         console.print(f"HF language-model forward, unpruned, {frames} frames: {ms:.1f} ms")
     if out:
