@@ -55,7 +55,11 @@ def contract_strategies(config: pytest.Config) -> list[str]:
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    if "strategy_name" in metafunc.fixturenames:
+    # only the contract's own tests: another project's ``strategy_name`` argument is left alone
+    from prune_bench.contract import StrategyContract
+
+    in_contract = metafunc.cls is not None and issubclass(metafunc.cls, StrategyContract)
+    if in_contract and "strategy_name" in metafunc.fixturenames:
         metafunc.parametrize("strategy_name", contract_strategies(metafunc.config))
 
 

@@ -40,3 +40,20 @@ def test_an_unregistered_strategy_is_a_usage_error(pytester: pytest.Pytester):
     result.stdout.fnmatch_lines(
         ["*prune_bench_strategies names nosuch, which no installed plugin registers*"]
     )
+
+
+def test_other_projects_strategy_name_arguments_are_left_alone(pytester: pytest.Pytester):
+    pytester.makepyfile(
+        test_unrelated="""
+import pytest
+
+@pytest.fixture
+def strategy_name():
+    return "their own"
+
+def test_theirs(strategy_name):
+    assert strategy_name == "their own"
+"""
+    )
+    result = pytester.runpytest_inprocess("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1)
