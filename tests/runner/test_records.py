@@ -13,9 +13,18 @@ from prune_bench.strategies.simple import NoPruning
 def test_unpruned_flops_count_every_visual_token_even_when_layer_0_prunes():
     # 10 text tokens, 100 visual; a stage before layer 0's attention keeps 30 of them
     counts = [LayerCount(40, 30, 40, 30), LayerCount(40, 30, 40, 30)]
-    result = AnswerResult(choice=0, option_logits=[0.0], generated=[], counts=counts, input_visual=100,
-                          total_visual=100, decode_visible_visual=30)
-    shape = LMShape(hidden_size=64, intermediate_size=128, num_heads=4, num_kv_heads=2, head_dim=16, num_layers=2)
+    result = AnswerResult(
+        choice=0,
+        option_logits=[0.0],
+        generated=[],
+        counts=counts,
+        input_visual=100,
+        total_visual=100,
+        decode_visible_visual=30,
+    )
+    shape = LMShape(
+        hidden_size=64, intermediate_size=128, num_heads=4, num_kv_heads=2, head_dim=16, num_layers=2
+    )
     item = VideoQAItem("i", "t", "q", ("a", "b"), 0, torch.zeros(1, 2, 2, 3, dtype=torch.uint8))
     rec = record_for(item, RunConfig(NoPruning(), 1.0, "input"), "h", result, shape)
     assert rec["flops"]["exact_full"] == prefill_flops(shape, [LayerTokens(110, 110)] * 2, "exact")
