@@ -26,8 +26,36 @@ def shape(g: torch.Generator, n: int, frames: int, size: int) -> TaskBatch:
     return batch
 
 
-#: tasks the training mix may draw besides the benchmark's own (never evaluated)
-TRAINING_TASKS = {"shape": shape}
+#: question of the ``scene`` curriculum task (its words join the tokenizer's vocabulary)
+SCENE_QUESTION = "Which scene colour was behind the {shape}?"
+
+
+def scene(g: torch.Generator, n: int, frames: int, size: int) -> TaskBatch:
+    """Training-only curriculum task, ``detail`` asked the other way round: the same videos, but the
+    question names the shape and the answer is the background of its scene, so the model must tie an
+    object to the scene it sits in (the binding ``detail`` needs). Other scenes' backgrounds come first
+    among the wrong options."""
+    from prune_bench.benchmarks.synthetic.vocab import BACKGROUND_NAMES
+
+    batch = detail(g, n, frames, size, balanced_positions(g, n))
+    questions, options = [], []
+    for m, slot in zip(batch.meta, batch.answer.tolist(), strict=True):
+        others = [b for b in m["scene_backgrounds"] if b != m["background"]]
+        order = torch.randperm(len(BACKGROUND_NAMES), generator=g, device=g.device).tolist()
+        others += [
+            BACKGROUND_NAMES[j] for j in order if BACKGROUND_NAMES[j] not in (m["background"], *others)
+        ]
+        opts = others[:3]
+        opts.insert(slot, m["background"])
+        questions.append(SCENE_QUESTION.format(shape=m["shape"]))
+        options.append(tuple(opts))
+    return TaskBatch("scene", batch.frames, questions, options, batch.answer, batch.meta)
+
+
+#: tasks the training mix may draw besides the benchmark's own (never evaluated; weight 0 by default
+#: for ``scene``: not yet tried in a training run)
+TRAINING_TASKS = {"shape": shape, "scene": scene}
+TRAINING_QUESTIONS = (SCENE_QUESTION,)
 
 
 @dataclass

@@ -13,8 +13,12 @@ _WORD = re.compile(r"\w+|[^\w\s]+")  # what the Whitespace pre-tokenizer splits 
 
 
 def vocabulary(template: str) -> list[str]:
-    """Special tokens, then every word of ``template`` (placeholders removed) and of the benchmark."""
-    words = set(_WORD.findall(re.sub(r"\{\w+\}", " ", template).lower())) | set(all_words())
+    """Special tokens, then every word of ``template`` (placeholders removed), of the benchmark and of
+    the training-only questions."""
+    from prune_bench.training.data import TRAINING_QUESTIONS
+
+    texts = (template, *TRAINING_QUESTIONS)
+    words = set(all_words()).union(*(_WORD.findall(re.sub(r"\{\w+\}", " ", t).lower()) for t in texts))
     return [*SPECIAL_TOKENS, *sorted(words)]
 
 

@@ -117,3 +117,12 @@ def test_weights_option_and_retrain_command() -> None:
     cmd = retrain_command(asdict(s))
     assert "--lr 0.001" in cmd and "--batch-size 128" in cmd and "count=2" in cmd
     assert retrain_command(asdict(TrainSettings())).endswith("--seed 0 --minutes 8")
+
+
+def test_scene_curriculum_asks_detail_the_other_way_round() -> None:
+    (part,) = sample_parts(torch.Generator().manual_seed(2), {"scene": 8}, 12, 32)
+    assert part.task == "scene" and sorted(part.answer.tolist()) == [0, 0, 1, 1, 2, 2, 3, 3]
+    for q, opts, word, m in zip(part.questions, part.options, part.answer_words, part.meta, strict=True):
+        assert m["shape"] in q and word == m["background"] and len(set(opts)) == 4
+        assert set(m["scene_backgrounds"]) <= set(opts)  # the video's other scenes are among the options
+        assert m["scene_shapes"][m["scene"]] == m["shape"]

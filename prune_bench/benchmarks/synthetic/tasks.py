@@ -300,8 +300,18 @@ def detail(
             "shape": SHAPES[c],
             "background": BACKGROUND_NAMES[b],
             "frames": [t for t in range(frames) if t * k // frames == q],
+            "scene_shapes": [SHAPES[j] for j in row_s[:k]],
+            "scene_backgrounds": [BACKGROUND_NAMES[j] for j in row_b[:k]],
         }
-        for q, k, c, b in zip(target.tolist(), counts.tolist(), correct.tolist(), named.tolist(), strict=True)
+        for q, k, c, b, row_s, row_b in zip(
+            target.tolist(),
+            counts.tolist(),
+            correct.tolist(),
+            named.tolist(),
+            shapes.tolist(),
+            bg.tolist(),
+            strict=True,
+        )
     ]
     return TaskBatch("detail", canvas, questions, _words(opts, SHAPES), position, meta)
 
