@@ -97,6 +97,23 @@ class PromptFormat:
             return "\n".join(f"{LETTERS[i]}. {o}" for i, o in enumerate(options))
         return " ".join(options)
 
+    def around_video(self, question: str, options: Sequence[str]) -> tuple[str, str]:
+        """The prompt text before and after the video placeholder."""
+        text = self.template.format(video="\x00", question=question, options=self.render_options(options))
+        before, after = text.split("\x00")
+        return before, after
+
+    def answer_ids(self, tokenizer: Any, options: Sequence[str]) -> list[int]:
+        """The token id each option is scored by: its letter, or the first token of its word."""
+        words = list(LETTERS[: len(options)]) if self.answer_mode == "letter" else list(options)
+        ids = []
+        for word in words:
+            piece = tokenizer(word, add_special_tokens=False)["input_ids"]
+            if not piece:
+                raise UserError(f"option '{word}' is not in the tokenizer's vocabulary")
+            ids.append(piece[0])
+        return ids
+
 
 @dataclass
 class EncodedSample:

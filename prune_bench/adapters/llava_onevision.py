@@ -243,23 +243,12 @@ class LlavaOnevisionAdapter(Adapter):
             raise UserError(
                 "this model has no tokenizer (random-weight architecture); it only runs speed measurements"
             )
-        fmt = self.prompt_format
-        text = fmt.template.format(video="\x00", question=question, options=fmt.render_options(options))
-        before, after = text.split("\x00")
-        tok = self.tokenizer
+        fmt, tok = self.prompt_format, self.tokenizer
+        before, after = fmt.around_video(question, options)
         ids = tok(before, add_special_tokens=False)["input_ids"]
         ids += [self.config.video_token_id] * n_video
         ids += tok(after, add_special_tokens=False)["input_ids"]
-        if fmt.answer_mode == "letter":
-            words = [f"{c}" for c in "ABCDEFGHIJ"[: len(options)]]
-        else:
-            words = list(options)
-        answer_ids = []
-        for w in words:
-            piece = tok(w, add_special_tokens=False)["input_ids"]
-            if not piece:
-                raise UserError(f"option '{w}' is not in the tokenizer's vocabulary")
-            answer_ids.append(piece[0])
+        answer_ids = fmt.answer_ids(tok, options)
         return ids, answer_ids
 
     def encode_ids(

@@ -498,21 +498,12 @@ class Qwen2VLAdapter(Adapter):
             raise UserError(
                 "this model has no tokenizer (random-weight architecture); it only runs speed measurements"
             )
-        fmt = self.prompt_format
-        text = fmt.template.format(video="\x00", question=question, options=fmt.render_options(options))
-        before, after = text.split("\x00")
-        tok = self.tokenizer
-        cfg = self.config
+        fmt, tok, cfg = self.prompt_format, self.tokenizer, self.config
+        before, after = fmt.around_video(question, options)
         ids = tok(before, add_special_tokens=False)["input_ids"]
         ids += [cfg.vision_start_token_id] + [cfg.video_token_id] * n_video + [cfg.vision_end_token_id]
         ids += tok(after, add_special_tokens=False)["input_ids"]
-        words = list("ABCDEFGHIJ"[: len(options)]) if fmt.answer_mode == "letter" else list(options)
-        answer_ids = []
-        for word in words:
-            piece = tok(word, add_special_tokens=False)["input_ids"]
-            if not piece:
-                raise UserError(f"option '{word}' is not in the tokenizer's vocabulary")
-            answer_ids.append(piece[0])
+        answer_ids = fmt.answer_ids(tok, options)
         return ids, answer_ids
 
     def encode_ids(

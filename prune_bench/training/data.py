@@ -97,10 +97,7 @@ class PromptEncoder:
         return self._cache[text]
 
     def prompt(self, question: str, options: tuple[str, ...]) -> list[int]:
-        text = self.fmt.template.format(
-            video="\x00", question=question, options=self.fmt.render_options(options)
-        )
-        before, after = text.split("\x00")
+        before, after = self.fmt.around_video(question, options)
         return self._ids(before) + self.video + self._ids(after)
 
     def word(self, word: str) -> int:
