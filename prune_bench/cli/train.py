@@ -41,6 +41,12 @@ from prune_bench.cli.model import DEFAULT_MODEL_DIR, pick_device
     help="Task mix, e.g. 'count=1.4,detail=1.3' (unnamed tasks keep their default weight).",
 )
 @click.option(
+    "--init",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Continue from the weights of an earlier run's directory (same shape; new words start fresh).",
+)
+@click.option(
     "--eval-items", type=int, default=300, show_default=True, help="Held-out items for the model card."
 )
 @click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
@@ -53,6 +59,7 @@ def train_default(
     batch_size: int,
     lr: float,
     weights: str | None,
+    init: str | None,
     eval_items: int,
     no_progress: bool,
 ) -> None:
@@ -63,7 +70,13 @@ def train_default(
 
     console = Console()
     settings = TrainSettings(
-        steps=steps, minutes=minutes or None, seed=seed, batch_size=batch_size, lr=lr, eval_items=eval_items
+        steps=steps,
+        minutes=minutes or None,
+        seed=seed,
+        batch_size=batch_size,
+        lr=lr,
+        eval_items=eval_items,
+        init=init,
     )
     if weights:
         settings.task_weights.update(parse_weights(weights))

@@ -37,11 +37,11 @@ PROMPT_TEMPLATE = "Video: {video}\nQuestion: {question}\nOptions: {options}\nAns
 DEFAULT_WEIGHTS: dict[str, float] = {
     "needle": 0.5,
     "order": 0.5,
-    "count": 1.4,
-    "motion": 0.9,
-    "detail": 1.3,
-    "shape": 0.6,
-    "change": 0.5,
+    "count": 1.1,
+    "motion": 1.3,
+    "detail": 1.4,
+    "shape": 0.4,
+    "change": 0.4,
 }
 
 
@@ -96,6 +96,8 @@ class TrainSettings:
     eval_random_keep: float | None = 0.1
     task_weights: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_WEIGHTS))
     shape: ModelShape = field(default_factory=ModelShape)
+    #: continue from the weights of an earlier run's model directory instead of a fresh initialisation
+    init: str | None = None
 
 
 def build_config(
@@ -215,7 +217,13 @@ def train_default_model(
     vocab = tokenizer.get_vocab()
     config = build_config(s.shape, len(vocab), vocab["<video>"], vocab["<image>"], vocab["[PAD]"])
     config._attn_implementation = "sdpa"
-    model = LlavaOnevisionForConditionalGeneration(config).to(dev).train()
+    earlier = None
+    if s.init:
+        model, earlier = load_init(s.init, config, vocab)
+        model = model.to(dev).train()
+        log(f"continuing from {s.init} ({earlier.get('steps', '?')} steps)")
+    else:
+        model = LlavaOnevisionForConditionalGeneration(config).to(dev).train()
     n_params = sum(p.numel() for p in model.parameters())
     fmt = PromptFormat(template=PROMPT_TEMPLATE, answer_mode="option_word", num_frames=s.num_frames)
     encoder = PromptEncoder(tokenizer, fmt, config.video_token_id, video_token_count(s.shape, s.num_frames))
@@ -331,6 +339,8 @@ def train_default_model(
         "settings": asdict(s),
         "final_loss": loss_avg,
     }
+    if earlier is not None:
+        summary["init"] = {k: v for k, v in earlier.items() if k != "heldout"}
     import transformers
 
     summary["transformers"] = transformers.__version__
@@ -344,6 +354,45 @@ def train_default_model(
     for label, acc in summary["heldout"].items():
         log(f"held-out {label}: " + " ".join(f"{t} {a:.1f}" for t, a in acc.items()))
     return summary
+
+
+def load_init(path: str, config: Any, vocab: Mapping[str, int]) -> tuple[Any, dict[str, Any]]:
+    """A model of ``config`` holding an earlier run's weights, and that run's summary (``{}`` if none).
+
+    The architecture must be the same; the vocabulary may have grown (a word added to the benchmark or
+    to a training question): the embedding and output rows of every word the earlier tokenizer knew
+    are carried over by word, new words keep their fresh initialisation."""
+    from transformers import AutoTokenizer, LlavaOnevisionForConditionalGeneration
+
+    from prune_bench.errors import UserError
+
+    where = Path(path)
+    if not (where / "config.json").is_file() or not (where / "model.safetensors").is_file():
+        raise UserError(f"--init {path}: not a model directory (config.json and model.safetensors expected)")
+    old = LlavaOnevisionForConditionalGeneration.from_pretrained(str(where), dtype=torch.float32)
+    old_vocab = AutoTokenizer.from_pretrained(str(where)).get_vocab()
+    model = LlavaOnevisionForConditionalGeneration(config)
+    theirs = old.state_dict()
+    shared = [w for w in vocab if w in old_vocab]
+    new_rows = torch.tensor([vocab[w] for w in shared])
+    old_rows = torch.tensor([old_vocab[w] for w in shared])
+    with torch.no_grad():
+        for name, param in model.state_dict().items():
+            if name not in theirs:
+                raise UserError(f"--init {path}: its model has no '{name}'; it is another architecture")
+            if name.endswith(("embed_tokens.weight", "lm_head.weight")):
+                param[new_rows] = theirs[name][old_rows].to(param.dtype)
+            elif theirs[name].shape != param.shape:
+                raise UserError(
+                    f"--init {path}: '{name}' is {tuple(theirs[name].shape)} there and "
+                    f"{tuple(param.shape)} here; train with the same shape settings"
+                )
+            else:
+                param.copy_(theirs[name])
+    summary_file = where / "training_summary.json"
+    earlier = json.loads(summary_file.read_text()) if summary_file.is_file() else {}
+    earlier["new_words"] = sorted(set(vocab) - set(old_vocab))
+    return model, earlier
 
 
 def _device_name(dev: torch.device) -> str:
@@ -397,10 +446,27 @@ def evaluate_model_dir(
     return result
 
 
-def retrain_command(s: Mapping[str, Any]) -> str:
+def retrain_commands(summary: Mapping[str, Any], out: str = "prune_bench/assets/default_model") -> list[str]:
+    """The ``prune-bench train-default`` command lines that reproduce a run, earlier stages first (a run
+    continued with ``--init`` needs the run it continued from)."""
+    earlier = summary.get("init")
+    if not earlier or "settings" not in earlier:
+        return [retrain_command(summary["settings"], out)]
+    stages = 1
+    while (earlier := earlier.get("init")) and "settings" in earlier:
+        stages += 1
+    stage = f"/tmp/default-model-stage-{stages}"
+    return [*retrain_commands(summary["init"], stage), retrain_command(summary["settings"], out, init=stage)]
+
+
+def retrain_command(
+    s: Mapping[str, Any], out: str = "prune_bench/assets/default_model", init: str | None = None
+) -> str:
     """The ``prune-bench train-default`` command line that reproduces settings ``s``."""
     default = TrainSettings()
-    parts = ["prune-bench train-default --out prune_bench/assets/default_model", f"--seed {s['seed']}"]
+    parts = [f"prune-bench train-default --out {out}", f"--seed {s['seed']}"]
+    if init:
+        parts.append(f"--init {init}")
     parts.append(f"--minutes {s['minutes'] or 0:g}")
     if s["steps"] != default.steps:
         parts.append(f"--steps {s['steps']}")
@@ -429,6 +495,29 @@ def parse_weights(text: str) -> dict[str, float]:
         except ValueError:
             raise UserError(f"--weights: '{value}' is not a number (in '{part}')") from None
     return out
+
+
+def _init_lines(summary: Mapping[str, Any]) -> str:
+    """The model card's lines on the earlier runs a continued run started from (empty if none)."""
+    lines, earlier, total = [], summary.get("init"), summary["steps"]
+    while earlier and "settings" in earlier:
+        e = earlier["settings"]
+        total += earlier.get("steps", 0)
+        words = earlier.get("new_words") or []
+        lines.append(
+            f"- Continued from the weights of an earlier run: {earlier.get('steps', '?')} steps in "
+            f"{earlier.get('train_seconds', 0):.0f} s on {earlier.get('device', '?')} (batch {e['batch_size']}, "
+            f"lr {e['lr']:g}, task mix {e['task_weights']})"
+            + (
+                f"; words new since then ({', '.join(words)}) started from fresh embeddings."
+                if words
+                else "."
+            )
+        )
+        earlier = earlier.get("init")
+    if lines:
+        lines.append(f"- {total} optimiser steps in all.")
+    return "".join(line + "\n" for line in lines)
 
 
 def model_card(summary: Mapping[str, Any]) -> str:
@@ -477,7 +566,7 @@ LLaVA-OneVision 2x2 video pooling gives {per_frame} tokens a frame, one newline 
   bf16 autocast.
 - Ran {summary["steps"]} steps in {summary["train_seconds"]:.0f} s on {summary["device"]}
   (torch {summary["torch"]}, transformers {summary["transformers"]}); final training loss {summary["final_loss"]:.4f}.
-
+{_init_lines(summary)}
 ## Held-out accuracy (%)
 
 `SyntheticVideoQA(split="test", seed={s["eval_seed"]}, num_items={s["eval_items"]})` ({per_task} items a task;
@@ -489,7 +578,7 @@ directory with `LlavaOnevisionAdapter.from_pretrained` and running prune-bench's
 ## Retrain
 
 ```
-{retrain_command(s)}
+{chr(10).join(retrain_commands(summary))}
 ```
 
 Needs a CUDA GPU (about {summary["train_seconds"] / 60:.0f} minutes on {summary["device"]}); the step count is fitted to

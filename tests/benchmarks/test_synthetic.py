@@ -100,9 +100,14 @@ def test_detail_shape_is_in_the_named_scene() -> None:
         assert all(tuple(b.frames[i, t, 0, 0].tolist()) == bg for t in frames)
         assert b.answer_words[i] == meta["shape"] and meta["background"] in b.questions[i]
         assert meta["scenes"] in (2, 3)
-        # the object is small: at most about one 16x16 token cell of the 64x64 frame
-        covered = (b.frames[i, frames[0]] != torch.tensor(bg, dtype=torch.uint8)).any(-1).sum()
-        assert 0 < covered <= 18 * 18
+        # the object lies inside one 16x16 token cell of the 64x64 frame, with background all round it
+        covered = (b.frames[i, frames[0]] != torch.tensor(bg, dtype=torch.uint8)).any(-1)
+        ys, xs = covered.nonzero().unbind(1)
+        assert len(ys) > 0
+        assert ys.min() // 16 == ys.max() // 16 and xs.min() // 16 == xs.max() // 16
+        cell = covered[ys.min() // 16 * 16 :, xs.min() // 16 * 16 :][:16, :16]
+        rim = torch.cat([cell[0], cell[-1], cell[:, 0], cell[:, -1]])
+        assert not rim.any()
 
 
 def test_change_final_colour_is_at_the_end() -> None:

@@ -126,3 +126,50 @@ def test_scene_curriculum_asks_detail_the_other_way_round() -> None:
         assert m["shape"] in q and word == m["background"] and len(set(opts)) == 4
         assert set(m["scene_backgrounds"]) <= set(opts)  # the video's other scenes are among the options
         assert m["scene_shapes"][m["scene"]] == m["shape"]
+
+
+def test_init_carries_weights_over_by_word(tiny_dir: Path) -> None:
+    from transformers import LlavaOnevisionForConditionalGeneration
+
+    from prune_bench.training.default_model import build_config, load_init
+
+    old = LlavaOnevisionForConditionalGeneration.from_pretrained(str(tiny_dir), dtype=torch.float32)
+    old_vocab = LlavaOnevisionAdapter.from_pretrained(str(tiny_dir)).tokenizer.get_vocab()
+    # a grown vocabulary: one new word sorted first shifts every id by one
+    vocab = {"aardvark": 0, **{w: i + 1 for w, i in old_vocab.items()}}
+    config = build_config(ModelShape.tiny(), len(vocab), vocab["<video>"], vocab["<image>"], vocab["[PAD]"])
+    model, earlier = load_init(str(tiny_dir), config, vocab)
+    assert earlier["steps"] == 3 and earlier["new_words"] == ["aardvark"]
+    theirs = old.state_dict()
+    for name, param in model.state_dict().items():
+        if name.endswith(("embed_tokens.weight", "lm_head.weight")):
+            torch.testing.assert_close(param[1:], theirs[name], rtol=0, atol=0)
+        else:
+            torch.testing.assert_close(param, theirs[name], rtol=0, atol=0)
+
+
+def test_continued_run_records_its_stages(tiny_dir: Path, tmp_path: Path) -> None:
+    from prune_bench.errors import UserError
+    from prune_bench.training.default_model import load_init, model_card, retrain_commands
+
+    settings = TrainSettings(
+        steps=2,
+        minutes=None,
+        batch_size=6,
+        num_frames=12,
+        warmup=1,
+        eval_items=6,
+        eval_random_keep=None,
+        shape=ModelShape.tiny(),
+        init=str(tiny_dir),
+        lr=3e-4,
+    )
+    summary = train_default_model(tmp_path, settings, device="cpu", log=lambda _: None, show_progress=False)
+    assert summary["init"]["steps"] == 3 and "heldout" not in summary["init"]
+    first, second = retrain_commands(summary)
+    assert "--out /tmp/default-model-stage-1" in first and "--init" not in first
+    assert "--init /tmp/default-model-stage-1" in second and "--lr 0.0003" in second
+    assert "Continued from the weights of an earlier run: 3 steps" in model_card(summary)
+    assert "5 optimiser steps in all" in model_card(summary)
+    with pytest.raises(UserError, match="not a model directory"):
+        load_init(str(tmp_path / "nowhere"), None, {})

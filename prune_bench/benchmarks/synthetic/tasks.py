@@ -274,10 +274,11 @@ def detail(
     pal = palette("object", canvas.device)
     cell = size / 4  # one 2x2-pooled token of a 64x64 frame at patch 8
     for k in range(4):
-        radius = r.uniform(7.0, 8.5) * s
-        # centred on a token cell (+-1.5 px): the object is one token's worth of pixels, which a
-        # pruning strategy either keeps or loses
-        cx, cy = ((r.int(0, 4, 2).float() + 0.5) * cell + r.uniform(-1.5, 1.5, 2) * s).unbind(1)
+        radius = r.uniform(5.0, 6.0) * s
+        # centred on a token cell (+-1 px) and smaller than it (at most 14 of its 16 px): the object lies
+        # inside one token, which a pruning strategy either keeps or loses, with a rim of its scene's
+        # background around it, so that token alone tells both the shape and the scene it sits in
+        cx, cy = ((r.int(0, 4, 2).float() + 0.5) * cell + r.uniform(-1.0, 1.0, 2) * s).unbind(1)
         cx, cy = cx.clamp(radius + 1, size - radius - 1), cy.clamp(radius + 1, size - radius - 1)
         draw(
             canvas,
