@@ -7,8 +7,8 @@
 #               greedy DPP as a CUDA graph; the GPU tests; the selection micro-benchmarks
 #            2  every strategy at keep 0.1 / 0.2 / 0.3, 64 frames
 #            3  Qwen2-VL-7B at 32 frames, the main methods at keep 0.3
-# Env: REPEATS (default 3), TAR=FILE to pack OUT_DIR into one archive at the end (for machines that
-# return few files). Every table and figure names the GPU, dtype, attention backend and versions.
+# Env: REPEATS (default 3), TAR=FILE to pack OUT_DIR into one archive after each part (for machines
+# that return few files). Every table and figure names the GPU, dtype, attention backend and versions.
 set -uo pipefail
 OUT="${1:-reports/gpu}"
 PARTS="${2:-1 2 3}"
@@ -39,7 +39,7 @@ for part in $PARTS; do
       ;;
     *) echo "unknown part '$part' (parts: 1 2 3)" >&2; exit 2 ;;
   esac
+  if [ -n "${TAR:-}" ]; then  # after every part, so a call cut short still returns the parts it finished
+    tar -C "$OUT" -czf "$TAR.tmp" --exclude "$(basename "$TAR")*" . && mv "$TAR.tmp" "$TAR"
+  fi
 done
-if [ -n "${TAR:-}" ]; then
-  tar -C "$OUT" -czf "$TAR" .
-fi
