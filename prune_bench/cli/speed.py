@@ -81,7 +81,7 @@ def markdown(rows: list[SpeedRow], meta: dict[str, Any]) -> str:
         lines.append("| " + " | ".join(_fmt(d[k]) for _, k in COLUMNS) + " |")
     lines += [
         "",
-        "overhead = pruning time / pruned prefill time; speed-up = unpruned LM prefill / this LM prefill (pruning "
+        "overhead = pruning time / the pruned model's LM prefill time (stages excluded); speed-up = unpruned LM prefill / this LM prefill (pruning "
         "excluded); FLOPs-ideal = ratio of exact LLM prefill FLOPs (GQA-aware, causal); achieved/ideal = their ratio.",
     ]
     return "\n".join(lines) + "\n"

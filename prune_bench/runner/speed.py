@@ -65,8 +65,9 @@ class SpeedRow:
 
     @property
     def overhead(self) -> float:
-        """Pruning time as a fraction of the pruned prefill it belongs to."""
-        return self.pruning_ms / self.prefill_ms if self.prefill_ms else 0.0
+        """Pruning time as a fraction of the pruned model's LM prefill (stages excluded): the issue's
+        "overhead / pruned prefill", which is not capped at 1 the way pruning / (prefill + pruning) is."""
+        return self.pruning_ms / self.lm_prefill_ms if self.lm_prefill_ms else 0.0
 
     def as_dict(self) -> dict[str, Any]:
         return {**asdict(self), "efficiency": self.efficiency, "overhead": self.overhead}

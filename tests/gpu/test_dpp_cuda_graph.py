@@ -1,4 +1,4 @@
-"""The CUDA-graph path of the greedy DPP (``PRUNE_BENCH_DPP_GRAPH=1``) picks what the eager loop picks."""
+"""The CUDA-graph path of the greedy DPP (the default on CUDA) picks what the eager loop picks."""
 
 from __future__ import annotations
 

@@ -29,14 +29,15 @@ import torch
 RANK_EPS = 1e-4
 #: Weight of an item's own quality ``L_jj`` in its score, deciding between numerically equal residuals.
 TIE = 1e-5
-#: Steps per captured CUDA graph (``PRUNE_BENCH_DPP_GRAPH=1``); a graph is replayed until every pick is made.
+#: Steps per captured CUDA graph; a graph is replayed until every pick is made.
 GRAPH_STEPS = 32
 
 
 def use_cuda_graph(device: torch.device) -> bool:
-    """Whether greedy steps on ``device`` run as a replayed CUDA graph: opt in with
-    ``PRUNE_BENCH_DPP_GRAPH=1``. Off by default until measured on a GPU (see reports/gpu)."""
-    return device.type == "cuda" and os.environ.get("PRUNE_BENCH_DPP_GRAPH", "0") == "1"
+    """Whether greedy steps on ``device`` run as a replayed CUDA graph: on by default on CUDA,
+    ``PRUNE_BENCH_DPP_GRAPH=0`` runs them eagerly. On an H100 (reports/gpu) the graph made HieraVid's
+    selection 3.2x faster at 32 frames, keep 0.3 (667 -> 207 ms), with the eager loop's picks."""
+    return device.type == "cuda" and os.environ.get("PRUNE_BENCH_DPP_GRAPH", "1") != "0"
 
 
 def greedy_dpp_map(kernel: torch.Tensor, sizes: torch.Tensor, budgets: torch.Tensor) -> torch.Tensor:
