@@ -44,7 +44,8 @@ def _run(device: str, name: str):
         warnings.simplefilter("ignore")
         strategy = registry().strategy(name).for_budget(0.3, "layer-average", info)
     plan = PruningPlan.of(strategy.stages(info), info.num_layers)
-    pre = adapter.runner.prefill(sample.state, plan)
+    # the kept tokens, from a second prefill given what ``run`` gives it (vision attention included)
+    pre = adapter.runner.prefill(sample.state, plan, vision=sample.vision)
     return adapter.run(sample, plan, max_new_tokens=4), pre.state.source.cpu()
 
 
