@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -203,7 +204,13 @@ def speed(
             "text_tokens": text_tokens,
             "budget_unit": budget_unit,
             "hf_lm_prefill_ms": hf,
-            "command": "prune-bench " + " ".join(sys.argv[1:]),
+            "command": " ".join(
+                [
+                    *(f"{k}={v}" for k, v in sorted(os.environ.items()) if k.startswith("PRUNE_BENCH_")),
+                    "prune-bench",
+                ]
+                + sys.argv[1:]
+            ),
         }
 
     with Progress(console=console, transient=True) as progress:
