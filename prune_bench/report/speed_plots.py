@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 from matplotlib.figure import Figure
 
-from prune_bench.report.plots import save
+from prune_bench.report.plots import save, strategy_style
 
 if TYPE_CHECKING:
     from prune_bench.runner.speed import SpeedRow
@@ -25,34 +25,33 @@ def _series(rows: list[SpeedRow], frames: int) -> dict[str, list[SpeedRow]]:
 
 def speedup_figure(rows: list[SpeedRow]) -> Figure:
     frame_counts = sorted({r.frames for r in rows})
-    fig = Figure(figsize=(5.5 * len(frame_counts), 4.2), layout="constrained")
+    fig = Figure(figsize=(7.5 * len(frame_counts), 4.2), layout="constrained")
     axes = fig.subplots(1, len(frame_counts), squeeze=False)[0]
     for ax, frames in zip(axes, frame_counts, strict=True):
-        for i, (name, series) in enumerate(_series(rows, frames).items()):
-            color = f"C{i % 10}"
+        for name, series in _series(rows, frames).items():
+            style = strategy_style(name)
             keeps = [r.keep for r in series]
-            ax.plot(keeps, [r.speedup for r in series], marker="o", color=color, label=name)
-            ax.plot(keeps, [r.ideal_speedup for r in series], linestyle=":", color=color)
+            ax.plot(keeps, [r.speedup for r in series], **style, label=name)
+            ax.plot(keeps, [r.ideal_speedup for r in series], linestyle=":", color=style["color"])
         ax.set_title(f"{frames} frames (dotted: FLOPs-ideal)")
         ax.set_xlabel("keep (layer-average)")
         ax.set_ylabel("LM prefill speed-up over unpruned")
         ax.grid(alpha=0.3)
         if ax.get_legend_handles_labels()[0]:
-            ax.legend(fontsize=8)
+            ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return fig
 
 
 def overhead_figure(rows: list[SpeedRow]) -> Figure:
     frame_counts = sorted({r.frames for r in rows})
-    fig = Figure(figsize=(5.5 * len(frame_counts), 4.2), layout="constrained")
+    fig = Figure(figsize=(7.5 * len(frame_counts), 4.2), layout="constrained")
     axes = fig.subplots(1, len(frame_counts), squeeze=False)[0]
     for ax, frames in zip(axes, frame_counts, strict=True):
-        for i, (name, series) in enumerate(_series(rows, frames).items()):
+        for name, series in _series(rows, frames).items():
             ax.plot(
                 [r.keep for r in series],
                 [100 * r.overhead for r in series],
-                marker="o",
-                color=f"C{i % 10}",
+                **strategy_style(name),
                 label=name,
             )
         ax.axhline(5.0, color="0.4", linestyle="--", linewidth=1, label="5% target")
@@ -61,7 +60,7 @@ def overhead_figure(rows: list[SpeedRow]) -> Figure:
         ax.set_ylabel("pruning time / pruned prefill (%)")
         ax.set_yscale("log")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return fig
 
 
