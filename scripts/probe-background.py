@@ -2,7 +2,10 @@
 
 For 640 frames of `detail` videos (8 background colours), fits a multinomial logistic regression on
 the mean of each representation (pixels, every vision-tower layer, the LM's input tokens after the
-projector and 2x2 pooling) and prints its held-out accuracy (chance 0.125). Run on CPU in a minute:
+projector and 2x2 pooling) and prints its held-out accuracy (chance 0.125). Then, for plain frames of
+each palette colour, how alike the colours look at the vision tower's output and the LM's input (mean
+cosine between colours; the spread of the colours around their mean over the mean norm), background
+palette against object palette. Run on CPU in a minute:
     python scripts/probe-background.py [MODEL_DIR]
 """
 
@@ -13,7 +16,7 @@ import torch
 from prune_bench.adapters.base import frames_to_pixels
 from prune_bench.adapters.llava_onevision import LlavaOnevisionAdapter
 from prune_bench.benchmarks.synthetic.tasks import balanced_positions, detail
-from prune_bench.benchmarks.synthetic.vocab import BACKGROUND_COLOURS, BACKGROUND_NAMES
+from prune_bench.benchmarks.synthetic.vocab import BACKGROUND_COLOURS, BACKGROUND_NAMES, OBJECT_COLOURS
 from prune_bench.training.default_model import pool_video
 
 torch.manual_seed(0)
@@ -52,3 +55,22 @@ for name, xs in feats.items():
         opt.step()
     with torch.no_grad():
         print(f"{name:10s} probe accuracy {float(((Xn[k:] @ W + bb).argmax(1) == Y[k:]).float().mean()):.2f}")
+
+
+def plain(colours):
+    f = torch.tensor(list(colours), dtype=torch.uint8)[:, None, None, :].expand(-1, 64, 64, 3).contiguous()
+    px = frames_to_pixels(f, 64, (0.5,) * 3, (0.5,) * 3, torch.float32, torch.device("cpu"))
+    with torch.no_grad():
+        out = inner.vision_tower(px, output_hidden_states=True).hidden_states[-1]
+        return {
+            "vision out": out.mean(1),
+            "LM input": pool_video(inner, inner.multi_modal_projector(out)).mean(1),
+        }
+
+
+for palette, colours in (("background", BACKGROUND_COLOURS.values()), ("object", OBJECT_COLOURS.values())):
+    for where, x in plain(colours).items():
+        c = torch.nn.functional.normalize(x, dim=-1)
+        cos = float((c @ c.T).fill_diagonal_(0).sum() / (len(x) * (len(x) - 1)))
+        spread = float((x - x.mean(0)).norm(dim=-1).mean() / x.norm(dim=-1).mean())
+        print(f"{palette:10s} colours at {where:10s}: mean cosine {cos:.3f}, spread / norm {spread:.3f}")
