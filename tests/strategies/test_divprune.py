@@ -58,3 +58,10 @@ def test_retention_text_positions_and_determinism(tiny_adapter, tiny_sample, uni
     assert torch.equal(pre.state.source[pre.state.kind != TokenKind.VISUAL], text)
     assert torch.equal(pre.state.position, torch.arange(len(pre.state)))
     assert torch.equal(tiny_adapter.runner.prefill(sample.state, plan).state.source, pre.state.source)
+
+
+def test_a_non_finite_token_does_not_make_the_greedy_repeat_itself() -> None:
+    features = torch.randn(10, 4, generator=torch.Generator().manual_seed(3))
+    features[2] = float("nan")
+    picks = greedy_max_min_diversity(features, 7)
+    assert len(set(picks.tolist())) == 7

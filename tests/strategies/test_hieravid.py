@@ -155,6 +155,18 @@ def test_greedy_dpp_picks_the_full_budget_beyond_the_kernel_rank():
     assert not picked[1, 10:].any()
 
 
+def test_greedy_dpp_picks_the_full_budget_from_a_kernel_with_non_finite_entries():
+    # NaN would win every argmax and be picked again and again: fewer distinct tokens than the budget
+    x = torch.nn.functional.normalize(
+        torch.randn(2, 12, 4, generator=torch.Generator().manual_seed(1)), dim=-1
+    )
+    kernel = x @ x.transpose(1, 2)
+    kernel[0, 3, :] = float("nan")
+    kernel[1, :, 5] = float("inf")
+    picked = greedy_dpp_map(kernel, torch.tensor([12, 12]), torch.tensor([9, 7]))
+    assert picked.sum(dim=1).tolist() == [9, 7]
+
+
 def test_segment_budgets_follow_marginal_value_with_clamp_and_truncation():
     strategy = HieraVid(match_stage_total=False)
     budgets = strategy.segment_budgets(torch.tensor([10, 10, 100]), 0.7, torch.tensor([1.0, -9.0, 3.0]))

@@ -15,7 +15,9 @@ import torch.nn.functional as F
 def cosine_distance_matrix(features: torch.Tensor) -> torch.Tensor:
     """``1 - cos`` between every pair of rows of ``features`` ``[N, D]``, float32 ``[N, N]``."""
     x = F.normalize(features.float(), dim=-1)
-    return 1.0 - x @ x.T
+    # a non-finite feature would make its distances NaN, which wins every argmax (the same token picked
+    # again and again): count it as identical to every token instead
+    return torch.nan_to_num(1.0 - x @ x.T, nan=0.0, posinf=0.0, neginf=0.0)
 
 
 def greedy_max_min_diversity(features: torch.Tensor, k: int) -> torch.Tensor:

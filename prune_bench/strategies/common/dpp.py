@@ -50,7 +50,9 @@ def greedy_dpp_map(kernel: torch.Tensor, sizes: torch.Tensor, budgets: torch.Ten
     """
     g, n, _ = kernel.shape
     device = kernel.device
-    kernel = kernel.float()
+    # a non-finite entry (from a NaN relevance or hidden state) would win every argmax and be picked
+    # again and again, so a stage would keep fewer distinct tokens than its budget: count it as 0
+    kernel = torch.nan_to_num(kernel.float(), nan=0.0, posinf=0.0, neginf=0.0)
     sizes = sizes.to(device)
     budgets = torch.minimum(budgets.to(device), sizes)
     steps = int(budgets.max().item()) if g else 0
