@@ -24,19 +24,25 @@ from prune_bench.training.default_model import (
 )
 
 
+def tiny_settings(**changes: object) -> TrainSettings:
+    """A CPU smoke run: the tiny shape, 12 frames, a handful of steps and held-out items."""
+    base: dict[str, object] = {
+        "steps": 3,
+        "minutes": None,
+        "batch_size": 6,
+        "num_frames": 12,
+        "warmup": 2,
+        "eval_items": 6,
+        "eval_random_keep": None,
+        "shape": ModelShape.tiny(),
+    }
+    return TrainSettings(**{**base, **changes})  # type: ignore[arg-type]
+
+
 @pytest.fixture(scope="module")
 def tiny_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("model")
-    settings = TrainSettings(
-        steps=3,
-        minutes=None,
-        batch_size=6,
-        num_frames=12,
-        warmup=2,
-        eval_items=6,
-        eval_random_keep=None,
-        shape=ModelShape.tiny(),
-    )
+    settings = tiny_settings()
     summary = train_default_model(out, settings, device="cpu", log=lambda _: None, show_progress=False)
     assert summary["steps"] == 3 and set(summary["heldout"]["none"]) >= {"needle", "avg"}
     return out
@@ -152,18 +158,7 @@ def test_continued_run_records_its_stages(tiny_dir: Path, tmp_path: Path) -> Non
     from prune_bench.errors import UserError
     from prune_bench.training.default_model import load_init, model_card, retrain_commands
 
-    settings = TrainSettings(
-        steps=2,
-        minutes=None,
-        batch_size=6,
-        num_frames=12,
-        warmup=1,
-        eval_items=6,
-        eval_random_keep=None,
-        shape=ModelShape.tiny(),
-        init=str(tiny_dir),
-        lr=3e-4,
-    )
+    settings = tiny_settings(steps=2, warmup=1, init=str(tiny_dir), lr=3e-4)
     summary = train_default_model(tmp_path, settings, device="cpu", log=lambda _: None, show_progress=False)
     assert summary["init"]["steps"] == 3 and "heldout" not in summary["init"]
     first, second = retrain_commands(summary)
