@@ -2,7 +2,9 @@
 
 Recipe: a SigLIP-style tower (hidden 128, 3 layers, patch 8 on 64x64 frames: 8x8 patches, pooled by
 LLaVA-OneVision's 2x2 video pooling to 16 tokens a frame) and a Qwen2-style LM (hidden 256, 8
-layers, 4 heads, 2 KV heads), trained from scratch on synthetic videos generated on the device. The
+layers, 4 heads, 2 KV heads), trained from scratch on synthetic videos generated on the device, or
+continued from an earlier run's weights (``init``: same shape; rows of words the earlier tokenizer
+knew are carried over by word), so a recipe can run in stages that each fit one GPU session. The
 model answers with the option word; the loss is cross-entropy on that one word. AdamW, linear
 warm-up then cosine decay, bf16 autocast on GPU. When ``minutes`` is set, the number of steps is
 fitted to that time budget from the speed of the first steps, so the schedule always completes.
@@ -497,6 +499,18 @@ def parse_weights(text: str) -> dict[str, float]:
     return out
 
 
+#: what each training-only task is, for the model card
+CURRICULUM_TEXT = {
+    "shape": "`shape` (`detail` with a single scene, so the shape alone decides)",
+    "scene": "`scene` (`detail` asked the other way round: the background behind a named shape)",
+}
+
+
+def _curriculum_text(weights: Mapping[str, float]) -> str:
+    used = [CURRICULUM_TEXT.get(t, f"`{t}`") for t, w in weights.items() if w > 0 and t not in TASKS]
+    return f" plus the training-only curriculum tasks {' and '.join(used)}" if used else ""
+
+
 def _init_lines(summary: Mapping[str, Any]) -> str:
     """The model card's lines on the earlier runs a continued run started from (empty if none)."""
     lines, earlier, total = [], summary.get("init"), summary["steps"]
@@ -557,9 +571,8 @@ LLaVA-OneVision 2x2 video pooling gives {per_frame} tokens a frame, one newline 
 ## Training recipe
 
 - Data: synthetic videos ({s["num_frames"]} frames of {shape["image_size"]}x{shape["image_size"]}) of the six
-  tasks (needle, order, count, motion, detail, change) plus the training-only curriculum task `shape`
-  (`detail` with a single scene, so the shape alone decides), generated on the training device from a
-  generator seeded with `--seed {s["seed"]}`; task mix per batch {s["task_weights"]}.
+  tasks (needle, order, count, motion, detail, change){_curriculum_text(s["task_weights"])}, generated on
+  the training device from a generator seeded with `--seed {s["seed"]}`; task mix per batch {s["task_weights"]}.
 - Loss: cross-entropy on the answer word only.
 - Optimiser: AdamW (lr {s["lr"]}, betas 0.9/0.98, weight decay {s["weight_decay"]}), {s["warmup"]} warm-up steps,
   cosine decay to {s["min_lr_ratio"]} x lr, gradient clipping {s["grad_clip"]}, batch {s["batch_size"]},
@@ -581,6 +594,6 @@ directory with `LlavaOnevisionAdapter.from_pretrained` and running prune-bench's
 {chr(10).join(retrain_commands(summary))}
 ```
 
-Needs a CUDA GPU (about {summary["train_seconds"] / 60:.0f} minutes on {summary["device"]}); the step count is fitted to
-`--minutes` from the measured speed, so a different GPU gives a different number of steps.
+Needs a CUDA GPU ({"the last stage took" if summary.get("init") else "took"} about {summary["train_seconds"] / 60:.0f} minutes on {summary["device"]}); the step count is
+fitted to `--minutes` from the measured speed, so a different GPU gives a different number of steps.
 """
