@@ -2,7 +2,7 @@
 # Regenerate reports/gpu/ on a CUDA machine (random weights at the real 7B shapes, no download).
 # Usage: scripts/gpu-reports.sh [OUT_DIR] [PARTS]
 #   OUT_DIR  default reports/gpu
-#   PARTS    which parts to run, default "1 2 3"; each fits one 10-minute GPU call on an H100:
+#   PARTS    which parts to run, default "1 2 3" (together about 5 minutes on an H100):
 #            1  every strategy at keep 0.1 / 0.2 / 0.3, 32 frames, LLaVA-OneVision-7B; HieraVid with the
 #               greedy DPP eager (no CUDA graph); the GPU tests; the selection micro-benchmarks
 #            2  every strategy at keep 0.1 / 0.2 / 0.3, 64 frames
