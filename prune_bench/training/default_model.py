@@ -503,6 +503,7 @@ def parse_weights(text: str) -> dict[str, float]:
 CURRICULUM_TEXT = {
     "shape": "`shape` (`detail` with a single scene, so the shape alone decides)",
     "scene": "`scene` (`detail` asked the other way round: the background behind a named shape)",
+    "background": "`background` (name the background of a single-scene video)",
 }
 
 

@@ -168,3 +168,13 @@ def test_continued_run_records_its_stages(tiny_dir: Path, tmp_path: Path) -> Non
     assert "5 optimiser steps in all" in model_card(summary)
     with pytest.raises(UserError, match="not a model directory"):
         load_init(str(tmp_path / "nowhere"), None, {})
+
+
+def test_background_task_names_the_single_scene_colour() -> None:
+    from prune_bench.benchmarks.synthetic.vocab import BACKGROUND_COLOURS
+
+    (part,) = sample_parts(torch.Generator().manual_seed(4), {"background": 8}, 12, 32)
+    assert part.task == "background" and sorted(part.answer.tolist()) == [0, 0, 1, 1, 2, 2, 3, 3]
+    for i, (opts, word, m) in enumerate(zip(part.options, part.answer_words, part.meta, strict=True)):
+        assert m["scenes"] == 1 and len(set(opts)) == 4
+        assert tuple(part.frames[i, 0, 0, 0].tolist()) == BACKGROUND_COLOURS[word]
