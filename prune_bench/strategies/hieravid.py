@@ -47,14 +47,18 @@ Where we differ, and why:
   (0.094 achieved for 0.1 on a six-scene test video; the first session's 64-frame GPU run kept 0.269
   for 0.3 before this). ``match_stage_total=False`` restores them.
 * Speed. Greedy DPP runs batched over all segments of a stage on the GPU (one step per pick of the
-  largest segment, no Python loop over tokens), where the authors loop over segments.
+  largest segment, no Python loop over tokens), where the authors loop over segments; on CUDA the
+  steps replay as a CUDA graph (same picks). Measured on an H100 (reports/gpu), 32 frames, keep 0.3:
+  207-213 ms of selection against 56.7 ms of pruned LM prefill (667 ms eager); the authors' code spent
+  153 ms in DPP at 32 frames on an A800.
 * Precision. The authors run relevance, cosines, merge averages and the kernel normalisation in the
   model dtype (fp16 in LLaVA-NeXT's loader). In fp16 the min-max normalised relevance of ~3k tokens
   takes a handful of distinct values (most tokens tie at the maximum), so their DPP is close to
   diversity-only; we compute all of it in float32, which resolves the relevance.
 * Numerical guards. The official greedy DPP has no floor: once a segment's kernel rank is exhausted
   ``sqrt`` of a non-positive residual gives NaN and ``argmax`` keeps returning index 0 (duplicate
-  picks). Ours keeps picking distinct items by quality past the rank (``common/dpp.py``), and frame
+  picks). Ours keeps picking distinct items by quality past the rank, counts non-finite kernel
+  entries as 0 so they cannot be picked twice either (``common/dpp.py``), and frame
   0's tokens are never merge candidates (the authors give them similarity -2, reachable only at a
   merge ratio above (T-1)/T).
 """
