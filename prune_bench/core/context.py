@@ -53,11 +53,13 @@ class StageContext:
         """
         if self._attention is None:
             raise RuntimeError(f"attention rows are only available to 'layer' stages, not at {self.hook!r}")
-        # keyed by the state's identity (its source tensor): no host sync on the hot path
-        key = ("attn", num_queries, len(state), id(state.source))
+        # keyed by the identity of what the rows depend on (no host sync on the hot path); the state is
+        # kept with its rows so that no id can be reused by another tensor while this context lives
+        key = ("attn", num_queries, id(state.hidden), id(state.position), id(state.source))
         if key not in self._cache:
-            self._cache[key] = self._attention(state, num_queries)
-        return self._cache[key]
+            self._cache[key] = (state, self._attention(state, num_queries))
+        rows: torch.Tensor = self._cache[key][1]
+        return rows
 
     def vision_attention(self) -> VisionAttention:
         """The vision tower's attention (declare ``needs={"vision_attention"}`` on the stage)."""
