@@ -202,9 +202,16 @@ class Adapter(ABC):
 
     @abstractmethod
     def encode(
-        self, frames: torch.Tensor, question: str, options: Sequence[str], *, capture_vision: bool
+        self,
+        frames: torch.Tensor,
+        question: str,
+        options: Sequence[str],
+        *,
+        capture_vision: bool,
+        prompt_format: PromptFormat | None = None,
     ) -> EncodedSample:
-        """Vision tower, projector and prompt: the unpruned LLM input of one sample."""
+        """Vision tower, projector and prompt: the unpruned LLM input of one sample, in
+        ``prompt_format`` (default: the model's own, ``self.prompt_format``)."""
 
     @abstractmethod
     def encode_synthetic(

@@ -237,13 +237,13 @@ class LlavaOnevisionAdapter(Adapter):
         return pooled.permute(0, 2, 3, 1).reshape(t, -1, c)
 
     def _prompt_ids(
-        self, question: str, options: Sequence[str], n_video: int
+        self, question: str, options: Sequence[str], n_video: int, fmt: PromptFormat | None = None
     ) -> tuple[list[int], list[int] | None]:
         if self.tokenizer is None:
             raise UserError(
                 "this model has no tokenizer (random-weight architecture); it only runs speed measurements"
             )
-        fmt, tok = self.prompt_format, self.tokenizer
+        fmt, tok = fmt or self.prompt_format, self.tokenizer
         before, after = fmt.around_video(question, options)
         ids = tok(before, add_special_tokens=False)["input_ids"]
         ids += [self.config.video_token_id] * n_video
@@ -297,9 +297,16 @@ class LlavaOnevisionAdapter(Adapter):
         return frames_to_pixels(frames, size, fmt.pixel_mean, fmt.pixel_std, self.model.dtype, self.device)
 
     def encode(
-        self, frames: torch.Tensor, question: str, options: Sequence[str], *, capture_vision: bool
+        self,
+        frames: torch.Tensor,
+        question: str,
+        options: Sequence[str],
+        *,
+        capture_vision: bool,
+        prompt_format: PromptFormat | None = None,
     ) -> EncodedSample:
-        ids, answer_ids = self._prompt_ids(question, options, self.video_token_count(frames.shape[0]))
+        n_video = self.video_token_count(frames.shape[0])
+        ids, answer_ids = self._prompt_ids(question, options, n_video, prompt_format)
         return self.encode_ids(ids, self.pixels(frames), answer_ids, capture_vision)
 
     def encode_synthetic(

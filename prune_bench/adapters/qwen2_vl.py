@@ -492,13 +492,13 @@ class Qwen2VLAdapter(Adapter):
 
     # -------------------------------------------------------------------------------- encode
     def _prompt_ids(
-        self, question: str, options: Sequence[str], n_video: int
+        self, question: str, options: Sequence[str], n_video: int, fmt: PromptFormat | None = None
     ) -> tuple[list[int], list[int] | None]:
         if self.tokenizer is None:
             raise UserError(
                 "this model has no tokenizer (random-weight architecture); it only runs speed measurements"
             )
-        fmt, tok, cfg = self.prompt_format, self.tokenizer, self.config
+        fmt, tok, cfg = fmt or self.prompt_format, self.tokenizer, self.config
         before, after = fmt.around_video(question, options)
         ids = tok(before, add_special_tokens=False)["input_ids"]
         ids += [cfg.vision_start_token_id] + [cfg.video_token_id] * n_video + [cfg.vision_end_token_id]
@@ -560,9 +560,16 @@ class Qwen2VLAdapter(Adapter):
         return ((x - mean) / std).to(self.model.dtype)
 
     def encode(
-        self, frames: torch.Tensor, question: str, options: Sequence[str], *, capture_vision: bool
+        self,
+        frames: torch.Tensor,
+        question: str,
+        options: Sequence[str],
+        *,
+        capture_vision: bool,
+        prompt_format: PromptFormat | None = None,
     ) -> EncodedSample:
-        ids, answer_ids = self._prompt_ids(question, options, self.video_token_count(frames.shape[0]))
+        n_video = self.video_token_count(frames.shape[0])
+        ids, answer_ids = self._prompt_ids(question, options, n_video, prompt_format)
         return self.encode_ids(ids, self.pixels(frames), answer_ids, capture_vision)
 
     def encode_synthetic(

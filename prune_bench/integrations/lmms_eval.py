@@ -131,15 +131,13 @@ class PruneBenchLMM(_LmmsBase):  # type: ignore[misc,valid-type]
     def _encode(self, context: str, visual: Sequence[Any]) -> Any:
         """The sample for ``context`` (the task's whole prompt) about ``visual``; no option scoring."""
         frames = frames_of_visual(visual, self.num_frames, self.sample_fps)
-        own = self.adapter.prompt_format
-        if self.prompt_format is not None:
-            self.adapter.prompt_format = self.prompt_format
-        try:
-            sample = self.adapter.encode(
-                frames, context, (), capture_vision="vision_attention" in self.plan.needs
-            )
-        finally:
-            self.adapter.prompt_format = own
+        sample = self.adapter.encode(
+            frames,
+            context,
+            (),
+            capture_vision="vision_attention" in self.plan.needs,
+            prompt_format=self.prompt_format,
+        )
         sample.answer_ids = None  # lmms-eval reads the generated text or the continuation's likelihood
         return sample
 

@@ -119,15 +119,13 @@ def encode_item(
 
     Returns the sample and which prompt was used: ``"benchmark"`` or ``"model"``.
     """
-    own = adapter.prompt_format
-    benchmark_format = own.with_benchmark_prompt() if item.prompt is not None else None
+    benchmark_format = adapter.prompt_format.with_benchmark_prompt() if item.prompt is not None else None
     if benchmark_format is None:
         return adapter.encode(frames, item.question, item.options, capture_vision=capture_vision), "model"
-    adapter.prompt_format = benchmark_format
-    try:
-        sample = adapter.encode(frames, item.prompt, item.options, capture_vision=capture_vision)  # type: ignore[arg-type]
-    finally:
-        adapter.prompt_format = own
+    prompt: str = item.prompt  # type: ignore[assignment]  # not None: it made benchmark_format
+    sample = adapter.encode(
+        frames, prompt, item.options, capture_vision=capture_vision, prompt_format=benchmark_format
+    )
     return sample, "benchmark"
 
 

@@ -263,10 +263,9 @@ class _RecordingAdapter:
         self.prompt_format = fmt
         self.seen: list[tuple[str, str, int]] = []
 
-    def encode(self, frames, question, options, *, capture_vision):  # type: ignore[no-untyped-def]
-        text = self.prompt_format.template.format(
-            video="<video>", question=question, options=self.prompt_format.render_options(options)
-        )
+    def encode(self, frames, question, options, *, capture_vision, prompt_format=None):  # type: ignore[no-untyped-def]
+        fmt = prompt_format or self.prompt_format
+        text = fmt.template.format(video="<video>", question=question, options=fmt.render_options(options))
         self.seen.append((text, question, len(options)))
         return "sample"
 
