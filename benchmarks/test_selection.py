@@ -93,10 +93,36 @@ def test_selection(benchmark, name: str, keep: float) -> None:
     assert out.num_visual < state.num_visual
 
 
-@pytest.mark.skipif(not CUDA, reason="CUDA graphs need a CUDA device")
-@pytest.mark.parametrize("graph", ["0", "1"])
+@pytest.mark.skipif(not CUDA, reason="the graph and Triton paths need a CUDA device")
+@pytest.mark.parametrize("path", ["eager", "graph", "triton"])
 @pytest.mark.parametrize("keep", [0.1, 0.3])
-def test_hieravid_selection_dpp_graph(benchmark, monkeypatch, graph: str, keep: float) -> None:
-    """HieraVid's selection with the greedy DPP eager (0) and as a replayed CUDA graph (1)."""
-    monkeypatch.setenv("PRUNE_BENCH_DPP_GRAPH", graph)
+def test_hieravid_selection_dpp_path(benchmark, monkeypatch, path: str, keep: float) -> None:
+    """HieraVid's selection with each greedy-DPP implementation (``PRUNE_BENCH_DPP``)."""
+    monkeypatch.setenv("PRUNE_BENCH_DPP", path)
     test_selection(benchmark, "hieravid", keep)
+
+
+@pytest.mark.skipif(not CUDA, reason="the graph and Triton paths need a CUDA device")
+@pytest.mark.parametrize("path", ["graph", "triton"])
+@pytest.mark.parametrize(("segments", "size", "picks"), [(1, 3136, 941), (4, 784, 470), (16, 196, 118)])
+def test_greedy_dpp(benchmark, monkeypatch, path: str, segments: int, size: int, picks: int) -> None:
+    """Greedy DPP alone on ``segments`` kernels of ``size`` items (hidden 3584), ``picks`` picks each:
+    one segment of the whole video down to many short ones, at 32 frames of 196 tokens."""
+    from prune_bench.strategies.common.dpp import greedy_dpp_map
+
+    monkeypatch.setenv("PRUNE_BENCH_DPP", path)
+    g = torch.Generator(device=DEVICE).manual_seed(0)
+    x = torch.nn.functional.normalize(torch.randn(segments, size, HIDDEN, device=DEVICE, generator=g), dim=-1)
+    r = torch.rand(segments, size, device=DEVICE, generator=g)
+    kernel = r[:, :, None] * (x @ x.transpose(1, 2)) * r[:, None, :]
+    sizes = torch.full((segments,), size, device=DEVICE)
+    budgets = torch.full((segments,), picks, device=DEVICE)
+
+    def run() -> torch.Tensor:
+        out = greedy_dpp_map(kernel, sizes, budgets)
+        torch.cuda.synchronize()
+        return out
+
+    benchmark.extra_info.update({"device": str(DEVICE), "segments": segments, "size": size, "picks": picks})
+    out = benchmark.pedantic(run, rounds=3, warmup_rounds=1)
+    assert out.sum().item() == segments * picks

@@ -2,9 +2,10 @@
 # Regenerate reports/gpu/ on a CUDA machine (random weights at the real 7B shapes, no download).
 # Usage: scripts/gpu-reports.sh [OUT_DIR] [PARTS]
 #   OUT_DIR  default reports/gpu
-#   PARTS    which parts to run, default "1 2 3" (together about 5 minutes on an H100):
+#   PARTS    which parts to run, default "1 2 3" (together about 6 minutes on an H100):
 #            1  every strategy at keep 0.1 / 0.2 / 0.3, 32 frames, LLaVA-OneVision-7B; HieraVid with the
-#               greedy DPP eager (no CUDA graph); the GPU tests; the selection micro-benchmarks
+#               other greedy-DPP paths (PRUNE_BENCH_DPP=graph, eager); the GPU tests; the selection
+#               micro-benchmarks
 #            2  every strategy at keep 0.1 / 0.2 / 0.3, 64 frames
 #            3  Qwen2-VL-7B at 32 frames, the main methods at keep 0.3
 # Env: REPEATS (default 3), TAR=FILE to pack OUT_DIR into one archive after each part (for machines
@@ -22,12 +23,14 @@ for part in $PARTS; do
     1)
       $PB speed $ALL "hieravid[first_stage_selector=relevance_spread]" --arch llava-onevision-7b --frames 32 \
         --keep 0.1 --keep 0.2 --keep 0.3 "${COMMON[@]}" --out "$OUT/32f"
-      PRUNE_BENCH_DPP_GRAPH=0 $PB speed hieravid --arch llava-onevision-7b --frames 32 --keep 0.1 --keep 0.3 \
-        "${COMMON[@]}" --out "$OUT/32f-dpp-eager"
+      for path in graph eager; do
+        PRUNE_BENCH_DPP=$path $PB speed hieravid --arch llava-onevision-7b --frames 32 --keep 0.1 --keep 0.3 \
+          "${COMMON[@]}" --out "$OUT/32f-dpp-$path"
+      done
       timeout 180 python -m pytest -q -p no:cacheprovider tests/gpu 2>&1 | tail -5 | tee "$OUT/gpu-tests.txt"
       timeout 180 python -m pytest -q -p no:cacheprovider benchmarks --benchmark-only --benchmark-enable \
         --benchmark-columns=median,iqr,rounds --benchmark-sort=name 2>&1 \
-        | grep -E "test_selection|test_hieravid_selection|Name|passed|failed" | tee "$OUT/selection-benchmarks.txt"
+        | grep -E "test_selection|test_hieravid_selection|test_greedy_dpp|Name|passed|failed" | tee "$OUT/selection-benchmarks.txt"
       ;;
     2)
       $PB speed $ALL --arch llava-onevision-7b --frames 64 --keep 0.1 --keep 0.2 --keep 0.3 "${COMMON[@]}" \

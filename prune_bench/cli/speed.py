@@ -85,6 +85,14 @@ def markdown(rows: list[SpeedRow], meta: dict[str, Any]) -> str:
         "overhead = pruning time / the pruned model's LM prefill time (stages excluded); speed-up = unpruned LM prefill / this LM prefill (pruning "
         "excluded); FLOPs-ideal = ratio of exact LLM prefill FLOPs (GQA-aware, causal); achieved/ideal = their ratio.",
     ]
+    staged = [r for r in rows if r.stage_ms]
+    if staged:
+        lines += ["", "Pruning time per stage (ms, medians):", ""]
+        lines += [
+            f"- {r.strategy} keep={r.keep:g}, {r.frames} frames: "
+            + ", ".join(f"{name} {ms:.2f}" for name, ms in r.stage_ms.items())
+            for r in staged
+        ]
     return "\n".join(lines) + "\n"
 
 

@@ -8,6 +8,7 @@ Figures, all per sample:
 
 * ``vision_ms``: vision tower + projector + prompt assembly (the same for every strategy);
 * ``pruning_ms``: the sum of every stage's time (selection overhead, scoring included);
+  ``stage_ms``: the same per stage, by stage name (where the overhead is spent);
 * ``lm_prefill_ms``: the LLM prefill without the pruning stages (what pruning is meant to save);
 * ``prefill_ms``: LLM prefill including the stages;
 * ``ttft_ms``: ``vision_ms + prefill_ms`` (the first token is the argmax of the prefill logits);
@@ -24,7 +25,7 @@ running our own layer loop is visible.
 from __future__ import annotations
 
 import platform
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from importlib.metadata import version
 from statistics import median
 from typing import Any
@@ -58,6 +59,7 @@ class SpeedRow:
     flops_paper: float
     speedup: float = 1.0
     ideal_speedup: float = 1.0
+    stage_ms: dict[str, float] = field(default_factory=dict)
 
     @property
     def efficiency(self) -> float:
@@ -131,6 +133,7 @@ def measure_strategy(
         return median(r.timings_ms.get(key, 0.0) for r in runs)
 
     first = runs[0]
+    stages = sorted({k for r in runs for k in r.timings_ms if k.startswith("stage:")})
     layers = [LayerTokens(c.attn_tokens, c.mlp_tokens) for c in first.counts]
     prefill, pruning = med("prefill"), med("pruning")
     decode_steps = max(1, len(first.generated) - 1)
@@ -153,6 +156,7 @@ def measure_strategy(
         kv_cache_mib=kv_cache_bytes(shape, first, adapter.model.dtype) / 2**20,
         flops_exact=prefill_flops(shape, layers, "exact"),
         flops_paper=prefill_flops(shape, layers, "paper"),
+        stage_ms={k.removeprefix("stage:"): med(k) for k in stages},
     )
 
 

@@ -24,6 +24,9 @@ def test_speed_measures_every_strategy_and_writes_its_outputs(run_cli, arch: str
     # overhead is pruning over the pruned LM prefill (stages excluded), so it can exceed 1
     h = rows["hieravid"]
     assert h["overhead"] == pytest.approx(h["pruning_ms"] / h["lm_prefill_ms"])
+    # ... and is broken down by stage: HieraVid's segment level and its three in-LLM stages
+    assert len(h["stage_ms"]) == 4 and all(ms > 0 for ms in h["stage_ms"].values())
+    assert sum(h["stage_ms"].values()) == pytest.approx(h["pruning_ms"], rel=0.2)
     assert data["meta"]["arch"] == arch and "cpu" in json.dumps(data["meta"]["machine"]).lower()
     assert (out / "speed.md").is_file()
     # the table is printed whole, not folded into ellipses

@@ -25,8 +25,8 @@ def _kernels(g: int, n: int, d: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
 def test_graph_path_equals_eager(monkeypatch: pytest.MonkeyPatch, budget: int) -> None:
     kernel, sizes = _kernels(4, 784)
     budgets = torch.full((4,), budget, device="cuda")
-    monkeypatch.setenv("PRUNE_BENCH_DPP_GRAPH", "0")
+    monkeypatch.setenv("PRUNE_BENCH_DPP", "eager")
     eager = greedy_dpp_map(kernel, sizes, budgets)
-    monkeypatch.setenv("PRUNE_BENCH_DPP_GRAPH", "1")
+    monkeypatch.setenv("PRUNE_BENCH_DPP", "graph")
     graph = greedy_dpp_map(kernel, sizes, budgets)
     assert torch.equal(eager, graph) and eager.sum(1).tolist() == [budget] * 4

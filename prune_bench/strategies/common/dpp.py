@@ -21,6 +21,7 @@ uses ``max(d_j^2, RANK_EPS * max_j L_jj)`` so an exhausted kernel's factor stays
 from __future__ import annotations
 
 import os
+import warnings
 
 import torch
 
@@ -33,11 +34,36 @@ TIE = 1e-5
 GRAPH_STEPS = 32
 
 
-def use_cuda_graph(device: torch.device) -> bool:
-    """Whether greedy steps on ``device`` run as a replayed CUDA graph: on by default on CUDA,
-    ``PRUNE_BENCH_DPP_GRAPH=0`` runs them eagerly. On an H100 (reports/gpu) the graph made HieraVid's
-    selection 3.2x faster at 32 frames, keep 0.3 (667 -> 207 ms), with the eager loop's picks."""
-    return device.type == "cuda" and os.environ.get("PRUNE_BENCH_DPP_GRAPH", "1") != "0"
+#: Values of ``PRUNE_BENCH_DPP``.
+PATHS = ("auto", "triton", "graph", "eager")
+
+
+def dpp_path(device: torch.device) -> str:
+    """Which implementation runs the greedy steps on ``device``: ``PRUNE_BENCH_DPP`` = ``triton`` (one
+    fused Triton kernel per pick, replayed as a CUDA graph: ``dpp_triton.py``), ``graph`` (the PyTorch
+    step below, replayed as a CUDA graph), ``eager`` (the PyTorch step, launched pick by pick), or
+    ``auto`` (the default: ``triton`` on CUDA when Triton imports, else ``graph`` on CUDA, ``eager``
+    elsewhere). Every path makes the same picks up to float32 ties (tests/gpu)."""
+    choice = os.environ.get("PRUNE_BENCH_DPP", "auto").strip().lower() or "auto"
+    if choice not in PATHS:
+        raise ValueError(f"PRUNE_BENCH_DPP={choice!r} is not one of {', '.join(PATHS)}; unset it for 'auto'")
+    if choice == "triton" and not _triton_available():
+        raise ValueError(
+            "PRUNE_BENCH_DPP=triton needs the 'triton' package (pip install triton), or unset it"
+        )
+    if choice == "eager" or (choice == "auto" and device.type != "cuda"):
+        return "eager"
+    if choice == "triton" or (choice == "auto" and _triton_available()):
+        return "triton"
+    return "graph" if device.type == "cuda" else "eager"
+
+
+def _triton_available() -> bool:
+    try:
+        import triton  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 def greedy_dpp_map(kernel: torch.Tensor, sizes: torch.Tensor, budgets: torch.Tensor) -> torch.Tensor:
@@ -64,7 +90,10 @@ def greedy_dpp_map(kernel: torch.Tensor, sizes: torch.Tensor, budgets: torch.Ten
     floor = (RANK_EPS * diag.amax(dim=1)).clamp_min(1e-30)[:, None]  # [G, 1]
     tie = TIE * diag
     score = torch.where(valid, diag + tie, -torch.inf)  # d^2 + tie; -inf once picked or padding
-    if use_cuda_graph(device):
+    path = dpp_path(device)
+    if path == "triton":
+        order = _triton_order(kernel, score, tie, floor, steps)
+    elif path == "graph":
         try:
             order = _graph_order(kernel, score.clone(), tie, floor, steps)
         except RuntimeError:  # capture unsupported here (e.g. another capture running): eager steps
@@ -75,6 +104,33 @@ def greedy_dpp_map(kernel: torch.Tensor, sizes: torch.Tensor, budgets: torch.Ten
     rows = torch.arange(g, device=device)[:, None].expand(g, steps)
     picked[rows[keep], order[keep]] = True
     return picked
+
+
+def _triton_order(
+    kernel: torch.Tensor, score: torch.Tensor, tie: torch.Tensor, floor: torch.Tensor, steps: int
+) -> torch.Tensor:
+    """The fused Triton path; if its kernel cannot be built here (a Triton too old or too new for this
+    GPU), one warning and the CUDA-graph path instead, so a run never stops over the fast path."""
+    global _TRITON_BROKEN
+    if not _TRITON_BROKEN:
+        try:
+            from prune_bench.strategies.common.dpp_triton import greedy_order
+
+            return greedy_order(kernel, score, tie, floor, steps)
+        except Exception as exc:  # noqa: BLE001 - any compile or launch failure: fall back, say why once
+            _TRITON_BROKEN = True
+            warnings.warn(
+                f"the Triton greedy-DPP kernel failed ({type(exc).__name__}: {str(exc).splitlines()[0]}); "
+                "using the CUDA-graph path (set PRUNE_BENCH_DPP=graph to skip the attempt)",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+    if kernel.device.type == "cuda":
+        return _graph_order(kernel, score.clone(), tie, floor, steps)
+    return _eager_order(kernel, score, tie, floor, steps)
+
+
+_TRITON_BROKEN = False
 
 
 def _eager_order(

@@ -1,0 +1,141 @@
+"""Greedy DPP MAP steps as one Triton kernel per pick, replayed as a CUDA graph.
+
+The eager and graph paths of :mod:`prune_bench.strategies.common.dpp` run each pick as about a dozen
+PyTorch kernels, and the projection on the Cholesky rows as a batched GEMV that reads every row,
+written or not. Here one kernel does a whole pick for every kernel of the batch at once:
+
+* the grid is (kernel, block of ``BLOCK_N`` items); every program finds its kernel's pick (the argmax
+  of the residual scores) itself, from the scores of the previous step, so no program waits for
+  another inside a step;
+* it projects its items on the rows written so far (``i`` rows, not all of them), reading the
+  Cholesky factor stored item-major (``[G, n, rows]``) so both the picked item's column and its own
+  block are contiguous;
+* scores ping-pong between two buffers (a step reads one and writes the other), which is what lets
+  the programs of one step run in any order.
+
+Same arithmetic as the eager loop (score ``d^2 + tie``, the rank floor, ``e = (L_j - c_j^T C) /
+sqrt(d_j^2)``), float32 throughout; only the summation order of the projection differs, so picks
+agree with the eager loop's except where two residuals tie to float32 rounding. ``PRUNE_BENCH_DPP``
+selects the path (``dpp.py``). Runs under ``TRITON_INTERPRET=1`` on the CPU for tests.
+"""
+
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+#: Items per program, and Cholesky rows loaded per inner-loop iteration.
+BLOCK_N = 32
+BLOCK_T = 128
+#: Picks per captured CUDA graph (even, so each replay starts on the same score buffer).
+GRAPH_STEPS = 32
+
+
+@triton.jit(do_not_specialize=["offset"])
+def _greedy_step(
+    kernel_ptr,  # [G, n, n] float32
+    score_in_ptr,  # [G, n] d^2 + tie of the previous step (-inf: picked or padding)
+    score_out_ptr,  # [G, n]
+    tie_ptr,  # [G, n]
+    floor_ptr,  # [G]
+    chol_ptr,  # [G, n, rows] Cholesky rows, item-major
+    order_ptr,  # [G, rows] int64 picks
+    step_ptr,  # [1] int64: the step of offset 0
+    offset,
+    n,
+    rows,
+    BLOCK_N: tl.constexpr,
+    BLOCK_T: tl.constexpr,
+    BLOCK_ALL: tl.constexpr,
+):
+    g = tl.program_id(0).to(tl.int64)
+    b = tl.program_id(1)
+    i = tl.load(step_ptr) + offset
+
+    # the pick: argmax of the previous step's scores over the whole kernel (every program alike)
+    every = tl.arange(0, BLOCK_ALL)
+    scores = tl.load(score_in_ptr + g * n + every, mask=every < n, other=float("-inf"))
+    best = tl.max(scores, axis=0)
+    j = tl.min(tl.where(scores == best, every, BLOCK_ALL), axis=0)  # first maximum, as torch.argmax
+    j = tl.minimum(j, n - 1)  # a kernel with nothing left to pick (all -inf) picks item 0, discarded
+    dj2 = tl.maximum(best - tl.load(tie_ptr + g * n + j), tl.load(floor_ptr + g))
+
+    items = b * BLOCK_N + tl.arange(0, BLOCK_N)
+    live = items < n
+    kj = tl.load(kernel_ptr + (g * n + j) * n + items, mask=live, other=0.0)
+    proj = tl.zeros([BLOCK_N], dtype=tl.float32)
+    col_j = chol_ptr + (g * n + j) * rows
+    block = chol_ptr + (g * n + items[:, None]) * rows
+    for t0 in range(0, i, BLOCK_T):
+        t = t0 + tl.arange(0, BLOCK_T)
+        written = t < i
+        cj = tl.load(col_j + t, mask=written, other=0.0)
+        c = tl.load(block + t[None, :], mask=live[:, None] & written[None, :], other=0.0)
+        proj += tl.sum(c * cj[None, :], axis=1)
+    e = (kj - proj) / tl.sqrt(dj2)
+    tl.store(chol_ptr + (g * n + items) * rows + i, e, mask=live)
+
+    s = tl.load(score_in_ptr + g * n + items, mask=live, other=float("-inf"))
+    s = tl.where(items == j, float("-inf"), s - e * e)
+    tl.store(score_out_ptr + g * n + items, s, mask=live)
+    if b == 0:
+        tl.store(order_ptr + g * rows + i, j.to(tl.int64))
+
+
+def greedy_order(
+    kernel: torch.Tensor,
+    score: torch.Tensor,
+    tie: torch.Tensor,
+    floor: torch.Tensor,
+    steps: int,
+    *,
+    graph: bool | None = None,
+) -> torch.Tensor:
+    """``[G, steps]`` pick order, as ``dpp._eager_order`` computes it (``kernel`` float32 ``[G, n, n]``,
+    ``score`` ``[G, n]`` = diag + tie with -inf on padding, ``floor`` ``[G, 1]``). On CUDA the picks
+    after the first two replay a captured graph of :data:`GRAPH_STEPS` launches (``graph=False``:
+    one launch per pick, as on the CPU interpreter)."""
+    g, n, _ = kernel.shape
+    device = kernel.device
+    if graph is None:
+        graph = device.type == "cuda"
+    replays = -(-max(steps - 2, 0) // GRAPH_STEPS) if graph else 0
+    rows = max(steps, 2 + replays * GRAPH_STEPS)
+    kernel = kernel.float().contiguous()
+    buffers = [score.float().contiguous().clone(), torch.empty_like(score, dtype=torch.float32)]
+    tie = tie.float().contiguous()
+    floor = floor.float().reshape(g).contiguous()
+    chol = torch.zeros(g, n, rows, dtype=torch.float32, device=device)
+    order = torch.zeros(g, rows, dtype=torch.long, device=device)
+    step = torch.zeros(1, dtype=torch.long, device=device)
+    grid = (g, triton.cdiv(n, BLOCK_N))
+    block_all = triton.next_power_of_2(n)
+
+    def launch(offset: int) -> None:
+        src, dst = buffers[offset % 2], buffers[1 - offset % 2]
+        _greedy_step[grid](
+            kernel, src, dst, tie, floor, chol, order, step, offset, n, rows,
+            BLOCK_N=BLOCK_N, BLOCK_T=BLOCK_T, BLOCK_ALL=block_all,
+        )  # fmt: skip
+
+    if not graph:
+        for i in range(steps):
+            launch(i)
+        return order[:, :steps]
+    side = torch.cuda.Stream(device=device)
+    side.wait_stream(torch.cuda.current_stream(device))
+    with torch.cuda.stream(side):  # the first two picks eagerly: they compile the kernel before capture
+        for i in range(min(steps, 2)):
+            launch(i)
+        step.fill_(2)
+    torch.cuda.current_stream(device).wait_stream(side)
+    if replays:
+        captured = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(captured):
+            for offset in range(GRAPH_STEPS):
+                launch(offset)
+            step.add_(GRAPH_STEPS)
+        for _ in range(replays):
+            captured.replay()
+    return order[:, :steps]

@@ -1,0 +1,94 @@
+"""The Triton greedy-DPP kernel (the default on CUDA) picks what the eager PyTorch loop picks.
+
+Runs on a CUDA device (with the replayed CUDA graph), or on the CPU under Triton's interpreter:
+``TRITON_INTERPRET=1 python -m pytest tests/gpu/test_dpp_triton.py`` (needs ``pip install triton``).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+
+import pytest
+import torch
+
+from prune_bench.strategies.common import dpp
+
+DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+
+pytestmark = [
+    pytest.mark.gpu,
+    pytest.mark.skipif(importlib.util.find_spec("triton") is None, reason="needs triton"),
+    pytest.mark.skipif(
+        DEVICE == "cpu" and os.environ.get("TRITON_INTERPRET") != "1",
+        reason="needs a CUDA device, or TRITON_INTERPRET=1 on the CPU",
+    ),
+]
+
+
+def _kernels(g: int, n: int, d: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    gen = torch.Generator(device=DEVICE).manual_seed(seed)
+    x = torch.nn.functional.normalize(torch.randn(g, n, d, device=DEVICE, generator=gen), dim=-1)
+    r = torch.rand(g, n, device=DEVICE, generator=gen)
+    sizes = torch.tensor([n - (n // 7) * i for i in range(g)], device=DEVICE)
+    kernel = r[:, :, None] * (x @ x.transpose(1, 2)) * r[:, None, :]
+    pad = torch.arange(n, device=DEVICE)[None] >= sizes[:, None]
+    kernel = kernel.masked_fill(pad[:, :, None] | pad[:, None, :], 0.0)
+    return kernel, sizes
+
+
+def _order(kernel: torch.Tensor, sizes: torch.Tensor, steps: int, path: str) -> torch.Tensor:
+    """Pick order from ``path`` with the inputs greedy_dpp_map prepares."""
+    from prune_bench.strategies.common.dpp_triton import greedy_order
+
+    valid = torch.arange(kernel.shape[1], device=DEVICE)[None] < sizes[:, None]
+    diag = torch.diagonal(kernel, dim1=1, dim2=2)
+    floor = (dpp.RANK_EPS * diag.amax(dim=1)).clamp_min(1e-30)[:, None]
+    tie = dpp.TIE * diag
+    score = torch.where(valid, diag + tie, -torch.inf)
+    if path == "eager":
+        return dpp._eager_order(kernel, score.clone(), tie, floor, steps)
+    return greedy_order(kernel, score, tie, floor, steps)
+
+
+@pytest.mark.parametrize(
+    ("g", "n", "d", "steps"),
+    [
+        (3, 40, 24, 25),
+        (4, 150, 64, 1),
+        (4, 150, 64, 2),
+        (2, 300, 256, 131) if DEVICE == "cuda" else (2, 70, 64, 40),  # several graph replays on CUDA
+    ],
+)
+def test_triton_order_equals_eager_order(g: int, n: int, d: int, steps: int) -> None:
+    kernel, sizes = _kernels(g, n, d)
+    eager = _order(kernel, sizes, steps, "eager")
+    fused = _order(kernel, sizes, steps, "triton")
+    budgets = torch.minimum(torch.full_like(sizes, steps), sizes)
+    for i in range(g):  # the picks each kernel keeps (its budget); later ones are discarded anyway
+        k = int(budgets[i])
+        assert fused[i, :k].tolist() == eager[i, :k].tolist()
+
+
+def test_triton_picks_past_the_kernel_rank() -> None:
+    # rank 6, 25 picks: after the rank is spent, residuals are float32 noise whose rounding depends on
+    # the summation order, so only the picks up to the rank are compared; the rest must still be the
+    # budget's worth of distinct items
+    kernel, sizes = _kernels(3, 40, 6)
+    eager = _order(kernel, sizes, 25, "eager")
+    fused = _order(kernel, sizes, 25, "triton")
+    assert torch.equal(fused[:, :6], eager[:, :6])
+    assert all(len(set(row.tolist())) == 25 for row in fused)
+
+
+@pytest.mark.filterwarnings("error::RuntimeWarning")  # a fallback to the graph path would hide a failure
+def test_greedy_dpp_map_on_the_triton_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    kernel, sizes = _kernels(3, 64, 64, seed=4)
+    budgets = torch.tensor([10, 30, 64], device=DEVICE)
+    monkeypatch.setenv("PRUNE_BENCH_DPP", "eager")
+    eager = dpp.greedy_dpp_map(kernel, sizes, budgets)
+    monkeypatch.setenv("PRUNE_BENCH_DPP", "triton")
+    assert dpp.dpp_path(torch.device(DEVICE)) == "triton"
+    fused = dpp.greedy_dpp_map(kernel, sizes, budgets)
+    assert torch.equal(eager, fused)
+    assert fused.sum(1).tolist() == torch.minimum(budgets, sizes).tolist()
