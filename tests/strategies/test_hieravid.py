@@ -155,6 +155,28 @@ def test_greedy_dpp_picks_the_full_budget_beyond_the_kernel_rank():
     assert not picked[1, 10:].any()
 
 
+def test_greedy_dpp_keeps_its_budget_far_past_the_kernel_rank():
+    # rank 128, 680 picks: dividing the residual noise by sqrt(floor) pick after pick once used to grow
+    # until it overflowed, every score became -inf and item 0 was picked again and again (641-667 of
+    # 680 here; HieraVid kept 0.287 for 0.3 at 64 frames on the 7B shape). Exhausted kernels now stop
+    # extending their factor and rank the rest by relevance.
+    for seed in (1, 2, 3):
+        g = torch.Generator().manual_seed(seed)
+        base = 4 * torch.randn(128, generator=g)  # LLM-like states: a large shared direction
+        x = (base + torch.randn(1, 700, 128, generator=g)).bfloat16().float()
+        x = torch.nn.functional.normalize(x, dim=-1)
+        r = torch.rand(1, 700, generator=g)
+        r = (r - r.min() + 1e-6) / (r.max() - r.min())
+        kernel = r[:, :, None] * (x @ x.transpose(1, 2)) * r[:, None, :]
+        picked = greedy_dpp_map(kernel, torch.tensor([700]), torch.tensor([680]))
+        assert picked.sum().item() == 680
+        # past the rank, the rest come by relevance: the 20 left out are the least relevant ones
+        first = greedy_dpp_map(kernel, torch.tensor([700]), torch.tensor([128]))
+        later = picked & ~first
+        left = ~picked
+        assert r[left].max() <= r[later].min()
+
+
 def test_greedy_dpp_picks_the_full_budget_from_a_kernel_with_non_finite_entries():
     # NaN would win every argmax and be picked again and again: fewer distinct tokens than the budget
     x = torch.nn.functional.normalize(

@@ -11,11 +11,13 @@ are applied once at the end (every kernel records its pick order; it keeps its f
 so no step branches on which kernels are still active.
 
 Rank exhaustion. A kernel ``diag(r) S diag(r)`` built from D-dimensional features has rank at most
-D; once the picks span it, every residual is float32 noise. To keep picking deterministically (and
-identically in drop and mask modes, whose hidden states differ by rounding), the score is
-``d_j^2 + TIE * L_jj``: the tie-breaker is far below any residual that matters, so it only decides
-among items the DPP can no longer tell apart, in favour of the most relevant one; and the division
-uses ``max(d_j^2, RANK_EPS * max_j L_jj)`` so an exhausted kernel's factor stays finite.
+D; once the picks span it, every residual is float32 noise. The division uses
+``max(d_j^2, RANK_EPS * max_j L_jj)``, and a kernel whose best residual is at or below that floor is
+exhausted: it stops extending its factor and its remaining items are ranked by the tie-breaker alone
+(``_advance``). The score is ``d_j^2 + TIE * L_jj``: the tie-breaker is far below any residual that
+matters, so before exhaustion it only decides between numerically equal residuals, and after it the
+picks follow relevance, deterministically (and identically in drop and mask modes, whose hidden
+states differ by rounding).
 """
 
 from __future__ import annotations
@@ -142,17 +144,33 @@ def _eager_order(
     order = torch.empty(g, steps, dtype=torch.long, device=kernel.device)
     for i in range(steps):
         j = score.argmax(dim=1, keepdim=True)  # [G, 1]
-        dj2 = (score.gather(1, j) - tie.gather(1, j)).clamp_min(floor)
         kj = kernel.gather(1, j[:, :, None].expand(g, 1, n)).squeeze(1)  # [G, n]
         if i:
             cj = chol[:, :i].gather(2, j[:, None, :].expand(g, i, 1))  # [G, i, 1]
             kj = kj - torch.bmm(cj.transpose(1, 2), chol[:, :i]).squeeze(1)
-        e = kj * dj2.rsqrt()
-        chol[:, i] = e
-        score.addcmul_(e, e, value=-1.0)
-        score.scatter_(1, j, -torch.inf)
+        chol[:, i] = _advance(score, tie, floor, j, kj)
         order[:, i] = j[:, 0]
     return order
+
+
+def _advance(
+    score: torch.Tensor, tie: torch.Tensor, floor: torch.Tensor, j: torch.Tensor, residual_row: torch.Tensor
+) -> torch.Tensor:
+    """Update ``score`` in place for pick ``j`` (``[G, 1]``), given ``L[j, :] - c_j^T C``; returns the
+    new Cholesky row ``e``.
+
+    A kernel whose best residual ``d_j^2`` is at or below its rank floor is exhausted: its factor is not
+    extended (``e = 0``; dividing float32 noise by ``sqrt(floor)`` step after step grows geometrically,
+    and past a few hundred such steps on a 7B model's 3,584-dimensional states it overflowed, every
+    score became -inf and the same item was picked again and again, keeping fewer tokens than the
+    budget), and its remaining items are ranked by the tie-breaker alone, i.e. by relevance."""
+    raw = score.gather(1, j) - tie.gather(1, j)
+    exhausted = raw <= floor  # [G, 1]
+    e = torch.where(exhausted, 0.0, residual_row * raw.clamp_min(floor).rsqrt())
+    score.addcmul_(e, e, value=-1.0)
+    score.copy_(torch.where(exhausted & (score > -torch.inf), tie, score))
+    score.scatter_(1, j, -torch.inf)
+    return e
 
 
 def fixed_shape_step(
@@ -169,13 +187,10 @@ def fixed_shape_step(
     projecting on the rows written so far. Advances ``step``."""
     g, n, _ = kernel.shape
     j = score.argmax(dim=1, keepdim=True)
-    dj2 = (score.gather(1, j) - tie.gather(1, j)).clamp_min(floor)
     kj = kernel.gather(1, j[:, :, None].expand(g, 1, n)).squeeze(1)
     cj = chol.gather(2, j[:, None, :].expand(g, chol.shape[1], 1))  # [G, S, 1]
-    e = (kj - torch.bmm(cj.transpose(1, 2), chol).squeeze(1)) * dj2.rsqrt()
+    e = _advance(score, tie, floor, j, kj - torch.bmm(cj.transpose(1, 2), chol).squeeze(1))
     chol.index_copy_(1, step, e[:, None])
-    score.addcmul_(e, e, value=-1.0)
-    score.scatter_(1, j, -torch.inf)
     order.index_copy_(1, step, j)
     step.add_(1)
 

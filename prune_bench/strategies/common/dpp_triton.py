@@ -13,8 +13,8 @@ written or not. Here one kernel does a whole pick for every kernel of the batch 
 * scores ping-pong between two buffers (a step reads one and writes the other), which is what lets
   the programs of one step run in any order.
 
-Same arithmetic as the eager loop (score ``d^2 + tie``, the rank floor, ``e = (L_j - c_j^T C) /
-sqrt(d_j^2)``), float32 throughout; only the summation order of the projection differs, so picks
+Same arithmetic as the eager loop (score ``d^2 + tie``, the rank floor and what an exhausted kernel
+does, ``e = (L_j - c_j^T C) / sqrt(d_j^2)``), float32 throughout; only the summation order of the projection differs, so picks
 agree with the eager loop's except where two residuals tie to float32 rounding. ``PRUNE_BENCH_DPP``
 selects the path (``dpp.py``). Runs under ``TRITON_INTERPRET=1`` on the CPU for tests.
 """
@@ -25,9 +25,6 @@ import torch
 import triton
 import triton.language as tl
 
-#: Items per program, and Cholesky rows loaded per inner-loop iteration.
-BLOCK_N = 32
-BLOCK_T = 128
 #: Picks per captured CUDA graph (even, so each replay starts on the same score buffer).
 GRAPH_STEPS = 32
 
@@ -59,7 +56,9 @@ def _greedy_step(
     best = tl.max(scores, axis=0)
     j = tl.min(tl.where(scores == best, every, BLOCK_ALL), axis=0)  # first maximum, as torch.argmax
     j = tl.minimum(j, n - 1)  # a kernel with nothing left to pick (all -inf) picks item 0, discarded
-    dj2 = tl.maximum(best - tl.load(tie_ptr + g * n + j), tl.load(floor_ptr + g))
+    raw = best - tl.load(tie_ptr + g * n + j)
+    floor = tl.load(floor_ptr + g)
+    exhausted = raw <= floor  # as dpp._advance: no factor update, rank the rest by the tie-breaker
 
     items = b * BLOCK_N + tl.arange(0, BLOCK_N)
     live = items < n
@@ -73,14 +72,26 @@ def _greedy_step(
         cj = tl.load(col_j + t, mask=written, other=0.0)
         c = tl.load(block + t[None, :], mask=live[:, None] & written[None, :], other=0.0)
         proj += tl.sum(c * cj[None, :], axis=1)
-    e = (kj - proj) / tl.sqrt(dj2)
+    e = (kj - proj) * tl.rsqrt(tl.maximum(raw, floor))
+    e = tl.where(exhausted, 0.0, e)
     tl.store(chol_ptr + (g * n + items) * rows + i, e, mask=live)
 
     s = tl.load(score_in_ptr + g * n + items, mask=live, other=float("-inf"))
-    s = tl.where(items == j, float("-inf"), s - e * e)
+    s = s - e * e
+    tie = tl.load(tie_ptr + g * n + items, mask=live, other=0.0)
+    s = tl.where(s > float("-inf"), tl.where(exhausted, tie, s), s)
+    s = tl.where(items == j, float("-inf"), s)
     tl.store(score_out_ptr + g * n + items, s, mask=live)
     if b == 0:
         tl.store(order_ptr + g * rows + i, j.to(tl.int64))
+
+
+def blocks(n: int) -> tuple[int, int]:
+    """(items per program, Cholesky rows per inner-loop iteration) for kernels of ``n`` items. Measured
+    on an H200 with ``scripts/tune-dpp-triton.py``: one kernel of 1,568 or 3,136 items is fastest with
+    (16, 256) (more programs for the one kernel; 7.2 against 10.0 ms for 941 picks of 3,136); four of 784
+    or sixteen of 196 with (32, 128)."""
+    return (16, 256) if n >= 1024 else (32, 128)
 
 
 def greedy_order(
@@ -109,14 +120,15 @@ def greedy_order(
     chol = torch.zeros(g, n, rows, dtype=torch.float32, device=device)
     order = torch.zeros(g, rows, dtype=torch.long, device=device)
     step = torch.zeros(1, dtype=torch.long, device=device)
-    grid = (g, triton.cdiv(n, BLOCK_N))
+    block_n, block_t = blocks(n)
+    grid = (g, triton.cdiv(n, block_n))
     block_all = triton.next_power_of_2(n)
 
     def launch(offset: int) -> None:
         src, dst = buffers[offset % 2], buffers[1 - offset % 2]
         _greedy_step[grid](
             kernel, src, dst, tie, floor, chol, order, step, offset, n, rows,
-            BLOCK_N=BLOCK_N, BLOCK_T=BLOCK_T, BLOCK_ALL=block_all,
+            BLOCK_N=block_n, BLOCK_T=block_t, BLOCK_ALL=block_all,
         )  # fmt: skip
 
     if not graph:
