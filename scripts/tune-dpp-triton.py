@@ -4,7 +4,7 @@
 
 Shapes: one segment of a whole 32-frame video down to 16 short ones (hidden 3584), 30% picks each,
 as HieraVid's first in-LLM stage sees them on LLaVA-OneVision-7B. Prints one JSON line per
-(shape, path, BLOCK_N, BLOCK_T) with the median of 5 runs, and whether the picks equal the graph
+(shape, path, picks per captured graph or BLOCK_N x BLOCK_T) with the median of 5 runs, and whether the picks equal the graph
 path's. ``dpp_triton.blocks`` picks from this table.
 """
 
@@ -21,6 +21,7 @@ from prune_bench.strategies.common import dpp, dpp_triton
 
 SHAPES = [(1, 3136, 941), (4, 784, 235), (16, 196, 59), (1, 1568, 470)]
 BLOCKS = [(16, 128), (16, 256), (32, 64), (32, 128), (64, 64)]
+GRAPH_STEPS = [4, 8, 16, 32]
 
 
 def timed(kernel: torch.Tensor, sizes: torch.Tensor, budgets: torch.Tensor) -> tuple[float, torch.Tensor]:
@@ -37,6 +38,7 @@ def timed(kernel: torch.Tensor, sizes: torch.Tensor, budgets: torch.Tensor) -> t
 
 
 def main() -> None:
+    default_steps, default_blocks = dpp_triton.GRAPH_STEPS, dpp_triton.blocks
     g = torch.Generator(device="cuda").manual_seed(0)
     for segments, size, picks in SHAPES:
         x = torch.nn.functional.normalize(
@@ -51,12 +53,19 @@ def main() -> None:
         shape = {"segments": segments, "size": size, "picks": picks}
         print(json.dumps({**shape, "path": "graph", "ms": round(ms, 2)}), flush=True)
         os.environ["PRUNE_BENCH_DPP"] = "triton"
+        for steps in GRAPH_STEPS:
+            dpp_triton.GRAPH_STEPS = steps
+            ms, out = timed(kernel, sizes, budgets)
+            print(json.dumps({**shape, "path": "triton", "GRAPH_STEPS": steps, "ms": round(ms, 2),
+                              "same_picks": bool(torch.equal(out, reference))}), flush=True)  # fmt: skip
+        dpp_triton.GRAPH_STEPS = default_steps
         for block_n, block_t in BLOCKS:
             dpp_triton.blocks = lambda n, bn=block_n, bt=block_t: (bn, bt)  # type: ignore[misc]
             ms, out = timed(kernel, sizes, budgets)
             same = bool(torch.equal(out, reference))
             print(json.dumps({**shape, "path": "triton", "BLOCK_N": block_n, "BLOCK_T": block_t,
                               "ms": round(ms, 2), "same_picks": same}), flush=True)  # fmt: skip
+        dpp_triton.blocks = default_blocks  # type: ignore[misc]
 
 
 if __name__ == "__main__":

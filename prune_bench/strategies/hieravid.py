@@ -57,8 +57,10 @@ Where we differ, and why:
   diversity-only; we compute all of it in float32, which resolves the relevance.
 * Numerical guards. The official greedy DPP has no floor: once a segment's kernel rank is exhausted
   ``sqrt`` of a non-positive residual gives NaN and ``argmax`` keeps returning index 0 (duplicate
-  picks). Ours keeps picking distinct items by quality past the rank, counts non-finite kernel
-  entries as 0 so they cannot be picked twice either (``common/dpp.py``), and frame
+  picks). Ours stops extending an exhausted kernel's factor and picks its remaining items by
+  relevance (dividing the noise by the floor pick after pick overflowed on the 7B shape at 64 frames,
+  with the same duplicate picks: 0.287 kept for 0.3), counts non-finite kernel entries as 0 so they
+  cannot be picked twice either (``common/dpp.py``), and frame
   0's tokens are never merge candidates (the authors give them similarity -2, reachable only at a
   merge ratio above (T-1)/T).
 """

@@ -81,6 +81,20 @@ def test_triton_picks_past_the_kernel_rank() -> None:
     assert all(len(set(row.tolist())) == 25 for row in fused)
 
 
+@pytest.mark.skipif(DEVICE == "cpu", reason="680 picks are too slow for the interpreter")
+def test_triton_keeps_its_budget_far_past_the_kernel_rank() -> None:
+    # the case tests/strategies/test_hieravid.py checks on the eager path: rank 128, 680 picks
+    g = torch.Generator(device=DEVICE).manual_seed(2)
+    base = 4 * torch.randn(128, device=DEVICE, generator=g)
+    x = (base + torch.randn(1, 700, 128, device=DEVICE, generator=g)).bfloat16().float()
+    x = torch.nn.functional.normalize(x, dim=-1)
+    r = torch.rand(1, 700, device=DEVICE, generator=g)
+    r = (r - r.min() + 1e-6) / (r.max() - r.min())
+    kernel = r[:, :, None] * (x @ x.transpose(1, 2)) * r[:, None, :]
+    fused = _order(kernel, torch.tensor([700], device=DEVICE), 680, "triton")
+    assert len(set(fused[0].tolist())) == 680
+
+
 @pytest.mark.filterwarnings("error::RuntimeWarning")  # a fallback to the graph path would hide a failure
 def test_greedy_dpp_map_on_the_triton_path(monkeypatch: pytest.MonkeyPatch) -> None:
     kernel, sizes = _kernels(3, 64, 64, seed=4)
