@@ -6,9 +6,11 @@ e = (L[j, :] - c[:, j]^T C) / sqrt(d_j^2), and shrink d^2 by e^2. Here every ker
 per video segment) advances one pick per step, so a stage runs ``max(k_g)`` steps of batched tensor
 work regardless of how many segments there are; nothing loops over tokens in Python.
 
-Each step is about a dozen tensor operations with no host synchronisation: the per-kernel budgets
-are applied once at the end (every kernel records its pick order; it keeps its first ``k_g`` picks),
-so no step branches on which kernels are still active.
+No step synchronises with the host: the per-kernel budgets are applied once at the end (every kernel
+records its pick order; it keeps its first ``k_g`` picks), so no step branches on which kernels are
+still active. Three implementations of the step (``dpp_path``): about a dozen PyTorch operations,
+launched one by one (``eager``) or replayed as a CUDA graph (``graph``), and one fused Triton kernel
+replayed as a CUDA graph (``triton``, ``dpp_triton.py``), the default on CUDA.
 
 Rank exhaustion. A kernel ``diag(r) S diag(r)`` built from D-dimensional features has rank at most
 D; once the picks span it, every residual is float32 noise. The division uses
