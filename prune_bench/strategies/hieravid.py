@@ -47,10 +47,11 @@ Where we differ, and why:
   (0.094 achieved for 0.1 on a six-scene test video; the first session's 64-frame GPU run kept 0.269
   for 0.3 before this). ``match_stage_total=False`` restores them.
 * Speed. Greedy DPP runs batched over all segments of a stage on the GPU (one step per pick of the
-  largest segment, no Python loop over tokens), where the authors loop over segments; on CUDA the
-  steps replay as a CUDA graph (same picks). Measured on an H100 (reports/gpu), 32 frames, keep 0.3:
-  207-213 ms of selection against 56.7 ms of pruned LM prefill (667 ms eager); the authors' code spent
-  153 ms in DPP at 32 frames on an A800.
+  largest segment, no Python loop over tokens), where the authors loop over segments; on CUDA each
+  step is one fused Triton kernel replayed as a CUDA graph (``common/dpp_triton.py``; same picks).
+  Measured on an H200 (reports/gpu), 32 frames, keep 0.3, one segment: 48.6 ms of selection against
+  50.8 ms of pruned LM prefill (245 ms with the PyTorch step as a CUDA graph, 845 ms eager); the
+  authors' code spent 153 ms in DPP at 32 frames on an A800.
 * Precision. The authors run relevance, cosines, merge averages and the kernel normalisation in the
   model dtype (fp16 in LLaVA-NeXT's loader). In fp16 the min-max normalised relevance of ~3k tokens
   takes a handful of distinct values (most tokens tie at the maximum), so their DPP is close to
