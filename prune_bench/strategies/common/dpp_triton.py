@@ -63,33 +63,27 @@ def _greedy_step(
     exhausted = raw <= floor  # as dpp._advance: no factor update, rank the rest by the tie-breaker
 
     items = b * BLOCK_N + tl.arange(0, BLOCK_N)
-    inside = items < n
-    s = tl.load(score_in_ptr + g * n + items, mask=inside, other=float("-inf"))
-    # only items still in play need their Cholesky row: a picked item is never the pick again and its
-    # column is never read again, so its e stays 0 (as does padding's) and its rows are not loaded;
-    # late in a stage most items are picked, and a block with none left skips the projection
-    live = s > float("-inf")
+    live = items < n
     kj = tl.load(kernel_ptr + (g * n + j) * n + items, mask=live, other=0.0)
     proj = tl.zeros([BLOCK_N], dtype=tl.float32)
     col_j = chol_ptr + (g * n + j) * rows
     block = chol_ptr + (g * n + items[:, None]) * rows
-    nothing_left = tl.max(live.to(tl.int32), axis=0) == 0
-    todo = tl.where(exhausted, 0, tl.where(nothing_left, 0, i))
-    for t0 in range(0, todo, BLOCK_T):  # an exhausted kernel's e is 0 anyway
+    for t0 in range(0, tl.where(exhausted, 0, i), BLOCK_T):  # an exhausted kernel's e is 0 anyway
         t = t0 + tl.arange(0, BLOCK_T)
         written = t < i
         cj = tl.load(col_j + t, mask=written, other=0.0)
         c = tl.load(block + t[None, :], mask=live[:, None] & written[None, :], other=0.0)
         proj += tl.sum(c * cj[None, :], axis=1)
     e = (kj - proj) * tl.rsqrt(tl.maximum(raw, floor))
-    e = tl.where(exhausted, 0.0, tl.where(live, e, 0.0))
-    tl.store(chol_ptr + (g * n + items) * rows + i, e, mask=inside)
+    e = tl.where(exhausted, 0.0, e)
+    tl.store(chol_ptr + (g * n + items) * rows + i, e, mask=live)
 
+    s = tl.load(score_in_ptr + g * n + items, mask=live, other=float("-inf"))
     s = s - e * e
-    tie = tl.load(tie_ptr + g * n + items, mask=inside, other=0.0)
-    s = tl.where(live, tl.where(exhausted, tie, s), s)
+    tie = tl.load(tie_ptr + g * n + items, mask=live, other=0.0)
+    s = tl.where(s > float("-inf"), tl.where(exhausted, tie, s), s)
     s = tl.where(items == j, float("-inf"), s)
-    tl.store(score_out_ptr + g * n + items, s, mask=inside)
+    tl.store(score_out_ptr + g * n + items, s, mask=live)
     if b == 0:
         tl.store(order_ptr + g * rows + i, j.to(tl.int64))
 
