@@ -3,13 +3,16 @@
 Distances are cosine distances ``1 - cos(x_i, x_j)``. The first pick is the token whose nearest
 neighbour is farthest away; every next pick is the token whose distance to the closest already
 picked token is largest. Each step updates a running minimum with one row of the distance matrix,
-so the loop runs over picks (inherently sequential), never over tokens.
+so the loop runs over picks (inherently sequential), never over tokens; on CUDA the picks replay as a
+CUDA graph (``graph_steps.py``).
 """
 
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+
+from prune_bench.strategies.common.graph_steps import padded_steps, run_steps
 
 
 def cosine_distance_matrix(features: torch.Tensor) -> torch.Tensor:
@@ -24,22 +27,29 @@ def greedy_max_min_diversity(features: torch.Tensor, k: int) -> torch.Tensor:
     """Indices of ``k`` rows picked greedily for max-min cosine distance, in pick order."""
     n = features.shape[0]
     k = max(0, min(int(k), n))
-    picks = torch.empty(k, dtype=torch.long, device=features.device)
+    device = features.device
     if k == 0:
-        return picks
+        return torch.empty(0, dtype=torch.long, device=device)
     dist = cosine_distance_matrix(features)
     if n == 1:
-        picks[0] = 0
-        return picks
+        return torch.zeros(1, dtype=torch.long, device=device)
     # nearest-neighbour distance: the second smallest of each column (the smallest is the token itself)
     nearest = torch.topk(dist, 2, dim=0, largest=False).values[1]
-    first = torch.argmax(nearest)
-    picks[0] = first
-    closest = dist[first].clone()
+    first = torch.argmax(nearest).reshape(1)
+    picks = torch.zeros(1 + padded_steps(k - 1, device), dtype=torch.long, device=device)
+    picks[:1] = first
+    closest = dist[first[0]].clone()
     closest[first] = -torch.inf
-    for i in range(1, k):
-        j = torch.argmax(closest)
-        picks[i] = j
-        closest = torch.minimum(closest, dist[j])
-        closest[j] = -torch.inf
-    return picks
+    step = torch.ones(1, dtype=torch.long, device=device)
+
+    def pick() -> None:  # fixed shapes, step on the device: replayable as a CUDA graph
+        j = torch.argmax(closest).reshape(1)
+        picks.index_copy_(0, step, j)
+        torch.minimum(closest, dist.index_select(0, j)[0], out=closest)
+        closest.index_fill_(0, j, -torch.inf)
+        step.add_(1)
+
+    # picks past k (filling the last graph replay) land in padding; once every token is picked,
+    # argmax of an all -inf row repeats token 0 there, which is discarded
+    run_steps(pick, k - 1, device)
+    return picks[:k]

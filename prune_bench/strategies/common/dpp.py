@@ -29,13 +29,13 @@ import warnings
 
 import torch
 
+from prune_bench.strategies.common.graph_steps import padded_steps, run_steps
+
 #: Residual, relative to the kernel's largest diagonal entry, below which its rank counts as exhausted
 #: (float32 cancellation leaves residuals of about 1e-6 of the diagonal).
 RANK_EPS = 1e-4
 #: Weight of an item's own quality ``L_jj`` in its score, deciding between numerically equal residuals.
 TIE = 1e-5
-#: Steps per captured CUDA graph; a graph is replayed until every pick is made.
-GRAPH_STEPS = 32
 
 
 #: Values of ``PRUNE_BENCH_DPP``.
@@ -200,25 +200,13 @@ def fixed_shape_step(
 def _graph_order(
     kernel: torch.Tensor, score: torch.Tensor, tie: torch.Tensor, floor: torch.Tensor, steps: int
 ) -> torch.Tensor:
-    """:func:`_eager_order` with the steps captured once as a CUDA graph of :data:`GRAPH_STEPS` picks
-    and replayed, so the host launches one graph per 32 picks instead of a dozen kernels per pick.
-    Picks past ``steps`` (to fill the last replay) land in padding rows and are discarded."""
+    """:func:`_eager_order` with the steps replayed as a CUDA graph (``graph_steps.run_steps``), so the
+    host launches one graph per 32 picks instead of a dozen kernels per pick. Picks past ``steps`` (to
+    fill the last replay) land in padding rows and are discarded."""
     g, n, _ = kernel.shape
-    replays = -(-(steps - 1) // GRAPH_STEPS) if steps > 1 else 0
-    rows = 1 + replays * GRAPH_STEPS
+    rows = padded_steps(steps, kernel.device)
     chol = kernel.new_zeros(g, rows, n)
     order = torch.zeros(g, rows, dtype=torch.long, device=kernel.device)
     step = torch.zeros(1, dtype=torch.long, device=kernel.device)
-    side = torch.cuda.Stream(device=kernel.device)
-    side.wait_stream(torch.cuda.current_stream(kernel.device))
-    with torch.cuda.stream(side):  # the first pick, eagerly: also the warm-up capture needs
-        fixed_shape_step(kernel, score, tie, floor, chol, order, step)
-    torch.cuda.current_stream(kernel.device).wait_stream(side)
-    if replays:
-        graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
-            for _ in range(GRAPH_STEPS):
-                fixed_shape_step(kernel, score, tie, floor, chol, order, step)
-        for _ in range(replays):
-            graph.replay()
+    run_steps(lambda: fixed_shape_step(kernel, score, tie, floor, chol, order, step), steps, kernel.device)
     return order[:, :steps]

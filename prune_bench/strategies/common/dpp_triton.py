@@ -25,7 +25,9 @@ import torch
 import triton
 import triton.language as tl
 
-#: Picks per captured CUDA graph (even, so each replay starts on the same score buffer). Capturing
+from prune_bench.strategies.common.graph_steps import padded_steps, run_steps
+
+#: Picks per captured CUDA graph (even: picks run in pairs). Capturing
 #: costs host time per launch (about 1 ms for 32 on an H200, paid once per stage); replaying a short
 #: graph more often costs nothing on the GPU as long as the host stays ahead of it.
 GRAPH_STEPS = 8
@@ -97,24 +99,17 @@ def blocks(n: int) -> tuple[int, int]:
 
 
 def greedy_order(
-    kernel: torch.Tensor,
-    score: torch.Tensor,
-    tie: torch.Tensor,
-    floor: torch.Tensor,
-    steps: int,
-    *,
-    graph: bool | None = None,
+    kernel: torch.Tensor, score: torch.Tensor, tie: torch.Tensor, floor: torch.Tensor, steps: int
 ) -> torch.Tensor:
     """``[G, steps]`` pick order, as ``dpp._eager_order`` computes it (``kernel`` float32 ``[G, n, n]``,
-    ``score`` ``[G, n]`` = diag + tie with -inf on padding, ``floor`` ``[G, 1]``). On CUDA the picks
-    after the first two replay a captured graph of :data:`GRAPH_STEPS` launches (``graph=False``:
-    one launch per pick, as on the CPU interpreter)."""
+    ``score`` ``[G, n]`` = diag + tie with -inf on padding, ``floor`` ``[G, 1]``). Picks run in pairs
+    (one per score buffer, so every pair starts on the same one); on CUDA the first pair runs eagerly
+    (it compiles the kernel) and the rest replay a captured graph of :data:`GRAPH_STEPS` picks
+    (``graph_steps.run_steps``). A pick past ``steps`` fills a padding row and is discarded."""
     g, n, _ = kernel.shape
     device = kernel.device
-    if graph is None:
-        graph = device.type == "cuda"
-    replays = -(-max(steps - 2, 0) // GRAPH_STEPS) if graph else 0
-    rows = max(steps, 2 + replays * GRAPH_STEPS)
+    pairs, chunk = -(-steps // 2), max(1, GRAPH_STEPS // 2)
+    rows = 2 * padded_steps(pairs, device, chunk)
     kernel = kernel.float().contiguous()
     buffers = [score.float().contiguous().clone(), torch.empty_like(score, dtype=torch.float32)]
     tie = tie.float().contiguous()
@@ -126,30 +121,13 @@ def greedy_order(
     grid = (g, triton.cdiv(n, block_n))
     block_all = triton.next_power_of_2(n)
 
-    def launch(offset: int) -> None:
-        src, dst = buffers[offset % 2], buffers[1 - offset % 2]
-        _greedy_step[grid](
-            kernel, src, dst, tie, floor, chol, order, step, offset, n, rows,
-            BLOCK_N=block_n, BLOCK_T=block_t, BLOCK_ALL=block_all,
-        )  # fmt: skip
+    def pair() -> None:
+        for offset in (0, 1):
+            _greedy_step[grid](
+                kernel, buffers[offset], buffers[1 - offset], tie, floor, chol, order, step, offset, n,
+                rows, BLOCK_N=block_n, BLOCK_T=block_t, BLOCK_ALL=block_all,
+            )  # fmt: skip
+        step.add_(2)
 
-    if not graph:
-        for i in range(steps):
-            launch(i)
-        return order[:, :steps]
-    side = torch.cuda.Stream(device=device)
-    side.wait_stream(torch.cuda.current_stream(device))
-    with torch.cuda.stream(side):  # the first two picks eagerly: they compile the kernel before capture
-        for i in range(min(steps, 2)):
-            launch(i)
-        step.fill_(2)
-    torch.cuda.current_stream(device).wait_stream(side)
-    if replays:
-        captured = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(captured):
-            for offset in range(GRAPH_STEPS):
-                launch(offset)
-            step.add_(GRAPH_STEPS)
-        for _ in range(replays):
-            captured.replay()
+    run_steps(pair, pairs, device, chunk)
     return order[:, :steps]
