@@ -14,8 +14,9 @@ written or not. Here one kernel does a whole pick for every kernel of the batch 
   the programs of one step run in any order.
 
 Same arithmetic as the eager loop (score ``d^2 + tie``, the rank floor and what an exhausted kernel
-does, ``e = (L_j - c_j^T C) / sqrt(d_j^2)``), float32 throughout; only the summation order of the projection differs, so picks
-agree with the eager loop's except where two residuals tie to float32 rounding. ``PRUNE_BENCH_DPP``
+does, ``e = (L_j - c_j^T C) / sqrt(d_j^2)``), float32 throughout; only the summation order of the
+projection differs, so picks agree with the eager loop's except where two residuals tie to float32
+rounding. ``PRUNE_BENCH_DPP``
 selects the path (``dpp.py``). Runs under ``TRITON_INTERPRET=1`` on the CPU for tests.
 """
 
@@ -27,9 +28,9 @@ import triton.language as tl
 
 from prune_bench.strategies.common.graph_steps import padded_steps, run_steps
 
-#: Picks per captured CUDA graph (even: picks run in pairs). Capturing
-#: costs host time per launch (about 1 ms for 32 on an H200, paid once per stage); replaying a short
-#: graph more often costs nothing on the GPU as long as the host stays ahead of it.
+#: Picks per captured CUDA graph (even: picks run in pairs). Capturing costs host time per launch, paid
+#: once per stage; replaying a short graph more often costs nothing on the GPU while the host stays
+#: ahead. On an H200, 4 to 32 were within about 10% of each other (reports/gpu/tune-dpp-triton.jsonl).
 GRAPH_STEPS = 8
 
 
