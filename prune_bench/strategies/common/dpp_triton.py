@@ -5,13 +5,13 @@ PyTorch kernels, and the projection on the Cholesky rows as a batched GEMV that 
 written or not. Here one kernel does a whole pick for every kernel of the batch at once:
 
 * the grid is (kernel, block of ``BLOCK_N`` items); every program finds its kernel's pick (the argmax
-  of the residual scores) itself, from the per-block maxima the previous step's programs left, so no
-  program waits for another inside a step;
+  of the residual scores) itself, from the scores of the previous step, so no program waits for
+  another inside a step;
 * it projects its items on the rows written so far (``i`` rows, not all of them), reading the
   Cholesky factor stored item-major (``[G, n, rows]``) so both the picked item's column and its own
   block are contiguous;
-* scores and block maxima ping-pong between two buffers (a step reads one and writes the other), which
-  is what lets the programs of one step run in any order.
+* scores ping-pong between two buffers (a step reads one and writes the other), which is what lets
+  the programs of one step run in any order.
 
 Same arithmetic as the eager loop (score ``d^2 + tie``, the rank floor and what an exhausted kernel
 does, ``e = (L_j - c_j^T C) / sqrt(d_j^2)``), float32 throughout; only the summation order of the
@@ -39,10 +39,6 @@ def _greedy_step(
     kernel_ptr,  # [G, n, n] float32
     score_in_ptr,  # [G, n] d^2 + tie of the previous step (-inf: picked or padding)
     score_out_ptr,  # [G, n]
-    best_in_ptr,  # [G, P] float32: each block's largest score in score_in
-    where_in_ptr,  # [G, P] int32: the item holding it (its first)
-    best_out_ptr,  # [G, P]: the same for score_out
-    where_out_ptr,  # [G, P]
     tie_ptr,  # [G, n]
     floor_ptr,  # [G]
     chol_ptr,  # [G, n, rows] Cholesky rows, item-major
@@ -53,21 +49,18 @@ def _greedy_step(
     rows,
     BLOCK_N: tl.constexpr,
     BLOCK_T: tl.constexpr,
-    BLOCK_P: tl.constexpr,
+    BLOCK_ALL: tl.constexpr,
 ):
     g = tl.program_id(0).to(tl.int64)
     b = tl.program_id(1)
     i = tl.load(step_ptr) + offset
 
-    # the pick: argmax of the previous step's scores over the whole kernel, from the per-block maxima
-    # the previous step left (every program alike); ties go to the first item, as torch.argmax
-    nblocks = tl.cdiv(n, BLOCK_N)
-    part = tl.arange(0, BLOCK_P)
-    pv = tl.load(best_in_ptr + g * nblocks + part, mask=part < nblocks, other=float("-inf"))
-    pj = tl.load(where_in_ptr + g * nblocks + part, mask=part < nblocks, other=n)
-    best = tl.max(pv, axis=0)
-    j = tl.min(tl.where(pv == best, pj, n), axis=0)
-    j = tl.minimum(j, n - 1).to(tl.int64)  # nothing left to pick (all -inf): item 0, discarded
+    # the pick: argmax of the previous step's scores over the whole kernel (every program alike)
+    every = tl.arange(0, BLOCK_ALL)
+    scores = tl.load(score_in_ptr + g * n + every, mask=every < n, other=float("-inf"))
+    best = tl.max(scores, axis=0)
+    j = tl.min(tl.where(scores == best, every, BLOCK_ALL), axis=0)  # first maximum, as torch.argmax
+    j = tl.minimum(j, n - 1)  # a kernel with nothing left to pick (all -inf) picks item 0, discarded
     raw = best - tl.load(tie_ptr + g * n + j)
     floor = tl.load(floor_ptr + g)
     exhausted = raw <= floor  # as dpp._advance: no factor update, rank the rest by the tie-breaker
@@ -94,9 +87,6 @@ def _greedy_step(
     s = tl.where(s > float("-inf"), tl.where(exhausted, tie, s), s)
     s = tl.where(items == j, float("-inf"), s)
     tl.store(score_out_ptr + g * n + items, s, mask=live)
-    block_best = tl.max(s, axis=0)
-    tl.store(best_out_ptr + g * nblocks + b, block_best)
-    tl.store(where_out_ptr + g * nblocks + b, tl.min(tl.where(s == block_best, items, n), axis=0))
     if b == 0:
         tl.store(order_ptr + g * rows + i, j.to(tl.int64))
 
@@ -129,23 +119,14 @@ def greedy_order(
     order = torch.zeros(g, rows, dtype=torch.long, device=device)
     step = torch.zeros(1, dtype=torch.long, device=device)
     block_n, block_t = blocks(n)
-    nblocks = triton.cdiv(n, block_n)
-    grid = (g, nblocks)
-    # each block's largest starting score and where it is (the first such item), as the kernel keeps them
-    padded = torch.full((g, nblocks * block_n), -torch.inf, device=device)
-    padded[:, :n] = buffers[0]
-    at = padded.view(g, nblocks, block_n).argmax(dim=2)
-    bests = [padded.view(g, nblocks, block_n).gather(2, at[:, :, None])[:, :, 0].contiguous(), None]
-    wheres = [(at + torch.arange(nblocks, device=device) * block_n).clamp(max=n - 1).int(), None]
-    bests[1], wheres[1] = torch.empty_like(bests[0]), torch.empty_like(wheres[0])
+    grid = (g, triton.cdiv(n, block_n))
+    block_all = triton.next_power_of_2(n)
 
     def pair() -> None:
         for offset in (0, 1):
-            src, dst = offset, 1 - offset
             _greedy_step[grid](
-                kernel, buffers[src], buffers[dst], bests[src], wheres[src], bests[dst], wheres[dst],
-                tie, floor, chol, order, step, offset, n, rows,
-                BLOCK_N=block_n, BLOCK_T=block_t, BLOCK_P=triton.next_power_of_2(nblocks),
+                kernel, buffers[offset], buffers[1 - offset], tie, floor, chol, order, step, offset, n,
+                rows, BLOCK_N=block_n, BLOCK_T=block_t, BLOCK_ALL=block_all,
             )  # fmt: skip
         step.add_(2)
 
