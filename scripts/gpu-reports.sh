@@ -2,10 +2,10 @@
 # Regenerate reports/gpu/ on a CUDA machine (random weights at the real 7B shapes, no download).
 # Usage: scripts/gpu-reports.sh [OUT_DIR] [PARTS]
 #   OUT_DIR  default reports/gpu
-#   PARTS    which parts to run, default "1 2 3" (together about 6 minutes on an H100):
+#   PARTS    which parts to run, default "1 2 3" (together about 5 minutes on an H200):
 #            1  every strategy at keep 0.1 / 0.2 / 0.3, 32 frames, LLaVA-OneVision-7B; HieraVid with the
 #               other greedy-DPP paths (PRUNE_BENCH_DPP=graph, eager); the GPU tests; the selection
-#               micro-benchmarks
+#               micro-benchmarks; the Triton DPP kernel's tuning table
 #            2  every strategy at keep 0.1 / 0.2 / 0.3, 64 frames
 #            3  Qwen2-VL-7B at 32 frames, the main methods at keep 0.3
 # Env: REPEATS (default 3), TAR=FILE to pack OUT_DIR into one archive after each part (for machines
@@ -31,6 +31,7 @@ for part in $PARTS; do
       timeout 180 python -m pytest -q -p no:cacheprovider benchmarks --benchmark-only --benchmark-enable \
         --benchmark-columns=median,iqr,rounds --benchmark-sort=name 2>&1 \
         | grep -E "test_selection|test_hieravid_selection|test_greedy_dpp|Name|passed|failed" | tee "$OUT/selection-benchmarks.txt"
+      timeout 120 python scripts/tune-dpp-triton.py > "$OUT/tune-dpp-triton.jsonl"
       ;;
     2)
       $PB speed $ALL --arch llava-onevision-7b --frames 64 --keep 0.1 --keep 0.2 --keep 0.3 "${COMMON[@]}" \

@@ -49,8 +49,8 @@ Where we differ, and why:
 * Speed. Greedy DPP runs batched over all segments of a stage on the GPU (one step per pick of the
   largest segment, no Python loop over tokens), where the authors loop over segments; on CUDA each
   step is one fused Triton kernel replayed as a CUDA graph (``common/dpp_triton.py``; same picks).
-  Measured on an H200 (reports/gpu), 32 frames, keep 0.3, one segment: 48.6 ms of selection against
-  50.8 ms of pruned LM prefill (245 ms with the PyTorch step as a CUDA graph, 845 ms eager); the
+  Measured on an H200 (reports/gpu), 32 frames, keep 0.3, one segment: 50.9 ms of selection against
+  50.6 ms of pruned LM prefill (243 ms with the PyTorch step as a CUDA graph, 875 ms eager); the
   authors' code spent 153 ms in DPP at 32 frames on an A800.
 * Precision. The authors run relevance, cosines, merge averages and the kernel normalisation in the
   model dtype (fp16 in LLaVA-NeXT's loader). In fp16 the min-max normalised relevance of ~3k tokens
