@@ -72,8 +72,8 @@ def test_triton_order_equals_eager_order(g: int, n: int, d: int, steps: int) -> 
 
 def test_triton_picks_past_the_kernel_rank() -> None:
     # rank 6, 25 picks: after the rank is spent, residuals are float32 noise whose rounding depends on
-    # the summation order, so only the picks up to the rank are compared; the rest must still be the
-    # budget's worth of distinct items
+    # the summation order (and with it the pick at which a kernel counts as exhausted), so only the
+    # picks up to the rank are compared; the rest must still be the budget's worth of distinct items
     kernel, sizes = _kernels(3, 40, 6)
     eager = _order(kernel, sizes, 25, "eager")
     fused = _order(kernel, sizes, 25, "triton")
