@@ -52,6 +52,10 @@ def main() -> None:
         ms, reference = timed(kernel, sizes, budgets)
         shape = {"segments": segments, "size": size, "picks": picks}
         print(json.dumps({**shape, "path": "graph", "ms": round(ms, 2)}), flush=True)
+        os.environ["PRUNE_BENCH_DPP"] = "persistent"
+        ms, out = timed(kernel, sizes, budgets)
+        print(json.dumps({**shape, "path": "persistent", "ms": round(ms, 2),
+                          "same_picks": bool(torch.equal(out, reference))}), flush=True)  # fmt: skip
         os.environ["PRUNE_BENCH_DPP"] = "triton"
         for steps in GRAPH_STEPS:
             dpp_triton.GRAPH_STEPS = steps

@@ -39,7 +39,7 @@ def _kernels(g: int, n: int, d: int, seed: int = 0) -> tuple[torch.Tensor, torch
 
 def _order(kernel: torch.Tensor, sizes: torch.Tensor, steps: int, path: str) -> torch.Tensor:
     """Pick order from ``path`` with the inputs greedy_dpp_map prepares."""
-    from prune_bench.strategies.common.dpp_triton import greedy_order
+    from prune_bench.strategies.common import dpp_persistent, dpp_triton
 
     valid = torch.arange(kernel.shape[1], device=DEVICE)[None] < sizes[:, None]
     diag = torch.diagonal(kernel, dim1=1, dim2=2)
@@ -48,7 +48,12 @@ def _order(kernel: torch.Tensor, sizes: torch.Tensor, steps: int, path: str) -> 
     score = torch.where(valid, diag + tie, -torch.inf)
     if path == "eager":
         return dpp._eager_order(kernel, score.clone(), tie, floor, steps)
-    return greedy_order(kernel, score, tie, floor, steps)
+    if path == "persistent":
+        return dpp_persistent.greedy_order(kernel, score, tie, floor, steps)
+    return dpp_triton.greedy_order(kernel, score, tie, floor, steps)
+
+
+PATHS = ["triton", "persistent"] if DEVICE == "cuda" else ["triton"]
 
 
 @pytest.mark.parametrize(
@@ -60,29 +65,32 @@ def _order(kernel: torch.Tensor, sizes: torch.Tensor, steps: int, path: str) -> 
         (2, 300, 256, 131) if DEVICE == "cuda" else (2, 70, 64, 40),  # several graph replays on CUDA
     ],
 )
-def test_triton_order_equals_eager_order(g: int, n: int, d: int, steps: int) -> None:
+@pytest.mark.parametrize("path", PATHS)
+def test_triton_order_equals_eager_order(g: int, n: int, d: int, steps: int, path: str) -> None:
     kernel, sizes = _kernels(g, n, d)
     eager = _order(kernel, sizes, steps, "eager")
-    fused = _order(kernel, sizes, steps, "triton")
+    fused = _order(kernel, sizes, steps, path)
     budgets = torch.minimum(torch.full_like(sizes, steps), sizes)
     for i in range(g):  # the picks each kernel keeps (its budget); later ones are discarded anyway
         k = int(budgets[i])
         assert fused[i, :k].tolist() == eager[i, :k].tolist()
 
 
-def test_triton_picks_past_the_kernel_rank() -> None:
+@pytest.mark.parametrize("path", PATHS)
+def test_triton_picks_past_the_kernel_rank(path: str) -> None:
     # rank 6, 25 picks: after the rank is spent, residuals are float32 noise whose rounding depends on
     # the summation order (and with it the pick at which a kernel counts as exhausted), so only the
     # picks up to the rank are compared; the rest must still be the budget's worth of distinct items
     kernel, sizes = _kernels(3, 40, 6)
     eager = _order(kernel, sizes, 25, "eager")
-    fused = _order(kernel, sizes, 25, "triton")
+    fused = _order(kernel, sizes, 25, path)
     assert torch.equal(fused[:, :6], eager[:, :6])
     assert all(len(set(row.tolist())) == 25 for row in fused)
 
 
 @pytest.mark.skipif(DEVICE == "cpu", reason="680 picks are too slow for the interpreter")
-def test_triton_keeps_its_budget_far_past_the_kernel_rank() -> None:
+@pytest.mark.parametrize("path", PATHS)
+def test_triton_keeps_its_budget_far_past_the_kernel_rank(path: str) -> None:
     # the case tests/strategies/test_hieravid.py checks on the eager path: rank 128, 680 picks
     g = torch.Generator(device=DEVICE).manual_seed(2)
     base = 4 * torch.randn(128, device=DEVICE, generator=g)
@@ -91,7 +99,7 @@ def test_triton_keeps_its_budget_far_past_the_kernel_rank() -> None:
     r = torch.rand(1, 700, device=DEVICE, generator=g)
     r = (r - r.min() + 1e-6) / (r.max() - r.min())
     kernel = r[:, :, None] * (x @ x.transpose(1, 2)) * r[:, None, :]
-    fused = _order(kernel, torch.tensor([700], device=DEVICE), 680, "triton")
+    fused = _order(kernel, torch.tensor([700], device=DEVICE), 680, path)
     assert len(set(fused[0].tolist())) == 680
 
 
@@ -106,3 +114,12 @@ def test_greedy_dpp_map_on_the_triton_path(monkeypatch: pytest.MonkeyPatch) -> N
     fused = dpp.greedy_dpp_map(kernel, sizes, budgets)
     assert torch.equal(eager, fused)
     assert fused.sum(1).tolist() == torch.minimum(budgets, sizes).tolist()
+
+
+@pytest.mark.skipif(DEVICE == "cpu", reason="the persistent kernel needs every program resident at once")
+def test_persistent_kernel_on_a_7b_sized_stage() -> None:
+    # one segment of 3,064 tokens, 2,144 picks (HieraVid's first in-LLM stage at 32 frames, keep 0.3)
+    kernel, sizes = _kernels(1, 3064, 3584, seed=7)
+    fused = _order(kernel, sizes, 2144, "persistent")
+    reference = _order(kernel, sizes, 2144, "triton")
+    assert torch.equal(fused, reference)

@@ -39,11 +39,13 @@ TIE = 1e-5
 
 
 #: Values of ``PRUNE_BENCH_DPP``.
-PATHS = ("auto", "triton", "graph", "eager")
+PATHS = ("auto", "persistent", "triton", "graph", "eager")
 
 
 def dpp_path(device: torch.device) -> str:
-    """Which implementation runs the greedy steps on ``device``: ``PRUNE_BENCH_DPP`` = ``triton`` (one
+    """Which implementation runs the greedy steps on ``device``: ``PRUNE_BENCH_DPP`` = ``persistent`` (every
+    pick of a stage in one resident Triton kernel with a grid barrier per pick, ``dpp_persistent.py``,
+    on CUDA where the segments fit one program per multiprocessor, else ``triton``), ``triton`` (one
     fused Triton kernel per pick, replayed as a CUDA graph: ``dpp_triton.py``), ``graph`` (the PyTorch
     step below, replayed as a CUDA graph), ``eager`` (the PyTorch step, launched pick by pick), or
     ``auto`` (the default: ``triton`` on CUDA when Triton imports, else ``graph`` on CUDA, ``eager``
@@ -51,10 +53,12 @@ def dpp_path(device: torch.device) -> str:
     choice = os.environ.get("PRUNE_BENCH_DPP", "auto").strip().lower() or "auto"
     if choice not in PATHS:
         raise ValueError(f"PRUNE_BENCH_DPP={choice!r} is not one of {', '.join(PATHS)}; unset it for 'auto'")
-    if choice == "triton" and not _triton_available():
+    if choice in ("triton", "persistent") and not _triton_available():
         raise ValueError(
-            "PRUNE_BENCH_DPP=triton needs the 'triton' package (pip install triton), or unset it"
+            f"PRUNE_BENCH_DPP={choice} needs the 'triton' package (pip install triton), or unset it"
         )
+    if choice == "persistent":
+        return "persistent" if device.type == "cuda" else "triton"
     if choice == "eager" or (choice == "auto" and device.type != "cuda"):
         return "eager"
     if choice == "triton" or (choice == "auto" and _triton_available()):
@@ -95,7 +99,16 @@ def greedy_dpp_map(kernel: torch.Tensor, sizes: torch.Tensor, budgets: torch.Ten
     tie = TIE * diag
     score = torch.where(valid, diag + tie, -torch.inf)  # d^2 + tie; -inf once picked or padding
     path = dpp_path(device)
-    if path == "triton":
+    if path == "persistent":
+        from prune_bench.strategies.common import dpp_persistent
+
+        fits = dpp_persistent.fits(g, n, device)
+        order = (
+            dpp_persistent.greedy_order(kernel, score, tie, floor, steps)
+            if fits
+            else _triton_order(kernel, score, tie, floor, steps)
+        )
+    elif path == "triton":
         order = _triton_order(kernel, score, tie, floor, steps)
     elif path == "graph":
         try:
