@@ -8,9 +8,11 @@ work regardless of how many segments there are; nothing loops over tokens in Pyt
 
 No step synchronises with the host: the per-kernel budgets are applied once at the end (every kernel
 records its pick order; it keeps its first ``k_g`` picks), so no step branches on which kernels are
-still active. Three implementations of the step (``dpp_path``): about a dozen PyTorch operations,
-launched one by one (``eager``) or replayed as a CUDA graph (``graph``), and one fused Triton kernel
-replayed as a CUDA graph (``triton``, ``dpp_triton.py``), the default on CUDA.
+still active. Four implementations (``dpp_path``): about a dozen PyTorch operations a pick, launched
+one by one (``eager``) or replayed as a CUDA graph (``graph``); one fused Triton kernel a pick,
+replayed as a CUDA graph (``triton``, ``dpp_triton.py``); and every pick of a stage in one resident
+Triton kernel (``persistent``, ``dpp_persistent.py``), which the default on CUDA takes where it pays
+off and otherwise falls back to ``triton``.
 
 Rank exhaustion. A kernel ``diag(r) S diag(r)`` built from D-dimensional features has rank at most
 D; once the picks span it, every residual is float32 noise. The division uses
@@ -45,11 +47,11 @@ PATHS = ("auto", "persistent", "triton", "graph", "eager")
 def dpp_path(device: torch.device) -> str:
     """Which implementation runs the greedy steps on ``device``: ``PRUNE_BENCH_DPP`` = ``persistent`` (every
     pick of a stage in one resident Triton kernel with a grid barrier per pick, ``dpp_persistent.py``,
-    on CUDA where the segments fit one program per multiprocessor, else ``triton``), ``triton`` (one
-    fused Triton kernel per pick, replayed as a CUDA graph: ``dpp_triton.py``), ``graph`` (the PyTorch
-    step below, replayed as a CUDA graph), ``eager`` (the PyTorch step, launched pick by pick), or
-    ``auto`` (the default: ``triton`` on CUDA when Triton imports, else ``graph`` on CUDA, ``eager``
-    elsewhere). Every path makes the same picks up to float32 ties (tests/gpu)."""
+    where it pays off, else the next), ``triton`` (one fused Triton kernel per pick, replayed as a CUDA
+    graph: ``dpp_triton.py``), ``graph`` (the PyTorch step below, replayed as a CUDA graph), ``eager``
+    (the PyTorch step, launched pick by pick), or ``auto`` (the default: ``persistent`` on CUDA when
+    Triton imports, else ``graph`` on CUDA, ``eager`` elsewhere). Every path makes the same picks up to
+    float32 ties (tests/gpu)."""
     choice = os.environ.get("PRUNE_BENCH_DPP", "auto").strip().lower() or "auto"
     if choice not in PATHS:
         raise ValueError(f"PRUNE_BENCH_DPP={choice!r} is not one of {', '.join(PATHS)}; unset it for 'auto'")
@@ -57,11 +59,11 @@ def dpp_path(device: torch.device) -> str:
         raise ValueError(
             f"PRUNE_BENCH_DPP={choice} needs the 'triton' package (pip install triton), or unset it"
         )
-    if choice == "persistent":
-        return "persistent" if device.type == "cuda" else "triton"
     if choice == "eager" or (choice == "auto" and device.type != "cuda"):
         return "eager"
-    if choice == "triton" or (choice == "auto" and _triton_available()):
+    if choice == "persistent" or (choice == "auto" and _triton_available()):
+        return "persistent" if device.type == "cuda" else "triton"
+    if choice == "triton":
         return "triton"
     return "graph" if device.type == "cuda" else "eager"
 
@@ -99,17 +101,8 @@ def greedy_dpp_map(kernel: torch.Tensor, sizes: torch.Tensor, budgets: torch.Ten
     tie = TIE * diag
     score = torch.where(valid, diag + tie, -torch.inf)  # d^2 + tie; -inf once picked or padding
     path = dpp_path(device)
-    if path == "persistent":
-        from prune_bench.strategies.common import dpp_persistent
-
-        fits = dpp_persistent.fits(g, n, device)
-        order = (
-            dpp_persistent.greedy_order(kernel, score, tie, floor, steps)
-            if fits
-            else _triton_order(kernel, score, tie, floor, steps)
-        )
-    elif path == "triton":
-        order = _triton_order(kernel, score, tie, floor, steps)
+    if path in ("persistent", "triton"):
+        order = _triton_order(kernel, score, tie, floor, steps, persistent=path == "persistent")
     elif path == "graph":
         try:
             order = _graph_order(kernel, score.clone(), tie, floor, steps)
@@ -124,16 +117,26 @@ def greedy_dpp_map(kernel: torch.Tensor, sizes: torch.Tensor, budgets: torch.Ten
 
 
 def _triton_order(
-    kernel: torch.Tensor, score: torch.Tensor, tie: torch.Tensor, floor: torch.Tensor, steps: int
+    kernel: torch.Tensor,
+    score: torch.Tensor,
+    tie: torch.Tensor,
+    floor: torch.Tensor,
+    steps: int,
+    *,
+    persistent: bool,
 ) -> torch.Tensor:
-    """The fused Triton path; if its kernel cannot be built here (a Triton too old or too new for this
-    GPU), one warning and the CUDA-graph path instead, so a run never stops over the fast path."""
+    """The Triton paths (the persistent kernel where ``persistent`` and it pays off, else a kernel per
+    pick); if a kernel cannot be built here (a Triton too old or too new for this GPU), one warning and
+    the CUDA-graph path instead, so a run never stops over the fast path."""
     global _TRITON_BROKEN
     if not _TRITON_BROKEN:
         try:
-            from prune_bench.strategies.common.dpp_triton import greedy_order
+            from prune_bench.strategies.common import dpp_persistent, dpp_triton
 
-            return greedy_order(kernel, score, tie, floor, steps)
+            g, n, _ = kernel.shape
+            if persistent and dpp_persistent.fits(g, n, steps, kernel.device):
+                return dpp_persistent.greedy_order(kernel, score, tie, floor, steps)
+            return dpp_triton.greedy_order(kernel, score, tie, floor, steps)
         except Exception as exc:  # noqa: BLE001 - any compile or launch failure: fall back, say why once
             _TRITON_BROKEN = True
             warnings.warn(

@@ -11,8 +11,9 @@ stage: each owns one block of items of one kernel and keeps their scores in regi
    with the rank floor and exhausted-kernel rule of ``dpp._advance``.
 
 A spin barrier needs every program resident at once, so the grid is sized to the GPU's
-multiprocessor count (:func:`fits` says when a batch of kernels can be laid out that way; otherwise
-``dpp.py`` uses the per-pick kernel). Data other programs wrote is read with ``.cg`` loads (L2, not
+multiprocessor count (:func:`layout`). Each program then reads its items' Cholesky rows alone, so
+the kernel pays off while items per program times picks stays small (:func:`fits`, from
+measurements); otherwise ``dpp.py`` uses the per-pick kernel. Data other programs wrote is read with ``.cg`` loads (L2, not
 a possibly stale L1 line). It cannot run under Triton's CPU interpreter, which runs programs one
 after another; ``tests/gpu`` checks its picks against the eager loop on CUDA.
 """
@@ -116,15 +117,27 @@ def layout(g: int, n: int, device: torch.device) -> tuple[int, int] | None:
     return block_n, g * triton.cdiv(n, block_n)
 
 
-def fits(g: int, n: int, device: torch.device) -> bool:
-    return device.type == "cuda" and layout(g, n, device) is not None
+#: Most ``items per program x picks`` for which one persistent launch beats a launch per pick. On an
+#: H200 (reports/gpu/tune-dpp-triton.jsonl and HieraVid's stage times) it is 2-3x faster on four
+#: segments of 784 (32 x 235 picks), sixteen of 196 and one of 1,568 (16 x 470), even at one of 3,136
+#: (32 x 941), and slower once each program holds many items for many picks (32 x 1,500: 17.3 against
+#: 14-16 ms; 128 x 3,817 at 64 frames: 229 against 84-94 ms): each pick reads ``items x picks so far``
+#: Cholesky entries through one multiprocessor.
+WORK_LIMIT = 32 * 1024
+
+
+def fits(g: int, n: int, steps: int, device: torch.device) -> bool:
+    """Whether ``g`` kernels of ``n`` items for ``steps`` picks should take the persistent kernel."""
+    if device.type != "cuda":
+        return False
+    laid = layout(g, n, device)
+    return laid is not None and laid[0] * steps <= WORK_LIMIT
 
 
 def greedy_order(
     kernel: torch.Tensor, score: torch.Tensor, tie: torch.Tensor, floor: torch.Tensor, steps: int
 ) -> torch.Tensor:
-    """``[G, steps]`` pick order, as ``dpp._eager_order`` computes it, in one launch (CUDA only; call
-    :func:`fits` first)."""
+    """``[G, steps]`` pick order, as ``dpp._eager_order`` computes it, in one launch (CUDA only)."""
     g, n, _ = kernel.shape
     device = kernel.device
     laid = layout(g, n, device)
