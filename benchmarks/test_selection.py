@@ -94,7 +94,7 @@ def test_selection(benchmark, name: str, keep: float) -> None:
 
 
 @pytest.mark.skipif(not CUDA, reason="the graph and Triton paths need a CUDA device")
-@pytest.mark.parametrize("path", ["eager", "graph", "triton"])
+@pytest.mark.parametrize("path", ["eager", "graph", "triton", "persistent"])
 @pytest.mark.parametrize("keep", [0.1, 0.3])
 def test_hieravid_selection_dpp_path(benchmark, monkeypatch, path: str, keep: float) -> None:
     """HieraVid's selection with each greedy-DPP implementation (``PRUNE_BENCH_DPP``)."""
@@ -103,7 +103,7 @@ def test_hieravid_selection_dpp_path(benchmark, monkeypatch, path: str, keep: fl
 
 
 @pytest.mark.skipif(not CUDA, reason="the graph and Triton paths need a CUDA device")
-@pytest.mark.parametrize("path", ["graph", "triton"])
+@pytest.mark.parametrize("path", ["graph", "triton", "persistent"])
 @pytest.mark.parametrize(("segments", "size", "picks"), [(1, 3136, 941), (4, 784, 470), (16, 196, 118)])
 def test_greedy_dpp(benchmark, monkeypatch, path: str, segments: int, size: int, picks: int) -> None:
     """Greedy DPP alone on ``segments`` kernels of ``size`` items (hidden 3584), ``picks`` picks each:
