@@ -4,7 +4,7 @@
 #   OUT_DIR  default reports/gpu
 #   PARTS    which parts to run, default "1 2 3" (together about 5 minutes on an H200):
 #            1  every strategy at keep 0.1 / 0.2 / 0.3, 32 frames, LLaVA-OneVision-7B; HieraVid with the
-#               other greedy-DPP paths (PRUNE_BENCH_DPP=graph, eager); the GPU tests; the selection
+#               other greedy-DPP paths (PRUNE_BENCH_DPP=triton, graph, eager); the GPU tests; the selection
 #               micro-benchmarks; the Triton DPP kernel's tuning table
 #            2  every strategy at keep 0.1 / 0.2 / 0.3, 64 frames
 #            3  Qwen2-VL-7B at 32 frames, the main methods at keep 0.3
@@ -23,7 +23,7 @@ for part in $PARTS; do
     1)
       $PB speed $ALL "hieravid[first_stage_selector=relevance_spread]" --arch llava-onevision-7b --frames 32 \
         --keep 0.1 --keep 0.2 --keep 0.3 "${COMMON[@]}" --out "$OUT/32f"
-      for path in graph eager; do
+      for path in triton graph eager; do
         PRUNE_BENCH_DPP=$path $PB speed hieravid --arch llava-onevision-7b --frames 32 --keep 0.1 --keep 0.3 \
           "${COMMON[@]}" --out "$OUT/32f-dpp-$path"
       done
