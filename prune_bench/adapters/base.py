@@ -103,6 +103,15 @@ class PromptFormat:
         before, after = text.split("\x00")
         return before, after
 
+    def token_ids(
+        self, tokenizer: Any, question: str, options: Sequence[str], video_ids: Sequence[int]
+    ) -> tuple[list[int], list[int]]:
+        """The prompt's token ids, with ``video_ids`` where the video goes, and the options' answer ids."""
+        before, after = self.around_video(question, options)
+        ids = tokenizer(before, add_special_tokens=False)["input_ids"] + list(video_ids)
+        ids += tokenizer(after, add_special_tokens=False)["input_ids"]
+        return ids, self.answer_ids(tokenizer, options)
+
     def answer_ids(self, tokenizer: Any, options: Sequence[str]) -> list[int]:
         """The token id each option is scored by: its letter, or the first token of its word."""
         words = list(LETTERS[: len(options)]) if self.answer_mode == "letter" else list(options)
@@ -191,6 +200,7 @@ class Adapter(ABC):
     model: Any
     runner: DecoderRunner
     prompt_format: PromptFormat
+    tokenizer: Any | None = None
 
     @classmethod
     @abstractmethod
@@ -199,6 +209,17 @@ class Adapter(ABC):
 
     @abstractmethod
     def model_info(self, num_frames: int) -> ModelInfo: ...
+
+    def prompt_ids(
+        self, question: str, options: Sequence[str], video_ids: Sequence[int], fmt: PromptFormat | None = None
+    ) -> tuple[list[int], list[int]]:
+        """Token ids of the prompt in ``fmt`` (default: the model's own) with ``video_ids`` in place of the
+        video, and the options' answer ids."""
+        if self.tokenizer is None:
+            raise UserError(
+                "this model has no tokenizer (random-weight architecture); it only runs speed measurements"
+            )
+        return (fmt or self.prompt_format).token_ids(self.tokenizer, question, options, video_ids)
 
     @abstractmethod
     def encode(

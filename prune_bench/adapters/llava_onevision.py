@@ -238,18 +238,8 @@ class LlavaOnevisionAdapter(Adapter):
 
     def _prompt_ids(
         self, question: str, options: Sequence[str], n_video: int, fmt: PromptFormat | None = None
-    ) -> tuple[list[int], list[int] | None]:
-        if self.tokenizer is None:
-            raise UserError(
-                "this model has no tokenizer (random-weight architecture); it only runs speed measurements"
-            )
-        fmt, tok = fmt or self.prompt_format, self.tokenizer
-        before, after = fmt.around_video(question, options)
-        ids = tok(before, add_special_tokens=False)["input_ids"]
-        ids += [self.config.video_token_id] * n_video
-        ids += tok(after, add_special_tokens=False)["input_ids"]
-        answer_ids = fmt.answer_ids(tok, options)
-        return ids, answer_ids
+    ) -> tuple[list[int], list[int]]:
+        return self.prompt_ids(question, options, [self.config.video_token_id] * n_video, fmt)
 
     def encode_ids(
         self, ids: list[int], frames_pixels: torch.Tensor, answer_ids: list[int] | None, capture_vision: bool
