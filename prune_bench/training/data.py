@@ -57,15 +57,16 @@ def scene(
 def background(g: torch.Generator, n: int, frames: int, size: int) -> TaskBatch:
     """Training-only task: ``scene`` with a single scene, i.e. name the video's background colour. The
     binding ``detail`` needs starts from telling background colours apart, which the other tasks reward
-    ignoring (see the model card); weight 0 by default, untried in a full training run."""
+    ignoring (see the model card); weight 0 by default. Stages 4 and 5 of the shipped model trained with
+    it (``background=1`` then ``0.3``); with it the LM's input kept the background colour again."""
     batch = scene(g, n, frames, size, scenes_range=(1, 1))
     batch.task = "background"
     return batch
 
 
-#: tasks the training mix may draw besides the benchmark's own (never evaluated). ``scene`` has weight 0
-#: by default: in a 1 M-parameter CPU probe (12 frames, 1,500 steps) it slowed the learning of shapes
-#: and of ``detail``; untried at full size.
+#: tasks the training mix may draw besides the benchmark's own (never evaluated). ``scene`` and
+#: ``background`` have weight 0 by default (the recipe from scratch, stage 1, does not use them); the
+#: shipped model's later stages did (see its model card for each stage's mix).
 TRAINING_TASKS = {"shape": shape, "scene": scene, "background": background}
 TRAINING_QUESTIONS = (SCENE_QUESTION,)
 
