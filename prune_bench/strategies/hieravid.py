@@ -278,7 +278,8 @@ class HieraVid(Strategy):
             frame_segment = segment_by_merge_ratio(sim, cfg.similarity_threshold, cfg.segment_beta)
         else:
             frame_segment = torch.zeros(frames, dtype=torch.long, device=state.device)
-        ctx.memory[MV_KEY] = segment_marginal_value(feats, frame_segment, cfg.marginal_k)
+        # a handful of numbers, kept on the host with the budget arithmetic that reads them
+        ctx.memory[MV_KEY] = segment_marginal_value(feats, frame_segment, cfg.marginal_k).cpu()
         segment = torch.full((len(state),), -1, dtype=torch.long, device=state.device)
         segment[grid] = frame_segment[:, None].expand_as(grid)
         state = state.with_segments(segment)
@@ -324,17 +325,19 @@ class HieraVid(Strategy):
             if not self.config.frame_level:
                 return topk_visual(state, r, int(vis.numel() * keep))
             seg = state.segment[vis]
-            n_seg = int(seg.max()) + 1
-            counts = torch.bincount(seg, minlength=n_seg)
+            # segment sizes and budgets are a handful of numbers: computed on the host, once the
+            # sizes are read back, instead of as dozens of tiny device kernels with a sync each
+            counts = torch.bincount(seg).cpu()
+            n_seg = counts.numel()
             mv = ctx.memory.get(MV_KEY)
             budgets = self.segment_budgets(
                 # looked up by segment id, as the authors do, even when trailing segments are empty
                 counts,
                 keep,
-                mv[:n_seg] if mv is not None and mv.numel() >= n_seg else None,
+                mv[:n_seg].cpu() if mv is not None and mv.numel() >= n_seg else None,
             )
             if fast:
-                chosen = relevance_spread(r, seg, counts, budgets)
+                chosen = relevance_spread(r, seg, counts.to(seg.device), budgets.to(seg.device))
             else:
                 chosen = segment_dpp(state.hidden[vis], r, seg, counts, budgets)
             return keep_visual_subset(state, chosen)
@@ -390,9 +393,10 @@ def segment_dpp(
     counts: torch.Tensor,
     budgets: torch.Tensor,
 ) -> torch.Tensor:
-    """Per-segment conditional DPP (kernel diag(r) S diag(r)), all segments in one batch."""
+    """Per-segment conditional DPP (kernel diag(r) S diag(r)), all segments in one batch. ``counts`` and
+    ``budgets`` may live on the host (no device sync to read them)."""
     n_seg, n_max = counts.numel(), int(counts.max())
-    slot = _segment_slots(seg, counts)
+    slot = _segment_slots(seg, counts.to(seg.device))
     x = F.normalize(hidden.float(), dim=-1)
     padded = x.new_zeros(n_seg, n_max, x.shape[1])
     padded[seg, slot] = x * relevance[:, None]

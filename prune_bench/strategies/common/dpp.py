@@ -81,7 +81,8 @@ def greedy_dpp_map(kernel: torch.Tensor, sizes: torch.Tensor, budgets: torch.Ten
 
     :param kernel: ``[G, n, n]`` PSD kernels; rows/cols at or beyond ``sizes[g]`` are padding.
     :param sizes: ``[G]`` real size of each kernel.
-    :param budgets: ``[G]`` items to pick from each (clamped to its size).
+    :param budgets: ``[G]`` items to pick from each (clamped to its size); on the host, the step
+        count is read without waiting for the device.
     :returns: ``[G, n]`` boolean mask of picked items.
     """
     g, n, _ = kernel.shape
@@ -89,9 +90,9 @@ def greedy_dpp_map(kernel: torch.Tensor, sizes: torch.Tensor, budgets: torch.Ten
     # a non-finite entry (from a NaN relevance or hidden state) would win every argmax and be picked
     # again and again, so a stage would keep fewer distinct tokens than its budget: count it as 0
     kernel = torch.nan_to_num(kernel.float(), nan=0.0, posinf=0.0, neginf=0.0)
-    sizes = sizes.to(device)
-    budgets = torch.minimum(budgets.to(device), sizes)
-    steps = int(budgets.max().item()) if g else 0
+    budgets = torch.minimum(budgets, sizes.to(budgets.device))
+    steps = int(budgets.max()) if g else 0  # no device sync when the caller passes them on the host
+    sizes, budgets = sizes.to(device), budgets.to(device)
     picked = torch.zeros(g, n, dtype=torch.bool, device=device)
     if steps == 0:
         return picked
