@@ -1,10 +1,12 @@
 """What each HieraVid DPP stage sees at a real architecture's shape (random weights, no download).
 
-    python scripts/hieravid-stages.py [--arch llava-onevision-7b] [--frames 32 64] [--keep 0.3]
+    python scripts/hieravid-stages.py [--arch llava-onevision-7b] [--frames 32 64] [--keep 0.3] [--profile]
 
 For every in-LLM stage: the segments, their sizes and budgets, the picks the greedy DPP returned, the
 sequential steps it needed (its largest budget) and its time; then the run's achieved layer-averaged
-retention. This is how a retention short of the budget is traced to a stage.
+retention. This is how a retention short of the budget is traced to a stage. ``--profile`` also
+prints, per (frames, keep), the operators that took the most device time in a profiled third run
+(torch.profiler; prefill and pruning together), to see what a stage spends outside the greedy picks.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ def main() -> None:
     ap.add_argument("--frames", type=int, nargs="+", default=[32, 64])
     ap.add_argument("--keep", type=float, nargs="+", default=[0.3])
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--profile", action="store_true", help="print the top operators of a profiled run")
     args = ap.parse_args()
     reg = registry()
     archs = {name: (cls, make) for cls in reg.adapters.values() for name, make in cls.architectures.items()}
@@ -80,6 +83,14 @@ def main() -> None:
                 ),
                 flush=True,
             )
+            if args.profile:
+                activities = [torch.profiler.ProfilerActivity.CPU]
+                if args.device.startswith("cuda"):
+                    activities.append(torch.profiler.ProfilerActivity.CUDA)
+                with torch.profiler.profile(activities=activities) as prof:
+                    adapter.run(sample, plan)
+                key = "self_cuda_time_total" if args.device.startswith("cuda") else "self_cpu_time_total"
+                print(prof.key_averages().table(sort_by=key, row_limit=40), flush=True)
 
 
 if __name__ == "__main__":

@@ -1,11 +1,14 @@
-"""Time the Triton greedy-DPP kernel's block sizes (and the CUDA-graph path) on this GPU.
+"""Time the greedy-DPP paths on this GPU, at the shapes HieraVid's stages give them.
 
-    python scripts/tune-dpp-triton.py
+    python scripts/tune-dpp-triton.py [--sweep]
 
-Shapes: one segment of a whole 32-frame video down to 16 short ones (hidden 3584), 30% picks each,
-as HieraVid's first in-LLM stage sees them on LLaVA-OneVision-7B. Prints one JSON line per
-(shape, path, picks per captured graph or BLOCK_N x BLOCK_T) with the median of 5 runs, and whether the picks equal the graph
-path's. ``dpp_triton.blocks`` picks from this table.
+Shapes (hidden 3584, random features and relevance): HieraVid's three in-LLM stages at 32 frames keep
+0.3 on LLaVA-OneVision-7B when the video forms one segment (3,064 / 2,144 / 1,500 tokens), its first
+stage at 64 frames (5,608 tokens, 3,817 picks), and 30% picks of one to sixteen segments. Prints one
+JSON line per (shape, path, setting) with the median of 5 runs, and whether the picks equal the
+CUDA-graph path's. Paths: ``graph`` (the PyTorch step replayed), ``triton`` (a kernel per pick),
+``persistent`` (one kernel per stage, for each panel size and precision). ``--sweep`` also times the per-pick
+kernel's block sizes and picks per captured graph, from which ``dpp_triton.blocks`` was chosen.
 """
 
 from __future__ import annotations
@@ -13,13 +16,24 @@ from __future__ import annotations
 import json
 import os
 import statistics
+import sys
 import time
 
 import torch
 
-from prune_bench.strategies.common import dpp, dpp_triton
+from prune_bench.strategies.common import dpp, dpp_persistent, dpp_triton
 
-SHAPES = [(1, 3136, 941), (4, 784, 235), (16, 196, 59), (1, 1568, 470)]
+SHAPES = [
+    (1, 3064, 2144),
+    (1, 2144, 1500),
+    (1, 1500, 645),
+    (1, 5608, 3817),
+    (1, 3136, 941),
+    (4, 784, 235),
+    (16, 196, 59),
+    (1, 1568, 470),
+]
+PANELS = [(16, "ieee"), (32, "tf32x3"), (64, "tf32x3")]
 BLOCKS = [(16, 128), (16, 256), (32, 64), (32, 128), (64, 64)]
 GRAPH_STEPS = [4, 8, 16, 32]
 
@@ -37,8 +51,16 @@ def timed(kernel: torch.Tensor, sizes: torch.Tensor, budgets: torch.Tensor) -> t
     return statistics.median(times), out
 
 
-def main() -> None:
-    default_steps, default_blocks = dpp_triton.GRAPH_STEPS, dpp_triton.blocks
+def report(case: tuple, path: str, **setting: object) -> None:
+    """Time ``case`` (kernel, sizes, budgets, reference picks, shape) on the path the environment and
+    module settings select; print one JSON line."""
+    kernel, sizes, budgets, reference, shape = case
+    ms, out = timed(kernel, sizes, budgets)
+    same = bool(torch.equal(out, reference))
+    print(json.dumps({**shape, "path": path, **setting, "ms": round(ms, 2), "same_picks": same}), flush=True)
+
+
+def main(sweep: bool) -> None:
     g = torch.Generator(device="cuda").manual_seed(0)
     for segments, size, picks in SHAPES:
         x = torch.nn.functional.normalize(
@@ -46,31 +68,36 @@ def main() -> None:
         )
         r = torch.rand(segments, size, device="cuda", generator=g)
         kernel = r[:, :, None] * (x @ x.transpose(1, 2)) * r[:, None, :]
-        sizes = torch.full((segments,), size, device="cuda")
-        budgets = torch.full((segments,), picks, device="cuda")
+        sizes = torch.full((segments,), size)
+        budgets = torch.full((segments,), picks)
+        shape = {"segments": segments, "size": size, "picks": picks}
+
         os.environ["PRUNE_BENCH_DPP"] = "graph"
         ms, reference = timed(kernel, sizes, budgets)
-        shape = {"segments": segments, "size": size, "picks": picks}
         print(json.dumps({**shape, "path": "graph", "ms": round(ms, 2)}), flush=True)
-        os.environ["PRUNE_BENCH_DPP"] = "persistent"
-        ms, out = timed(kernel, sizes, budgets)
-        print(json.dumps({**shape, "path": "persistent", "ms": round(ms, 2),
-                          "same_picks": bool(torch.equal(out, reference))}), flush=True)  # fmt: skip
+        case = (kernel, sizes, budgets, reference, shape)
         os.environ["PRUNE_BENCH_DPP"] = "triton"
-        for steps in GRAPH_STEPS:
-            dpp_triton.GRAPH_STEPS = steps
-            ms, out = timed(kernel, sizes, budgets)
-            print(json.dumps({**shape, "path": "triton", "GRAPH_STEPS": steps, "ms": round(ms, 2),
-                              "same_picks": bool(torch.equal(out, reference))}), flush=True)  # fmt: skip
+        report(case, "triton")
+        os.environ["PRUNE_BENCH_DPP"] = "persistent"
+        if dpp_persistent.layout(segments, size, kernel.device) is None:
+            continue
+        default_panel = dpp_persistent.panel_size
+        for panel in PANELS:
+            dpp_persistent.panel_size = lambda n, device, p=panel: p  # type: ignore[misc]
+            report(case, "persistent", PANEL=panel[0], PRECISION=panel[1])
+        dpp_persistent.panel_size = default_panel  # type: ignore[misc]
+        if not sweep or size * segments < 3000:
+            continue
+        os.environ["PRUNE_BENCH_DPP"] = "triton"
+        default_steps, default_blocks = dpp_triton.GRAPH_STEPS, dpp_triton.blocks
+        for dpp_triton.GRAPH_STEPS in GRAPH_STEPS:
+            report(case, "triton", GRAPH_STEPS=dpp_triton.GRAPH_STEPS)
         dpp_triton.GRAPH_STEPS = default_steps
         for block_n, block_t in BLOCKS:
             dpp_triton.blocks = lambda n, bn=block_n, bt=block_t: (bn, bt)  # type: ignore[misc]
-            ms, out = timed(kernel, sizes, budgets)
-            same = bool(torch.equal(out, reference))
-            print(json.dumps({**shape, "path": "triton", "BLOCK_N": block_n, "BLOCK_T": block_t,
-                              "ms": round(ms, 2), "same_picks": same}), flush=True)  # fmt: skip
+            report(case, "triton", BLOCK_N=block_n, BLOCK_T=block_t)
         dpp_triton.blocks = default_blocks  # type: ignore[misc]
 
 
 if __name__ == "__main__":
-    main()
+    main("--sweep" in sys.argv[1:])

@@ -11,8 +11,9 @@ records its pick order; it keeps its first ``k_g`` picks), so no step branches o
 still active. Four implementations (``dpp_path``): about a dozen PyTorch operations a pick, launched
 one by one (``eager``) or replayed as a CUDA graph (``graph``); one fused Triton kernel a pick,
 replayed as a CUDA graph (``triton``, ``dpp_triton.py``); and every pick of a stage in one resident
-Triton kernel (``persistent``, ``dpp_persistent.py``), which the default on CUDA takes where it pays
-off and otherwise falls back to ``triton``.
+Triton kernel that keeps the factor in panels of 32 picks (``persistent``, ``dpp_persistent.py``),
+which the default on CUDA takes wherever a stage's kernels fit one program per multiprocessor, and
+otherwise ``triton``.
 
 Rank exhaustion. A kernel ``diag(r) S diag(r)`` built from D-dimensional features has rank at most
 D; once the picks span it, every residual is float32 noise. The division uses
@@ -47,7 +48,7 @@ PATHS = ("auto", "persistent", "triton", "graph", "eager")
 def dpp_path(device: torch.device) -> str:
     """Which implementation runs the greedy steps on ``device``: ``PRUNE_BENCH_DPP`` = ``persistent`` (every
     pick of a stage in one resident Triton kernel with a grid barrier per pick, ``dpp_persistent.py``,
-    where it pays off, else the next), ``triton`` (one fused Triton kernel per pick, replayed as a CUDA
+    where the stage's kernels fit one program per multiprocessor, else the next), ``triton`` (one fused Triton kernel per pick, replayed as a CUDA
     graph: ``dpp_triton.py``), ``graph`` (the PyTorch step below, replayed as a CUDA graph), ``eager``
     (the PyTorch step, launched pick by pick), or ``auto`` (the default: ``persistent`` on CUDA when
     Triton imports, else ``graph`` on CUDA, ``eager`` elsewhere). Every path makes the same picks up to
@@ -96,11 +97,7 @@ def greedy_dpp_map(kernel: torch.Tensor, sizes: torch.Tensor, budgets: torch.Ten
     picked = torch.zeros(g, n, dtype=torch.bool, device=device)
     if steps == 0:
         return picked
-    valid = torch.arange(n, device=device)[None, :] < sizes[:, None]
-    diag = torch.diagonal(kernel, dim1=1, dim2=2)
-    floor = (RANK_EPS * diag.amax(dim=1)).clamp_min(1e-30)[:, None]  # [G, 1]
-    tie = TIE * diag
-    score = torch.where(valid, diag + tie, -torch.inf)  # d^2 + tie; -inf once picked or padding
+    score, tie, floor = greedy_inputs(kernel, sizes)
     path = dpp_path(device)
     if path in ("persistent", "triton"):
         order = _triton_order(kernel, score, tie, floor, steps, persistent=path == "persistent")
@@ -117,6 +114,19 @@ def greedy_dpp_map(kernel: torch.Tensor, sizes: torch.Tensor, budgets: torch.Ten
     return picked
 
 
+def greedy_inputs(
+    kernel: torch.Tensor, sizes: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(score, tie, floor) that every path starts from, for float32 ``kernel`` ``[G, n, n]`` of ``sizes``:
+    score ``d^2 + tie`` with -inf on padding ``[G, n]``, tie-breaker ``TIE * L_jj`` ``[G, n]``, rank floor
+    ``[G, 1]``."""
+    valid = torch.arange(kernel.shape[1], device=kernel.device)[None, :] < sizes[:, None]
+    diag = torch.diagonal(kernel, dim1=1, dim2=2)
+    floor = (RANK_EPS * diag.amax(dim=1)).clamp_min(1e-30)[:, None]
+    tie = TIE * diag
+    return torch.where(valid, diag + tie, -torch.inf), tie, floor
+
+
 def _triton_order(
     kernel: torch.Tensor,
     score: torch.Tensor,
@@ -126,7 +136,7 @@ def _triton_order(
     *,
     persistent: bool,
 ) -> torch.Tensor:
-    """The Triton paths (the persistent kernel where ``persistent`` and it pays off, else a kernel per
+    """The Triton paths (the persistent kernel where ``persistent`` and the kernels fit it, else a kernel per
     pick); if a kernel cannot be built here (a Triton too old or too new for this GPU), one warning and
     the CUDA-graph path instead, so a run never stops over the fast path."""
     global _TRITON_BROKEN
@@ -135,7 +145,7 @@ def _triton_order(
             from prune_bench.strategies.common import dpp_persistent, dpp_triton
 
             g, n, _ = kernel.shape
-            if persistent and dpp_persistent.fits(g, n, steps, kernel.device):
+            if persistent and dpp_persistent.fits(g, n, kernel.device):
                 return dpp_persistent.greedy_order(kernel, score, tie, floor, steps)
             return dpp_triton.greedy_order(kernel, score, tie, floor, steps)
         except Exception as exc:  # noqa: BLE001 - any compile or launch failure: fall back, say why once

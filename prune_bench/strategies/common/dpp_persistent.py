@@ -1,21 +1,30 @@
 """Greedy DPP MAP as one persistent Triton kernel: every pick of a stage in a single launch.
 
-The per-pick kernel of ``dpp_triton.py`` pays a kernel launch (a CUDA-graph node) per pick, and every
-program rescans its kernel's scores to find the pick. Here the programs stay resident for the whole
-stage: each owns one block of items of one kernel and keeps their scores in registers; per pick it
+The per-pick kernel of ``dpp_triton.py`` pays a kernel launch (a CUDA-graph node) per pick, and each
+pick there projects every item on all the Cholesky rows written so far, ``items x picks`` reads that
+grow through the stage. Here the programs stay resident for the whole stage; each owns one block of
+items of one kernel, keeps their scores in registers, and per pick
 
-1. publishes its block's best score and item (double-buffered by pick parity),
-2. meets every other program at a grid-wide barrier (an atomic counter in global memory),
-3. reads its kernel's block maxima to learn the pick ``j`` (first maximum, as ``torch.argmax``),
-4. extends its items' Cholesky rows by ``e = (L_j - c_j^T C) / sqrt(d_j^2)`` and updates its scores,
-   with the rank floor and exhausted-kernel rule of ``dpp._advance``.
+1. publishes its block's best score and item, and meets every other program at a grid-wide barrier
+   (:func:`_grid_pick`), from which every program reads the same pick ``j`` (first maximum, as
+   ``torch.argmax``);
+2. extends its items' Cholesky factor by ``e = (A_j - c_j^T P) / sqrt(d_j^2)``, with the rank floor and
+   exhausted-kernel rule of ``dpp._advance``, and updates its scores.
+
+The factor is kept right-looking in panels of :func:`panel_size` picks (as blocked Cholesky and
+LAPACK's pivoted QR do): ``A`` is the kernel minus the panels completed so far, and ``P`` holds the
+current panel's columns only, so a pick reads ``items x panel`` factor entries and one row of ``A``.
+When a panel completes, every program subtracts it from its items' columns of ``A`` (a rank-``panel``
+update, ``tl.dot``; on GPUs with TF32 in ``tf32x3``, three TF32 products whose error is float32's).
+In exact arithmetic that is the eager loop's ``L_j - c_j^T C``; in float32 only the summation order
+differs, and the picks are the eager loop's on every shape ``tests/gpu`` and
+``scripts/tune-dpp-triton.py`` check.
 
 A spin barrier needs every program resident at once, so the grid is sized to the GPU's
-multiprocessor count (:func:`layout`). Each program then reads its items' Cholesky rows alone, so
-the kernel pays off while items per program times picks stays small (:func:`fits`, from
-measurements); otherwise ``dpp.py`` uses the per-pick kernel. Data other programs wrote is read with ``.cg`` loads (L2, not
-a possibly stale L1 line). It cannot run under Triton's CPU interpreter, which runs programs one
-after another; ``tests/gpu`` checks its picks against the eager loop on CUDA.
+multiprocessor count (:func:`layout`); where the kernels do not fit that way, ``dpp.py`` takes the
+per-pick kernel. Data other programs wrote is read with ``.cg`` or volatile loads (L2, not a possibly
+stale L1 line). Under Triton's CPU interpreter, which runs programs one after another, only one
+kernel as a single program runs (what the CPU tests check); ``tests/gpu`` checks the grid on CUDA.
 """
 
 from __future__ import annotations
@@ -26,25 +35,68 @@ import triton.language as tl
 
 
 @triton.jit
-def _greedy_all(
-    kernel_ptr,  # [G, n, n] float32
+def _grid_pick(
+    s,
+    n,
+    i,
+    g,
+    b,
+    G,
+    nblocks,
+    part_ptr,
+    BLOCK_N: tl.constexpr,
+    BLOCK_P: tl.constexpr,
+):
+    """Publish this block's best score and item, wait for every program's, return the kernel's (best
+    score, pick). Each program writes one int64 (score bits, pick number, place in its block) with
+    release semantics (after its earlier stores) and polls its kernel's slots until every one carries
+    this pick's number: no shared counter, so no queue of atomics at one address (measured against a
+    counter every program increments and polls: 9.7 against 10.8 ms for 2,144 picks of 3,064 items, on
+    an H200). Slots are double-buffered by pick parity: no program runs more than one pick ahead of
+    another, so the slot a program writes is one nobody still reads."""
+    block_best = tl.max(s, axis=0)
+    local = tl.min(tl.where(s == block_best, tl.arange(0, BLOCK_N), BLOCK_N), axis=0)
+    slot = part_ptr + (i % 2) * G * nblocks + g * nblocks
+    part = tl.arange(0, BLOCK_P)
+    in_parts = part < nblocks
+    tl.debug_barrier()  # every thread's earlier stores (factor entries) before the release below
+    tag = i & 0x7FFFFF
+    bits = block_best.to(tl.int32, bitcast=True).to(tl.int64) << 32
+    tl.atomic_xchg(slot + b, bits | ((tag << 8) | local).to(tl.int64), sem="release")
+    got = tl.load(slot + part, mask=in_parts, other=0, volatile=True)
+    late = tl.sum(tl.where(in_parts & (((got & 0xFFFFFFFF) >> 8) != tag), 1, 0), axis=0)
+    while late > 0:
+        got = tl.load(slot + part, mask=in_parts, other=0, volatile=True)
+        late = tl.sum(tl.where(in_parts & (((got & 0xFFFFFFFF) >> 8) != tag), 1, 0), axis=0)
+    # every later read of another program's data (the pick's factor row) has an address that depends
+    # on these values, so it is issued after them
+    pv = tl.where(in_parts, (got >> 32).to(tl.int32).to(tl.float32, bitcast=True), float("-inf"))
+    pj = tl.where(in_parts, part * BLOCK_N + (got & 0xFF).to(tl.int32), n)
+    tl.debug_barrier()
+    best = tl.max(pv, axis=0)
+    j = tl.minimum(tl.min(tl.where(pv == best, pj, n), axis=0), n - 1).to(tl.int64)
+    return best, j
+
+
+@triton.jit
+def _greedy_blocked(
+    resid_ptr,  # [G, n, n] float32: the kernel minus the panels completed so far (a copy; overwritten)
     score_ptr,  # [G, n] starting d^2 + tie (-inf: padding)
     tie_ptr,  # [G, n]
     floor_ptr,  # [G]
-    chol_ptr,  # [G, n, rows] Cholesky rows, item-major
+    panel_ptr,  # [2, G, n, PANEL] float32: the current panel's factor columns, item-major, by parity
     order_ptr,  # [G, rows] int64 picks
-    part_val_ptr,  # [2, G, nblocks] float32 block maxima
-    part_idx_ptr,  # [2, G, nblocks] int32 where they are
-    counter_ptr,  # [1] int32 barrier arrivals, zero at launch
+    part_ptr,  # [2, G, nblocks] int64 block maxima (score bits, pick number, item), -1 at launch
     n,
     rows,
     steps,
     nblocks,
-    nprog,
     G,
     BLOCK_N: tl.constexpr,
-    BLOCK_T: tl.constexpr,
+    PANEL: tl.constexpr,
+    BLOCK_C: tl.constexpr,
     BLOCK_P: tl.constexpr,
+    PRECISION: tl.constexpr,
 ):
     pid = tl.program_id(0)
     g = (pid // nblocks).to(tl.int64)
@@ -54,44 +106,39 @@ def _greedy_all(
     s = tl.load(score_ptr + g * n + items, mask=inside, other=float("-inf"))
     tie = tl.load(tie_ptr + g * n + items, mask=inside, other=0.0)
     floor = tl.load(floor_ptr + g)
-    part = tl.arange(0, BLOCK_P)
-    in_parts = part < nblocks
-    block = chol_ptr + (g * n + items[:, None]) * rows
+    lanes = tl.arange(0, PANEL)
+    own = tl.zeros([BLOCK_N, PANEL], dtype=tl.float32)  # this block's rows of the current panel
     for i in range(0, steps):
-        # 1. this block's best score and its first item
-        block_best = tl.max(s, axis=0)
-        where = tl.min(tl.where(s == block_best, items, n), axis=0)
-        slot = (i % 2) * G * nblocks + g * nblocks
-        tl.store(part_val_ptr + slot + b, block_best)
-        tl.store(part_idx_ptr + slot + b, where)
-        # 2. grid barrier: arrive, then wait until every program has arrived for this pick
-        tl.debug_barrier()
-        tl.atomic_add(counter_ptr, 1, sem="release")
-        target = (i + 1) * nprog
-        arrived = tl.atomic_add(counter_ptr, 0, sem="acquire")
-        while arrived < target:
-            arrived = tl.atomic_add(counter_ptr, 0, sem="acquire")
-        tl.debug_barrier()
-        # 3. the pick
-        pv = tl.load(part_val_ptr + slot + part, mask=in_parts, other=float("-inf"), cache_modifier=".cg")
-        pj = tl.load(part_idx_ptr + slot + part, mask=in_parts, other=n, cache_modifier=".cg")
-        best = tl.max(pv, axis=0)
-        j = tl.minimum(tl.min(tl.where(pv == best, pj, n), axis=0), n - 1).to(tl.int64)
+        best, j = _grid_pick(s, n, i, g, b, G, nblocks, part_ptr, BLOCK_N, BLOCK_P)
+        p = i % PANEL
+        if (p == 0) & (i > 0):
+            # the previous panel is complete (every program wrote its rows before the barrier above):
+            # subtract it from this block's columns of A, all rows
+            done = panel_ptr + (((i // PANEL) + 1) % 2) * G * n * PANEL + g * n * PANEL
+            for c0 in range(0, n, BLOCK_C):
+                cols = c0 + tl.arange(0, BLOCK_C)
+                pc = tl.load(
+                    done + cols[:, None] * PANEL + lanes[None, :],
+                    mask=(cols < n)[:, None],
+                    other=0.0,
+                    cache_modifier=".cg",
+                )
+                at = resid_ptr + (g * n + cols[:, None]) * n + items[None, :]
+                live = (cols < n)[:, None] & inside[None, :]
+                a = tl.load(at, mask=live, other=0.0)
+                a -= tl.dot(pc, tl.trans(own), input_precision=PRECISION)
+                tl.store(at, a, mask=live)
+            own = tl.zeros([BLOCK_N, PANEL], dtype=tl.float32)
+            tl.debug_barrier()  # row j of A below is read by other threads than the ones that wrote it
         raw = best - tl.load(tie_ptr + g * n + j)
-        exhausted = raw <= floor
-        # 4. extend the Cholesky rows of this block's items, update their scores
-        kj = tl.load(kernel_ptr + (g * n + j) * n + items, mask=inside, other=0.0)
-        proj = tl.zeros([BLOCK_N], dtype=tl.float32)
-        col_j = chol_ptr + (g * n + j) * rows
-        for t0 in range(0, tl.where(exhausted, 0, i), BLOCK_T):
-            t = t0 + tl.arange(0, BLOCK_T)
-            written = t < i
-            cj = tl.load(col_j + t, mask=written, other=0.0, cache_modifier=".cg")
-            c = tl.load(block + t[None, :], mask=inside[:, None] & written[None, :], other=0.0)
-            proj += tl.sum(c * cj[None, :], axis=1)
-        e = (kj - proj) * tl.rsqrt(tl.maximum(raw, floor))
+        exhausted = raw <= floor  # as dpp._advance: no factor update, rank the rest by the tie-breaker
+        current = panel_ptr + ((i // PANEL) % 2) * G * n * PANEL + g * n * PANEL
+        aj = tl.load(resid_ptr + (g * n + j) * n + items, mask=inside, other=0.0)
+        cj = tl.load(current + j * PANEL + lanes, mask=lanes < p, other=0.0, cache_modifier=".cg")
+        e = (aj - tl.sum(own * cj[None, :], axis=1)) * tl.rsqrt(tl.maximum(raw, floor))
         e = tl.where(exhausted, 0.0, e)
-        tl.store(chol_ptr + (g * n + items) * rows + i, e, mask=inside)
+        own = tl.where(lanes[None, :] == p, e[:, None], own)
+        tl.store(current + items * PANEL + p, e, mask=inside)
         s = s - e * e
         s = tl.where(s > float("-inf"), tl.where(exhausted, tie, s), s)
         s = tl.where(items == j, float("-inf"), s)
@@ -99,9 +146,10 @@ def _greedy_all(
             tl.store(order_ptr + g * rows + i, j)
 
 
-#: Largest block of items one program holds (its registers bound it).
+#: Largest block of items one program holds (its registers bound it; the pick packs an item's place in
+#: its block into 8 bits).
 MAX_BLOCK_N = 256
-#: Cholesky-row tile per inner-loop iteration, in elements (BLOCK_N x BLOCK_T).
+#: Elements of one tile of the panel update (``BLOCK_C`` columns x ``BLOCK_N`` items).
 TILE = 4096
 
 
@@ -117,45 +165,58 @@ def layout(g: int, n: int, device: torch.device) -> tuple[int, int] | None:
     return block_n, g * triton.cdiv(n, block_n)
 
 
-#: Most ``items per program x picks`` for which one persistent launch beats a launch per pick. On an
-#: H200 (reports/gpu/tune-dpp-triton.jsonl and HieraVid's stage times) it is 2-3x faster on four
-#: segments of 784 (32 x 235 picks), sixteen of 196 and one of 1,568 (16 x 470), even at one of 3,136
-#: (32 x 941), and slower once each program holds many items for many picks (32 x 1,500: 17.3 against
-#: 14-16 ms; 128 x 3,817 at 64 frames: 229 against 84-94 ms): each pick reads ``items x picks so far``
-#: Cholesky entries through one multiprocessor.
-WORK_LIMIT = 32 * 1024
+def fits(g: int, n: int, device: torch.device) -> bool:
+    """Whether ``g`` kernels of ``n`` items can take the persistent kernel on ``device``."""
+    return device.type == "cuda" and layout(g, n, device) is not None
 
 
-def fits(g: int, n: int, steps: int, device: torch.device) -> bool:
-    """Whether ``g`` kernels of ``n`` items for ``steps`` picks should take the persistent kernel."""
-    if device.type != "cuda":
-        return False
-    laid = layout(g, n, device)
-    return laid is not None and laid[0] * steps <= WORK_LIMIT
+def panel_size(n: int, device: torch.device) -> tuple[int, str]:
+    """(picks per panel, ``tl.dot`` precision) for kernels of ``n`` items. Measured on an H200
+    (``scripts/tune-dpp-triton.py``): with ``tf32x3`` 32 picks a panel is fastest up to a few thousand
+    items (one of 3,064 items, 2,144 picks: 10.3 ms against 12.2 with 16 and 11.1 with 64) and 64
+    beyond (5,608 items, 3,817 picks: 28.9 against 36.6 ms). Float32 FMA (``ieee``, GPUs without TF32)
+    is only fast with 16 (15.9 against 83 ms with 32: its tiles spill registers)."""
+    if device.type != "cuda" or torch.cuda.get_device_capability(device) < (8, 0):
+        return 16, "ieee"
+    return (64 if n > 4096 else 32), "tf32x3"
 
 
 def greedy_order(
-    kernel: torch.Tensor, score: torch.Tensor, tie: torch.Tensor, floor: torch.Tensor, steps: int
+    kernel: torch.Tensor,
+    score: torch.Tensor,
+    tie: torch.Tensor,
+    floor: torch.Tensor,
+    steps: int,
+    *,
+    panel: tuple[int, str] | None = None,
 ) -> torch.Tensor:
-    """``[G, steps]`` pick order, as ``dpp._eager_order`` computes it, in one launch (CUDA only)."""
+    """``[G, steps]`` pick order, as ``dpp._eager_order`` computes it, in one launch. On CUDA the grid
+    is :func:`layout`'s; under Triton's CPU interpreter (programs run one after another, so a barrier
+    between programs would never open) a single kernel as one program. ``panel`` overrides
+    :func:`panel_size`."""
     g, n, _ = kernel.shape
     device = kernel.device
-    laid = layout(g, n, device)
-    if laid is None:
-        raise ValueError(f"{g} kernels of {n} items do not fit one resident program per multiprocessor")
-    block_n, nprog = laid
+    if device.type == "cuda":
+        laid = layout(g, n, device)
+        if laid is None:
+            raise ValueError(f"{g} kernels of {n} items do not fit one resident program per multiprocessor")
+        block_n, nprog = laid
+    elif g == 1:
+        block_n, nprog = max(16, triton.next_power_of_2(n)), 1
+    else:
+        raise ValueError("off CUDA the persistent kernel runs one kernel at a time (g == 1)")
+    size, precision = panel or panel_size(n, device)
     nblocks = triton.cdiv(n, block_n)
     rows = max(steps, 1)
-    chol = torch.zeros(g, n, rows, dtype=torch.float32, device=device)
+    resid = kernel.float().contiguous().clone()
+    panels = torch.zeros(2, g, n, size, dtype=torch.float32, device=device)
     order = torch.zeros(g, rows, dtype=torch.long, device=device)
-    part_val = torch.empty(2, g, nblocks, dtype=torch.float32, device=device)
-    part_idx = torch.empty(2, g, nblocks, dtype=torch.int32, device=device)
-    counter = torch.zeros(1, dtype=torch.int32, device=device)
-    _greedy_all[(nprog,)](
-        kernel.float().contiguous(), score.float().contiguous(), tie.float().contiguous(),
-        floor.float().reshape(g).contiguous(), chol, order, part_val, part_idx, counter,
-        n, rows, steps, nblocks, nprog, g,
-        BLOCK_N=block_n, BLOCK_T=max(16, TILE // block_n), BLOCK_P=triton.next_power_of_2(nblocks),
-        num_warps=4,
+    part = torch.full((2, g, nblocks), -1, dtype=torch.int64, device=device)
+    _greedy_blocked[(nprog,)](
+        resid, score.float().contiguous(), tie.float().contiguous(), floor.float().reshape(g).contiguous(),
+        panels, order, part, n, rows, steps, nblocks, g,
+        BLOCK_N=block_n, PANEL=size, BLOCK_C=max(16, TILE // block_n),
+        BLOCK_P=triton.next_power_of_2(nblocks), PRECISION=precision,
+        num_warps=4 if block_n <= 64 else 8,
     )  # fmt: skip
     return order[:, :steps]
