@@ -6,7 +6,8 @@ For every in-LLM stage: the segments, their sizes and budgets, the picks the gre
 sequential steps it needed (its largest budget) and its time; then the run's achieved layer-averaged
 retention. This is how a retention short of the budget is traced to a stage. ``--profile`` also
 prints, per (frames, keep), the operators that took the most device time in a profiled third run
-(torch.profiler; prefill and pruning together), to see what a stage spends outside the greedy picks.
+(torch.profiler; prefill and pruning together), to see what a stage spends outside the greedy picks;
+``--trace FILE.json`` writes that run's Chrome trace, where each stage is a named range.
 """
 
 from __future__ import annotations
@@ -29,6 +30,9 @@ def main() -> None:
     ap.add_argument("--keep", type=float, nargs="+", default=[0.3])
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--profile", action="store_true", help="print the top operators of a profiled run")
+    ap.add_argument(
+        "--trace", help="with --profile: also write the run's Chrome trace here (one per frames/keep)"
+    )
     args = ap.parse_args()
     reg = registry()
     archs = {name: (cls, make) for cls in reg.adapters.values() for name, make in cls.architectures.items()}
@@ -51,7 +55,7 @@ def main() -> None:
                 "sizes": counts.tolist(),
                 "budgets": budgets.tolist(),
                 "budget_total": int(budgets.sum()),
-                "picked": int(chosen.numel()),
+                "picked": int(chosen.sum()),
                 "steps": int(budgets.max()),
                 "dpp_ms": round(1000 * (time.perf_counter() - start), 2),
                 "relevance_finite": bool(torch.isfinite(relevance).all()),
@@ -91,6 +95,8 @@ def main() -> None:
                     adapter.run(sample, plan)
                 key = "self_cuda_time_total" if args.device.startswith("cuda") else "self_cpu_time_total"
                 print(prof.key_averages().table(sort_by=key, row_limit=40), flush=True)
+                if args.trace:
+                    prof.export_chrome_trace(args.trace.replace(".json", f"-{frames}f-{keep}.json"))
 
 
 if __name__ == "__main__":

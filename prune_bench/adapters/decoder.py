@@ -99,6 +99,8 @@ class DecoderRunner:
         self.num_kv_heads = num_kv_heads
         self.head_dim = head_dim
         self.scaling = head_dim**-0.5
+        # (stage name, device bool) per stage run inside a prefill, read once at its end
+        self._text_checks: list[tuple[str, torch.Tensor]] | None = None
 
     @property
     def num_layers(self) -> int:
@@ -146,7 +148,11 @@ class DecoderRunner:
             if not isinstance(new, TokenState):
                 raise TypeError(f"stage {stage.name!r} returned {type(new).__name__}, not a TokenState")
             if not stage.touches_text:
-                _check_text_untouched(stage, state, new)
+                kept = _text_tokens_kept(state, new)
+                if self._text_checks is None:  # outside a prefill: check now
+                    _raise_for_text_checks([(stage.name, kept)])
+                else:  # inside one: no host sync per stage; prefill reads them all once at its end
+                    self._text_checks.append((stage.name, kept))
             if stage.position_policy == "reindex":
                 new = new.reindexed()
             state = new
@@ -190,14 +196,19 @@ class DecoderRunner:
         clock = clock or Clock(state.device)
         generator = generator or torch.Generator(device=state.device).manual_seed(0)
         memory: dict[str, Any] = {}
-        with clock.measure("prefill"):
-            if mode == "drop":
-                state = self.pre_llm(state, plan, clock, memory, generator, vision)
-                input_visual = state.num_visual
-                out = self._prefill_drop(state, plan, max_new_tokens, clock, memory, generator)
-            else:
-                out = self._prefill_mask(state, plan, max_new_tokens, clock, memory, generator, vision)
-                input_visual = out.counts[0].attn_visual if out.counts else state.num_visual
+        self._text_checks = []
+        try:
+            with clock.measure("prefill"):
+                if mode == "drop":
+                    state = self.pre_llm(state, plan, clock, memory, generator, vision)
+                    input_visual = state.num_visual
+                    out = self._prefill_drop(state, plan, max_new_tokens, clock, memory, generator)
+                else:
+                    out = self._prefill_mask(state, plan, max_new_tokens, clock, memory, generator, vision)
+                    input_visual = out.counts[0].attn_visual if out.counts else state.num_visual
+            _raise_for_text_checks(self._text_checks)
+        finally:
+            self._text_checks = None
         out.input_visual = input_visual
         out.memory = memory
         return out
@@ -473,13 +484,23 @@ class DecoderRunner:
         return torch.nonzero(keep).flatten()
 
 
-def _check_text_untouched(stage: Stage, before: TokenState, after: TokenState) -> None:
-    text_before = before.source[before.kind != TokenKind.VISUAL]
-    text_after = after.source[after.kind != TokenKind.VISUAL]
-    if text_before.numel() != text_after.numel() or not torch.equal(text_before, text_after):
-        raise RuntimeError(
-            f"stage {stage.name!r} removed non-visual tokens without declaring touches_text=True"
-        )
+def _text_tokens_kept(before: TokenState, after: TokenState) -> torch.Tensor:
+    """Device bool: ``after`` has as many non-visual tokens as ``before``. Stages only keep and merge
+    tokens (``TokenState`` has no way to add one), so an equal count means every text token survived."""
+    return (before.kind != TokenKind.VISUAL).sum() == (after.kind != TokenKind.VISUAL).sum()
+
+
+def _raise_for_text_checks(checks: list[tuple[str, torch.Tensor]]) -> None:
+    """Raise for the first stage that removed non-visual tokens without declaring ``touches_text``
+    (one host read for all of them)."""
+    if not checks:
+        return
+    kept = torch.stack([ok for _, ok in checks]).tolist()
+    for (name, _), ok in zip(checks, kept, strict=True):
+        if not ok:
+            raise RuntimeError(
+                f"stage {name!r} removed non-visual tokens without declaring touches_text=True"
+            )
 
 
 def _scatter_back(full: TokenState, new: TokenState) -> tuple[TokenState, torch.Tensor]:

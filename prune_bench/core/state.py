@@ -133,7 +133,9 @@ class TokenState:
         return self._gather(idx, self.hidden.index_select(0, idx))
 
     def keep_mask(self, mask: torch.Tensor) -> TokenState:
-        return self.keep(torch.nonzero(mask, as_tuple=False).flatten())
+        """Keep the tokens where ``mask`` is true (one host sync, for the count)."""
+        idx = torch.nonzero(mask.to(self.device), as_tuple=False).flatten()  # sorted and distinct already
+        return self._gather(idx, self.hidden.index_select(0, idx))
 
     def merge(self, target: torch.Tensor, weighting: Literal["count", "uniform"] = "count") -> TokenState:
         """Merge each token into ``target[i]`` (an index into this state; ``target[i] == i`` keeps it).

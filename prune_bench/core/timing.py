@@ -22,16 +22,18 @@ class Clock:
 
     @contextmanager
     def measure(self, name: str) -> Iterator[None]:
-        if self.cuda:
-            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            start.record()
-            yield
-            end.record()
-            self._events[name].append((start, end))
-        else:
-            t0 = time.perf_counter()
-            yield
-            self._events[name].append((t0, time.perf_counter()))
+        """Time the block as ``name``; under ``torch.profiler`` it also shows as a range of that name."""
+        with torch.profiler.record_function(name):
+            if self.cuda:
+                start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+                start.record()
+                yield
+                end.record()
+                self._events[name].append((start, end))
+            else:
+                t0 = time.perf_counter()
+                yield
+                self._events[name].append((t0, time.perf_counter()))
 
     def totals_ms(self) -> dict[str, float]:
         """Milliseconds per name (summed over intervals); synchronises once on CUDA."""

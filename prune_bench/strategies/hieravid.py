@@ -326,10 +326,15 @@ class HieraVid(Strategy):
                 return topk_visual(state, r, int(vis.numel() * keep))
             seg = state.segment[vis]
             # segment sizes and budgets are a handful of numbers: computed on the host, once the
-            # sizes are read back, instead of as dozens of tiny device kernels with a sync each
-            counts = torch.bincount(seg).cpu()
-            n_seg = counts.numel()
+            # sizes are read back (one sync), instead of as dozens of tiny device kernels with a sync each
             mv = ctx.memory.get(MV_KEY)
+            if mv is not None:  # one marginal value per segment id: sizes without bincount's max() sync
+                counts = torch.zeros(mv.numel(), dtype=torch.long, device=seg.device)
+                counts = counts.index_add_(0, seg, torch.ones_like(seg)).cpu()
+                counts = counts[: int(torch.nonzero(counts).max()) + 1] if bool(counts.any()) else counts[:1]
+            else:
+                counts = torch.bincount(seg).cpu()
+            n_seg = counts.numel()
             budgets = self.segment_budgets(
                 # looked up by segment id, as the authors do, even when trailing segments are empty
                 counts,
@@ -393,16 +398,16 @@ def segment_dpp(
     counts: torch.Tensor,
     budgets: torch.Tensor,
 ) -> torch.Tensor:
-    """Per-segment conditional DPP (kernel diag(r) S diag(r)), all segments in one batch. ``counts`` and
-    ``budgets`` may live on the host (no device sync to read them)."""
+    """Per-segment conditional DPP (kernel diag(r) S diag(r)), all segments in one batch: the boolean
+    mask of the kept tokens. ``counts`` and ``budgets`` may live on the host (no device sync to read
+    them)."""
     n_seg, n_max = counts.numel(), int(counts.max())
     slot = _segment_slots(seg, counts.to(seg.device))
     x = F.normalize(hidden.float(), dim=-1)
     padded = x.new_zeros(n_seg, n_max, x.shape[1])
     padded[seg, slot] = x * relevance[:, None]
     kernel = padded @ padded.transpose(1, 2)  # r_i * cos(x_i, x_j) * r_j
-    picked = greedy_dpp_map(kernel, counts, budgets)
-    return torch.nonzero(picked[seg, slot]).flatten()
+    return greedy_dpp_map(kernel, counts, budgets)[seg, slot]
 
 
 def relevance_spread(

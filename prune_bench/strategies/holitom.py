@@ -323,7 +323,7 @@ class HoliTom(Strategy):
             hidden = state.hidden.clone()
             hidden[kept] = sequential_pair_average(state.hidden, kept, dropped, target).to(hidden.dtype)
             state = state.with_hidden(hidden)
-        return keep_visual_subset(state, torch.nonzero(chosen).flatten())
+        return keep_visual_subset(state, chosen)
 
     def stages(self, model: ModelInfo) -> list[Stage]:
         out = [

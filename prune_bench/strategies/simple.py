@@ -109,7 +109,7 @@ class UniformPruning(Strategy):
                 k = budget_count(frames, keep)
                 picked = torch.linspace(0, frames - 1, k, device=state.device).round().long()
                 chosen = torch.isin(frame, picked)
-            return keep_visual_subset(state, torch.nonzero(chosen).flatten())
+            return keep_visual_subset(state, chosen)
 
         return [Stage(f"uniform.{mode}", "input", uniform)]
 

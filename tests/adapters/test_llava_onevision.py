@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import pytest
 import torch
 
 from prune_bench.adapters.llava_onevision import LlavaOnevisionAdapter
@@ -109,3 +110,27 @@ def test_layout_is_read_from_config_and_ids(tiny_adapter, tiny_sample):
     assert st.num_frames == 6
     first_visual = int(st.visual_index[0])
     assert first_visual == 4  # right after the 4 text ids of the fixture prompt
+
+
+def test_a_stage_that_drops_text_without_declaring_it_fails_the_prefill(tiny_adapter, tiny_sample):
+    _, _, sample = tiny_sample
+
+    def drop_first_text(state: TokenState, ctx: StageContext) -> TokenState:
+        first_text = int(torch.nonzero(state.kind != TokenKind.VISUAL)[0])
+        keep = torch.ones(len(state), dtype=torch.bool)
+        keep[first_text] = False
+        return state.keep_mask(keep)
+
+    for mode in ("drop", "mask"):
+        plan = PruningPlan.of(
+            [Stage("greedy", "layer", drop_first_text, layer=1)], tiny_adapter.runner.num_layers
+        )
+        with pytest.raises(RuntimeError, match="'greedy' removed non-visual tokens without declaring"):
+            tiny_adapter.runner.prefill(sample.state, plan, mode=mode)
+        declared = PruningPlan.of(
+            [Stage("declared", "layer", drop_first_text, layer=1, touches_text=True)],
+            tiny_adapter.runner.num_layers,
+        )
+        assert (
+            len(tiny_adapter.runner.prefill(sample.state, declared, mode=mode).state) == len(sample.state) - 1
+        )

@@ -93,10 +93,9 @@ def greedy_dpp_map(kernel: torch.Tensor, sizes: torch.Tensor, budgets: torch.Ten
     kernel = torch.nan_to_num(kernel.float(), nan=0.0, posinf=0.0, neginf=0.0)
     budgets = torch.minimum(budgets, sizes.to(budgets.device))
     steps = int(budgets.max()) if g else 0  # no device sync when the caller passes them on the host
-    sizes, budgets = sizes.to(device), budgets.to(device)
-    picked = torch.zeros(g, n, dtype=torch.bool, device=device)
+    sizes, budgets = _to_device(sizes, device), _to_device(budgets, device)
     if steps == 0:
-        return picked
+        return torch.zeros(g, n, dtype=torch.bool, device=device)
     score, tie, floor = greedy_inputs(kernel, sizes)
     path = dpp_path(device)
     if path in ("persistent", "triton"):
@@ -108,10 +107,19 @@ def greedy_dpp_map(kernel: torch.Tensor, sizes: torch.Tensor, budgets: torch.Ten
             order = _eager_order(kernel, score, tie, floor, steps)
     else:
         order = _eager_order(kernel, score, tie, floor, steps)
-    keep = torch.arange(steps, device=device)[None, :] < budgets[:, None]
-    rows = torch.arange(g, device=device)[:, None].expand(g, steps)
-    picked[rows[keep], order[keep]] = True
-    return picked
+    # each kernel keeps its first k_g picks: scattered, not indexed by a boolean mask (which would wait
+    # for the device to learn how many there are)
+    keep = (torch.arange(steps, device=device)[None, :] < budgets[:, None]).int()
+    return torch.zeros(g, n, dtype=torch.int32, device=device).scatter_reduce_(1, order, keep, "amax").bool()
+
+
+def _to_device(t: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """``t`` on ``device``. From the host to a GPU through pinned memory, without blocking: a copy from
+    pageable memory waits for the work queued before it, and the GPU then idles while the host
+    queues the next."""
+    if t.device.type == "cpu" and device.type == "cuda":
+        return t.pin_memory().to(device, non_blocking=True)
+    return t.to(device)
 
 
 def greedy_inputs(

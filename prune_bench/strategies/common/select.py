@@ -13,11 +13,15 @@ if TYPE_CHECKING:
 
 
 def keep_visual_subset(state: TokenState, visual_keep: torch.Tensor) -> TokenState:
-    """Keep the visual tokens at ``visual_keep`` (indices into ``state.visual_index``) and all others."""
+    """Keep the visual tokens at ``visual_keep`` (indices into ``state.visual_index``, or a boolean mask
+    over them, which saves turning a mask into indices and back) and all others."""
     vis = state.visual_index
     keep = torch.ones(len(state), dtype=torch.bool, device=state.device)
-    keep[vis] = False
-    keep[vis[visual_keep.to(state.device)]] = True
+    if visual_keep.dtype == torch.bool:
+        keep[vis] = visual_keep.to(state.device)
+    else:
+        keep[vis] = False
+        keep[vis[visual_keep.to(state.device)]] = True
     return state.keep_mask(keep)
 
 
