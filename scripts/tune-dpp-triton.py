@@ -7,8 +7,7 @@ Shapes (hidden 3584, random features and relevance): HieraVid's three in-LLM sta
 stage at 64 frames (5,608 tokens, 3,817 picks), and 30% picks of one to sixteen segments. Prints one
 JSON line per (shape, path, setting) with the median of 5 runs, and whether the picks equal the
 CUDA-graph path's. Paths: ``graph`` (the PyTorch step replayed), ``triton`` (a kernel per pick),
-``persistent`` (one kernel per stage, for each panel size and precision, with and without two picks a
-round). ``--sweep`` also times the per-pick
+``persistent`` (one kernel per stage, for each panel size and precision). ``--sweep`` also times the per-pick
 kernel's block sizes and picks per captured graph, from which ``dpp_triton.blocks`` was chosen.
 """
 
@@ -82,14 +81,11 @@ def main(sweep: bool) -> None:
         os.environ["PRUNE_BENCH_DPP"] = "persistent"
         if dpp_persistent.layout(segments, size, kernel.device) is None:
             continue
-        default_panel, default_speculate = dpp_persistent.panel_size, dpp_persistent.SPECULATE
-        for dpp_persistent.SPECULATE in (True, False):
-            for panel in PANELS:
-                dpp_persistent.panel_size = lambda n, device, p=panel: p  # type: ignore[misc]
-                report(
-                    case, "persistent", PANEL=panel[0], PRECISION=panel[1], SPECULATE=dpp_persistent.SPECULATE
-                )
-        dpp_persistent.panel_size, dpp_persistent.SPECULATE = default_panel, default_speculate  # type: ignore[misc]
+        default_panel = dpp_persistent.panel_size
+        for panel in PANELS:
+            dpp_persistent.panel_size = lambda n, device, p=panel: p  # type: ignore[misc]
+            report(case, "persistent", PANEL=panel[0], PRECISION=panel[1])
+        dpp_persistent.panel_size = default_panel  # type: ignore[misc]
         if not sweep or size * segments < 3000:
             continue
         os.environ["PRUNE_BENCH_DPP"] = "triton"

@@ -146,172 +146,11 @@ def _greedy_blocked(
             tl.store(order_ptr + g * rows + i, j)
 
 
-@triton.jit
-def _pack(value, tag, place):
-    """One int64: the float32 bits of ``value``, the round's ``tag`` (23 bits), ``place`` (8 bits)."""
-    return (value.to(tl.int32, bitcast=True).to(tl.int64) << 32) | ((tag << 8) | place).to(tl.int64)
-
-
-@triton.jit
-def _unpack_value(word):
-    return (word >> 32).to(tl.int32).to(tl.float32, bitcast=True)
-
-
-@triton.jit
-def _late(words, tag, live):
-    return tl.sum(tl.where(live & (((words & 0xFFFFFFFF) >> 8) != tag), 1, 0), axis=0)
-
-
-@triton.jit
-def _greedy_speculative(
-    resid_ptr,  # [G, n, n] float32: the kernel minus the panels completed so far (a copy; overwritten)
-    score_ptr,  # [G, n] starting d^2 + tie (-inf: padding)
-    tie_ptr,  # [G, n]
-    floor_ptr,  # [G]
-    panel_ptr,  # [2, G, n, PANEL] float32: the current panel's factor columns, item-major, by parity
-    order_ptr,  # [G, rows] int64 picks
-    part_ptr,  # [2, G, nblocks, 4] int64 per block: best, second, third (score bits, round, place)
-    n,
-    rows,
-    steps,
-    nblocks,
-    G,
-    BLOCK_N: tl.constexpr,
-    PANEL: tl.constexpr,
-    BLOCK_C: tl.constexpr,
-    BLOCK_P: tl.constexpr,
-    PRECISION: tl.constexpr,
-):
-    pid = tl.program_id(0)
-    g = (pid // nblocks).to(tl.int64)
-    b = pid % nblocks
-    local = tl.arange(0, BLOCK_N)
-    items = b * BLOCK_N + local
-    inside = items < n
-    s = tl.load(score_ptr + g * n + items, mask=inside, other=float("-inf"))
-    tie = tl.load(tie_ptr + g * n + items, mask=inside, other=0.0)
-    floor = tl.load(floor_ptr + g)
-    lanes = tl.arange(0, PANEL)
-    part = tl.arange(0, BLOCK_P)
-    in_parts = part < nblocks
-    own = tl.zeros([BLOCK_N, PANEL], dtype=tl.float32)  # this block's rows of the current panel
-    i = 0
-    r = 0
-    while i < steps:
-        # 1. publish this block's three best scores, wait for every block's
-        s1 = tl.max(s, axis=0)
-        l1 = tl.min(tl.where(s == s1, local, BLOCK_N), axis=0)
-        rest = tl.where(local == l1, float("-inf"), s)
-        s2 = tl.max(rest, axis=0)
-        l2 = tl.min(tl.where(rest == s2, local, BLOCK_N), axis=0)
-        s3 = tl.max(tl.where(local == l2, float("-inf"), rest), axis=0)
-        tag = r & 0x7FFFFF
-        slot = part_ptr + ((r % 2) * G * nblocks + g * nblocks) * 4
-        tl.debug_barrier()  # every thread's earlier stores (factor entries) before the release below
-        tl.store(slot + b * 4, _pack(s1, tag, l1))
-        tl.store(slot + b * 4 + 1, _pack(s2, tag, l2))
-        tl.atomic_xchg(slot + b * 4 + 2, _pack(s3, tag, 0), sem="release")
-        w0 = tl.load(slot + part * 4, mask=in_parts, other=0, volatile=True)
-        w1 = tl.load(slot + part * 4 + 1, mask=in_parts, other=0, volatile=True)
-        w2 = tl.load(slot + part * 4 + 2, mask=in_parts, other=0, volatile=True)
-        late = _late(w0, tag, in_parts) + _late(w1, tag, in_parts) + _late(w2, tag, in_parts)
-        while late > 0:
-            w0 = tl.load(slot + part * 4, mask=in_parts, other=0, volatile=True)
-            w1 = tl.load(slot + part * 4 + 1, mask=in_parts, other=0, volatile=True)
-            w2 = tl.load(slot + part * 4 + 2, mask=in_parts, other=0, volatile=True)
-            late = _late(w0, tag, in_parts) + _late(w1, tag, in_parts) + _late(w2, tag, in_parts)
-        tl.debug_barrier()
-        v0 = tl.where(in_parts, _unpack_value(w0), float("-inf"))
-        v1 = tl.where(in_parts, _unpack_value(w1), float("-inf"))
-        v2 = tl.where(in_parts, _unpack_value(w2), float("-inf"))
-        i0 = part * BLOCK_N + (w0 & 0xFF).to(tl.int32)
-        i1 = part * BLOCK_N + (w1 & 0xFF).to(tl.int32)
-        # 2. the first pick: the greedy argmax, as in _greedy_blocked
-        best = tl.max(v0, axis=0)
-        j = tl.minimum(tl.min(tl.where(v0 == best, i0, n), axis=0), n - 1)
-        raw = best - tl.load(tie_ptr + g * n + j)
-        exhausted = raw <= floor
-        p = i % PANEL
-        if (p == 0) & (i > 0):
-            done = panel_ptr + (((i // PANEL) + 1) % 2) * G * n * PANEL + g * n * PANEL
-            for c0 in range(0, n, BLOCK_C):
-                cols = c0 + tl.arange(0, BLOCK_C)
-                pc = tl.load(
-                    done + cols[:, None] * PANEL + lanes[None, :],
-                    mask=(cols < n)[:, None],
-                    other=0.0,
-                    cache_modifier=".cg",
-                )
-                at = resid_ptr + (g * n + cols[:, None]) * n + items[None, :]
-                live = (cols < n)[:, None] & inside[None, :]
-                a = tl.load(at, mask=live, other=0.0)
-                a -= tl.dot(pc, tl.trans(own), input_precision=PRECISION)
-                tl.store(at, a, mask=live)
-            own = tl.zeros([BLOCK_N, PANEL], dtype=tl.float32)
-            tl.debug_barrier()
-        current = panel_ptr + ((i // PANEL) % 2) * G * n * PANEL + g * n * PANEL
-        j64 = j.to(tl.int64)
-        aj = tl.load(resid_ptr + (g * n + j64) * n + items, mask=inside, other=0.0)
-        cj = tl.load(current + j64 * PANEL + lanes, mask=lanes < p, other=0.0, cache_modifier=".cg")
-        scale = tl.rsqrt(tl.maximum(raw, floor))
-        e = (aj - tl.sum(own * cj[None, :], axis=1)) * scale
-        e = tl.where(exhausted, 0.0, e)
-        own = tl.where(lanes[None, :] == p, e[:, None], own)
-        tl.store(current + items * PANEL + p, e, mask=inside)
-        s = s - e * e
-        s = tl.where(s > float("-inf"), tl.where(exhausted, tie, s), s)
-        s = tl.where(items == j, float("-inf"), s)
-        if b == 0:
-            tl.store(order_ptr + g * rows + i, j64)
-        # 3. a second pick in the same round, where it is provably the greedy one: every block's best
-        # item other than j is a candidate, everything else scores at most the block's next score
-        # (scores only fall), so a candidate whose updated score beats every such bound is the argmax
-        # (the panel's first pick is excluded: other programs may still be updating A's columns)
-        jb = j // BLOCK_N
-        cand = tl.where(part == jb, i1, i0)
-        cval = tl.where(part == jb, v1, v0)
-        bound = tl.max(tl.where(part == jb, v2, v1), axis=0)
-        ok = in_parts & (cval > float("-inf")) & (cand != j)
-        c64 = tl.where(ok, cand, 0).to(tl.int64)
-        ac = tl.load(resid_ptr + (g * n + j64) * n + c64, mask=ok, other=0.0)
-        pc = tl.load(
-            current + c64[:, None] * PANEL + lanes[None, :],
-            mask=ok[:, None] & (lanes[None, :] < p),
-            other=0.0,
-            cache_modifier=".cg",
-        )
-        ec = (ac - tl.sum(pc * cj[None, :], axis=1)) * scale
-        sc = tl.where(ok, cval - ec * ec, float("-inf"))
-        best2 = tl.max(sc, axis=0)
-        j2 = tl.minimum(tl.min(tl.where(sc == best2, cand, n), axis=0), n - 1)
-        raw2 = best2 - tl.load(tie_ptr + g * n + j2)
-        go = (best2 > bound) & (raw2 > floor) & (raw > floor) & (p > 0) & (p + 1 < PANEL) & (i + 1 < steps)
-        if go:
-            hit = ok & (cand == j2)
-            cj2 = tl.sum(tl.where(hit[:, None], pc, 0.0), axis=0)
-            cj2 = tl.where(lanes == p, tl.sum(tl.where(hit, ec, 0.0), axis=0), cj2)
-            j2_64 = j2.to(tl.int64)
-            aj2 = tl.load(resid_ptr + (g * n + j2_64) * n + items, mask=inside, other=0.0)
-            e2 = (aj2 - tl.sum(own * cj2[None, :], axis=1)) * tl.rsqrt(raw2)
-            own = tl.where(lanes[None, :] == p + 1, e2[:, None], own)
-            tl.store(current + items * PANEL + p + 1, e2, mask=inside)
-            s = s - e2 * e2
-            s = tl.where(items == j2, float("-inf"), s)
-            if b == 0:
-                tl.store(order_ptr + g * rows + i + 1, j2_64)
-            i += 2
-        else:
-            i += 1
-        r += 1
-
-
 #: Largest block of items one program holds (its registers bound it; the pick packs an item's place in
 #: its block into 8 bits).
 MAX_BLOCK_N = 256
 #: Elements of one tile of the panel update (``BLOCK_C`` columns x ``BLOCK_N`` items).
 TILE = 4096
-#: Whether a round of the barrier may make two picks (``_greedy_speculative``).
-SPECULATE = True
 
 
 def layout(g: int, n: int, device: torch.device) -> tuple[int, int] | None:
@@ -372,16 +211,6 @@ def greedy_order(
     resid = kernel.float().contiguous().clone()
     panels = torch.zeros(2, g, n, size, dtype=torch.float32, device=device)
     order = torch.zeros(g, rows, dtype=torch.long, device=device)
-    if SPECULATE:
-        part = torch.full((2, g, nblocks, 4), -1, dtype=torch.int64, device=device)
-        _greedy_speculative[(nprog,)](
-            resid, score.float().contiguous(), tie.float().contiguous(), floor.float().reshape(g).contiguous(),
-            panels, order, part, n, rows, steps, nblocks, g,
-            BLOCK_N=block_n, PANEL=size, BLOCK_C=max(16, TILE // block_n),
-            BLOCK_P=triton.next_power_of_2(nblocks), PRECISION=precision,
-            num_warps=4 if block_n <= 64 else 8,
-        )  # fmt: skip
-        return order[:, :steps]
     part = torch.full((2, g, nblocks), -1, dtype=torch.int64, device=device)
     _greedy_blocked[(nprog,)](
         resid, score.float().contiguous(), tie.float().contiguous(), floor.float().reshape(g).contiguous(),
