@@ -172,10 +172,11 @@ def fits(g: int, n: int, device: torch.device) -> bool:
 
 def panel_size(n: int, device: torch.device) -> tuple[int, str]:
     """(picks per panel, ``tl.dot`` precision) for kernels of ``n`` items. Measured on an H200
-    (``scripts/tune-dpp-triton.py``): with ``tf32x3`` 32 picks a panel is fastest up to a few thousand
-    items (one of 3,064 items, 2,144 picks: 10.3 ms against 12.2 with 16 and 11.1 with 64) and 64
-    beyond (5,608 items, 3,817 picks: 28.9 against 36.6 ms). Float32 FMA (``ieee``, GPUs without TF32)
-    is only fast with 16 (15.9 against 83 ms with 32: its tiles spill registers)."""
+    (``scripts/tune-dpp-triton.py``, reports/gpu/tune-dpp-triton.jsonl): with ``tf32x3`` 32 picks a
+    panel is fastest up to a few thousand items (one of 3,064 items, 2,144 picks: 9.5 ms against 10.4
+    with 64; 12.2 with 16 in an earlier call) and 64 beyond (5,608 items, 3,817 picks: 28.5 against
+    36.3 ms). Float32 FMA (``ieee``, GPUs without TF32) is only fast with 16 (15.7 ms; 83 ms with 32
+    in that earlier call, its tiles presumably spilling registers)."""
     if device.type != "cuda" or torch.cuda.get_device_capability(device) < (8, 0):
         return 16, "ieee"
     return (64 if n > 4096 else 32), "tf32x3"
