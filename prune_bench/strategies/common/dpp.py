@@ -11,9 +11,9 @@ records its pick order; it keeps its first ``k_g`` picks), so no step branches o
 still active. Four implementations (``dpp_path``): about a dozen PyTorch operations a pick, launched
 one by one (``eager``) or replayed as a CUDA graph (``graph``); one fused Triton kernel a pick,
 replayed as a CUDA graph (``triton``, ``dpp_triton.py``); and every pick of a stage in one resident
-Triton kernel that keeps the factor in panels of 32 picks (``persistent``, ``dpp_persistent.py``),
-which the default on CUDA takes wherever a stage's kernels fit one program per multiprocessor, and
-otherwise ``triton``.
+Triton kernel that keeps the factor in panels of 32 or 64 picks (``persistent``,
+``dpp_persistent.py``), which the default on CUDA takes wherever a stage's kernels fit one program
+per multiprocessor, and otherwise ``triton``.
 
 Rank exhaustion. A kernel ``diag(r) S diag(r)`` built from D-dimensional features has rank at most
 D; once the picks span it, every residual is float32 noise. The division uses
@@ -46,10 +46,11 @@ PATHS = ("auto", "persistent", "triton", "graph", "eager")
 
 
 def dpp_path(device: torch.device) -> str:
-    """Which implementation runs the greedy steps on ``device``: ``PRUNE_BENCH_DPP`` = ``persistent`` (every
-    pick of a stage in one resident Triton kernel with a grid barrier per pick, ``dpp_persistent.py``,
-    where the stage's kernels fit one program per multiprocessor, else the next), ``triton`` (one fused Triton kernel per pick, replayed as a CUDA
-    graph: ``dpp_triton.py``), ``graph`` (the PyTorch step below, replayed as a CUDA graph), ``eager``
+    """Which implementation runs the greedy steps on ``device``: ``PRUNE_BENCH_DPP`` = ``persistent``
+    (every pick of a stage in one resident Triton kernel with a grid barrier per pick,
+    ``dpp_persistent.py``, where the stage's kernels fit one program per multiprocessor, else the
+    next), ``triton`` (one fused Triton kernel per pick, replayed as a CUDA graph: ``dpp_triton.py``),
+    ``graph`` (the PyTorch step below, replayed as a CUDA graph), ``eager``
     (the PyTorch step, launched pick by pick), or ``auto`` (the default: ``persistent`` on CUDA when
     Triton imports, else ``graph`` on CUDA, ``eager`` elsewhere). Every path makes the same picks up to
     float32 ties (tests/gpu)."""
@@ -144,8 +145,8 @@ def _triton_order(
     *,
     persistent: bool,
 ) -> torch.Tensor:
-    """The Triton paths (the persistent kernel where ``persistent`` and the kernels fit it, else a kernel per
-    pick); if a kernel cannot be built here (a Triton too old or too new for this GPU), one warning and
+    """The Triton paths (the persistent kernel where ``persistent`` and the kernels fit it, else a
+    kernel per pick); if a kernel cannot be built here (a Triton too old or too new for this GPU), one warning and
     the CUDA-graph path instead, so a run never stops over the fast path."""
     global _TRITON_BROKEN
     if not _TRITON_BROKEN:
