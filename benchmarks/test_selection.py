@@ -126,3 +126,24 @@ def test_greedy_dpp(benchmark, monkeypatch, path: str, segments: int, size: int,
     benchmark.extra_info.update({"device": str(DEVICE), "segments": segments, "size": size, "picks": picks})
     out = benchmark.pedantic(run, rounds=3, warmup_rounds=1)
     assert out.sum().item() == segments * picks
+
+
+@pytest.mark.skipif(not CUDA, reason="the Triton Gram kernel needs a CUDA device")
+@pytest.mark.parametrize("impl", ["matmul", "triton"])
+@pytest.mark.parametrize("size", [1500, 3064, 5608])
+def test_gram(benchmark, impl: str, size: int) -> None:
+    """HieraVid's DPP kernel ``x @ x^T`` (one segment of ``size`` tokens, hidden 3584): float32
+    ``torch.matmul`` against the Triton tf32x3 kernel (``common/gram.py``)."""
+    from prune_bench.strategies.common.gram import gram_triton
+
+    g = torch.Generator(device=DEVICE).manual_seed(0)
+    x = torch.nn.functional.normalize(torch.randn(1, size, HIDDEN, device=DEVICE, generator=g), dim=-1)
+
+    def run() -> torch.Tensor:
+        out = x @ x.transpose(1, 2) if impl == "matmul" else gram_triton(x)
+        torch.cuda.synchronize()
+        return out
+
+    benchmark.extra_info.update({"device": str(DEVICE), "size": size, "impl": impl})
+    out = benchmark.pedantic(run, rounds=10, warmup_rounds=2)
+    assert out.shape == (1, size, size)

@@ -30,7 +30,7 @@ for part in $PARTS; do
       timeout 180 python -m pytest -q -p no:cacheprovider tests/gpu 2>&1 | tail -5 | tee "$OUT/gpu-tests.txt"
       timeout 180 python -m pytest -q -p no:cacheprovider benchmarks --benchmark-only --benchmark-enable \
         --benchmark-columns=median,iqr,rounds --benchmark-sort=name 2>&1 \
-        | grep -E "test_selection|test_hieravid_selection|test_greedy_dpp|Name|passed|failed" | tee "$OUT/selection-benchmarks.txt"
+        | grep -E "test_selection|test_hieravid_selection|test_greedy_dpp|test_gram|Name|passed|failed" | tee "$OUT/selection-benchmarks.txt"
       timeout 120 python scripts/tune-dpp-triton.py > "$OUT/tune-dpp-triton.jsonl"
       ;;
     2)

@@ -56,7 +56,9 @@ Where we differ, and why:
 * Precision. The authors run relevance, cosines, merge averages and the kernel normalisation in the
   model dtype (fp16 in LLaVA-NeXT's loader). In fp16 the min-max normalised relevance of ~3k tokens
   takes a handful of distinct values (most tokens tie at the maximum), so their DPP is close to
-  diversity-only; we compute all of it in float32, which resolves the relevance.
+  diversity-only; we compute all of it in float32, which resolves the relevance. On CUDA GPUs with
+  TF32 the kernel's Gram product runs as three TF32 tensor-core products per tile
+  (``common/gram.py``), whose error is float32's (below cuBLAS's float32 product's on the 7B shape).
 * Numerical guards. The official greedy DPP has no floor: once a segment's kernel rank is exhausted
   ``sqrt`` of a non-positive residual gives NaN and ``argmax`` keeps returning index 0 (duplicate
   picks). Ours stops extending an exhausted kernel's factor and picks its remaining items by
@@ -82,6 +84,7 @@ from prune_bench.core.stages import Stage
 from prune_bench.core.state import TokenState
 from prune_bench.core.strategy import BudgetUnit, ModelInfo, Strategy, StrategyConfig
 from prune_bench.strategies.common.dpp import greedy_dpp_map
+from prune_bench.strategies.common.gram import gram
 from prune_bench.strategies.common.select import keep_visual_subset, last_token_visual_attention, topk_visual
 from prune_bench.strategies.common.temporal import (
     frame_grid_index,
@@ -406,7 +409,7 @@ def segment_dpp(
     x = F.normalize(hidden.float(), dim=-1)
     padded = x.new_zeros(n_seg, n_max, x.shape[1])
     padded[seg, slot] = x * relevance[:, None]
-    kernel = padded @ padded.transpose(1, 2)  # r_i * cos(x_i, x_j) * r_j
+    kernel = gram(padded)  # r_i * cos(x_i, x_j) * r_j
     return greedy_dpp_map(kernel, counts, budgets)[seg, slot]
 
 

@@ -1,0 +1,47 @@
+"""The Triton Gram kernel (HieraVid's DPP kernel on GPUs with TF32) equals float32 ``x @ x^T``.
+
+Runs on a CUDA device, or on the CPU under Triton's interpreter:
+``TRITON_INTERPRET=1 python -m pytest tests/gpu/test_gram.py`` (needs ``pip install triton``).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+
+import pytest
+import torch
+
+DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+
+pytestmark = [
+    pytest.mark.gpu,
+    pytest.mark.skipif(importlib.util.find_spec("triton") is None, reason="needs triton"),
+    pytest.mark.skipif(
+        DEVICE == "cpu" and os.environ.get("TRITON_INTERPRET") != "1",
+        reason="needs a CUDA device, or TRITON_INTERPRET=1 on the CPU",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("g", "n", "d"), [(1, 5, 7), (3, 130, 70), (2, 300, 3584) if DEVICE == "cuda" else (2, 257, 96)]
+)
+def test_gram_kernel_equals_float32_matmul(g: int, n: int, d: int) -> None:
+    from prune_bench.strategies.common.gram import gram_triton
+
+    gen = torch.Generator(device=DEVICE).manual_seed(0)
+    x = torch.nn.functional.normalize(torch.randn(g, n, d, device=DEVICE, generator=gen), dim=-1)
+    x = x * torch.rand(g, n, 1, device=DEVICE, generator=gen)
+    reference = (x.double() @ x.double().transpose(1, 2)).float()
+    torch.testing.assert_close(gram_triton(x), reference, atol=2e-6, rtol=1e-5)
+
+
+@pytest.mark.skipif(DEVICE == "cpu", reason="gram() takes the Triton kernel on CUDA only")
+@pytest.mark.filterwarnings("error::RuntimeWarning")  # a fallback to torch.matmul would hide a failure
+def test_gram_takes_the_kernel_on_cuda() -> None:
+    from prune_bench.strategies.common import gram
+
+    x = torch.randn(2, 200, 64, device=DEVICE)
+    torch.testing.assert_close(gram.gram(x), gram.gram_triton(x))
+    assert not gram._BROKEN
