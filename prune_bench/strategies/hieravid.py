@@ -50,8 +50,8 @@ Where we differ, and why:
   largest segment, no Python loop over tokens), where the authors loop over segments; on CUDA a stage
   runs as one persistent Triton kernel (the factor kept in panels) or as a Triton kernel per pick
   replayed as a CUDA graph (``common/dpp_persistent.py``, ``common/dpp_triton.py``; same picks).
-  Measured on an H200 (reports/gpu), 32 frames, one segment: 27.2 ms of selection at keep 0.3 against
-  49.5 ms of pruned LM prefill, 12.9 ms at keep 0.1 (242 and 139 ms with the PyTorch step as a CUDA
+  Measured on an H200 (reports/gpu), 32 frames, one segment: 27.0 ms of selection at keep 0.3 against
+  50.5 ms of pruned LM prefill, 14.1 ms at keep 0.1 (245 and 102 ms with the PyTorch step as a CUDA
   graph); the authors' code spent 153 ms in DPP at 32 frames on an A800.
 * Precision. The authors run relevance, cosines, merge averages and the kernel normalisation in the
   model dtype (fp16 in LLaVA-NeXT's loader). In fp16 the min-max normalised relevance of ~3k tokens
