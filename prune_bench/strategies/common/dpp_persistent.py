@@ -173,9 +173,9 @@ def fits(g: int, n: int, device: torch.device) -> bool:
 def panel_size(n: int, device: torch.device) -> tuple[int, str]:
     """(picks per panel, ``tl.dot`` precision) for kernels of ``n`` items. Measured on an H200
     (``scripts/tune-dpp-triton.py``, reports/gpu/tune-dpp-triton.jsonl): with ``tf32x3`` 32 picks a
-    panel is fastest up to a few thousand items (one of 3,064 items, 2,144 picks: 9.5 ms against 10.4
-    with 64; 12.2 with 16 in an earlier call) and 64 beyond (5,608 items, 3,817 picks: 28.5 against
-    36.3 ms). Float32 FMA (``ieee``, GPUs without TF32) is only fast with 16 (15.7 ms; 83 ms with 32
+    panel is fastest up to a few thousand items (one of 3,064 items, 2,144 picks: 9.3 ms against 10.5
+    with 64; 12.2 with 16 in an earlier call) and 64 beyond (5,608 items, 3,817 picks: 28.4 against
+    36.0 ms). Float32 FMA (``ieee``, GPUs without TF32) is only fast with 16 (15.5 ms; 83 ms with 32
     in that earlier call, its tiles presumably spilling registers)."""
     if device.type != "cuda" or torch.cuda.get_device_capability(device) < (8, 0):
         return 16, "ieee"
@@ -202,10 +202,10 @@ def greedy_order(
         if laid is None:
             raise ValueError(f"{g} kernels of {n} items do not fit one resident program per multiprocessor")
         block_n, nprog = laid
-    elif g == 1:
+    elif g == 1 and n <= MAX_BLOCK_N:
         block_n, nprog = max(16, triton.next_power_of_2(n)), 1
     else:
-        raise ValueError("off CUDA the persistent kernel runs one kernel at a time (g == 1)")
+        raise ValueError(f"off CUDA the persistent kernel runs one kernel of at most {MAX_BLOCK_N} items")
     size, precision = panel or panel_size(n, device)
     nblocks = triton.cdiv(n, block_n)
     rows = max(steps, 1)
