@@ -6,24 +6,13 @@ Runs on a CUDA device (with the replayed CUDA graph), or on the CPU under Triton
 
 from __future__ import annotations
 
-import importlib.util
-import os
-
 import pytest
 import torch
+from triton_marks import DEVICE, TRITON_OR_INTERPRETER
 
 from prune_bench.strategies.common import dpp
 
-DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
-
-pytestmark = [
-    pytest.mark.gpu,
-    pytest.mark.skipif(importlib.util.find_spec("triton") is None, reason="needs triton"),
-    pytest.mark.skipif(
-        DEVICE == "cpu" and os.environ.get("TRITON_INTERPRET") != "1",
-        reason="needs a CUDA device, or TRITON_INTERPRET=1 on the CPU",
-    ),
-]
+pytestmark = TRITON_OR_INTERPRETER
 
 
 def _kernels(g: int, n: int, d: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:

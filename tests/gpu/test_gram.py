@@ -6,22 +6,11 @@ Runs on a CUDA device, or on the CPU under Triton's interpreter:
 
 from __future__ import annotations
 
-import importlib.util
-import os
-
 import pytest
 import torch
+from triton_marks import DEVICE, TRITON_OR_INTERPRETER
 
-DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
-
-pytestmark = [
-    pytest.mark.gpu,
-    pytest.mark.skipif(importlib.util.find_spec("triton") is None, reason="needs triton"),
-    pytest.mark.skipif(
-        DEVICE == "cpu" and os.environ.get("TRITON_INTERPRET") != "1",
-        reason="needs a CUDA device, or TRITON_INTERPRET=1 on the CPU",
-    ),
-]
+pytestmark = TRITON_OR_INTERPRETER
 
 
 @pytest.mark.parametrize(

@@ -28,11 +28,11 @@ states differ by rounding).
 from __future__ import annotations
 
 import os
-import warnings
 
 import torch
 
 from prune_bench.strategies.common.graph_steps import padded_steps, run_steps
+from prune_bench.strategies.common.triton_fallback import triton_available, warn_fallback
 
 #: Residual, relative to the kernel's largest diagonal entry, below which its rank counts as exhausted
 #: (float32 cancellation leaves residuals of about 1e-6 of the diagonal).
@@ -57,25 +57,17 @@ def dpp_path(device: torch.device) -> str:
     choice = os.environ.get("PRUNE_BENCH_DPP", "auto").strip().lower() or "auto"
     if choice not in PATHS:
         raise ValueError(f"PRUNE_BENCH_DPP={choice!r} is not one of {', '.join(PATHS)}; unset it for 'auto'")
-    if choice in ("triton", "persistent") and not _triton_available():
+    if choice in ("triton", "persistent") and not triton_available():
         raise ValueError(
             f"PRUNE_BENCH_DPP={choice} needs the 'triton' package (pip install triton), or unset it"
         )
     if choice == "eager" or (choice == "auto" and device.type != "cuda"):
         return "eager"
-    if choice == "persistent" or (choice == "auto" and _triton_available()):
+    if choice == "persistent" or (choice == "auto" and triton_available()):
         return "persistent" if device.type == "cuda" else "triton"
     if choice == "triton":
         return "triton"
     return "graph" if device.type == "cuda" else "eager"
-
-
-def _triton_available() -> bool:
-    try:
-        import triton  # noqa: F401
-    except ImportError:
-        return False
-    return True
 
 
 def greedy_dpp_map(kernel: torch.Tensor, sizes: torch.Tensor, budgets: torch.Tensor) -> torch.Tensor:
@@ -159,10 +151,10 @@ def _triton_order(
             return dpp_triton.greedy_order(kernel, score, tie, floor, steps)
         except Exception as exc:  # noqa: BLE001 - any compile or launch failure: fall back, say why once
             _TRITON_BROKEN = True
-            warnings.warn(
-                f"the Triton greedy-DPP kernel failed ({type(exc).__name__}: {str(exc).splitlines()[0]}); "
-                "using the CUDA-graph path (set PRUNE_BENCH_DPP=graph to skip the attempt)",
-                RuntimeWarning,
+            warn_fallback(
+                "greedy-DPP kernel",
+                exc,
+                "the CUDA-graph path (set PRUNE_BENCH_DPP=graph to skip the attempt)",
                 stacklevel=3,
             )
     if kernel.device.type == "cuda":

@@ -12,9 +12,9 @@ without Triton, on GPUs without TF32, or if the kernel cannot be built (one warn
 
 from __future__ import annotations
 
-import warnings
-
 import torch
+
+from prune_bench.strategies.common.triton_fallback import warn_fallback
 
 try:
     import triton
@@ -82,12 +82,7 @@ def gram(x: torch.Tensor) -> torch.Tensor:
             return gram_triton(x)
         except Exception as exc:  # noqa: BLE001 - any compile or launch failure: fall back, say why once
             _BROKEN = True
-            warnings.warn(
-                f"the Triton Gram kernel failed ({type(exc).__name__}: {str(exc).splitlines()[0]}); "
-                "using torch.matmul",
-                RuntimeWarning,
-                stacklevel=2,
-            )
+            warn_fallback("Gram kernel", exc, "torch.matmul")
     return x @ x.transpose(1, 2)
 
 
