@@ -222,6 +222,23 @@ class Adapter(ABC):
         return (fmt or self.prompt_format).token_ids(self.tokenizer, question, options, video_ids)
 
     @abstractmethod
+    def video_token_count(self, num_frames: int) -> int:
+        """Video tokens the LLM sees for ``num_frames`` input frames."""
+
+    @abstractmethod
+    def video_span(self, n_video: int) -> list[int]:
+        """The prompt ids that stand for a video of ``n_video`` tokens (with any markers around them)."""
+
+    @abstractmethod
+    def pixels(self, frames: torch.Tensor) -> torch.Tensor:
+        """``[T, H, W, 3]`` uint8 frames as the vision tower's input."""
+
+    @abstractmethod
+    def encode_ids(
+        self, ids: list[int], frames_pixels: torch.Tensor, answer_ids: list[int] | None, capture_vision: bool
+    ) -> EncodedSample:
+        """Vision tower and projector on ``frames_pixels``, spliced into the prompt ``ids``."""
+
     def encode(
         self,
         frames: torch.Tensor,
@@ -233,6 +250,9 @@ class Adapter(ABC):
     ) -> EncodedSample:
         """Vision tower, projector and prompt: the unpruned LLM input of one sample, in
         ``prompt_format`` (default: the model's own, ``self.prompt_format``)."""
+        video = self.video_span(self.video_token_count(frames.shape[0]))
+        ids, answer_ids = self.prompt_ids(question, options, video, prompt_format)
+        return self.encode_ids(ids, self.pixels(frames), answer_ids, capture_vision)
 
     @abstractmethod
     def encode_synthetic(

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -236,10 +236,8 @@ class LlavaOnevisionAdapter(Adapter):
         pooled = nn.functional.interpolate(grid, size=[self.pooled_grid] * 2, mode="bilinear")
         return pooled.permute(0, 2, 3, 1).reshape(t, -1, c)
 
-    def _prompt_ids(
-        self, question: str, options: Sequence[str], n_video: int, fmt: PromptFormat | None = None
-    ) -> tuple[list[int], list[int]]:
-        return self.prompt_ids(question, options, [self.config.video_token_id] * n_video, fmt)
+    def video_span(self, n_video: int) -> list[int]:
+        return [self.config.video_token_id] * n_video
 
     def encode_ids(
         self, ids: list[int], frames_pixels: torch.Tensor, answer_ids: list[int] | None, capture_vision: bool
@@ -286,19 +284,6 @@ class LlavaOnevisionAdapter(Adapter):
         size = self.config.vision_config.image_size
         return frames_to_pixels(frames, size, fmt.pixel_mean, fmt.pixel_std, self.model.dtype, self.device)
 
-    def encode(
-        self,
-        frames: torch.Tensor,
-        question: str,
-        options: Sequence[str],
-        *,
-        capture_vision: bool,
-        prompt_format: PromptFormat | None = None,
-    ) -> EncodedSample:
-        n_video = self.video_token_count(frames.shape[0])
-        ids, answer_ids = self._prompt_ids(question, options, n_video, prompt_format)
-        return self.encode_ids(ids, self.pixels(frames), answer_ids, capture_vision)
-
     def encode_synthetic(
         self, num_frames: int, text_tokens: int, *, capture_vision: bool, seed: int = 0
     ) -> EncodedSample:
@@ -310,7 +295,7 @@ class LlavaOnevisionAdapter(Adapter):
         )
         text = torch.randint(0, vocab, (text_tokens,), generator=g).tolist()
         split = min(14, text_tokens // 2)  # a system-prompt-like prefix, then the video, then the question
-        ids = text[:split] + [self.config.video_token_id] * self.video_token_count(num_frames) + text[split:]
+        ids = text[:split] + self.video_span(self.video_token_count(num_frames)) + text[split:]
         return self.encode_ids(ids, self.pixels(frames), None, capture_vision)
 
 

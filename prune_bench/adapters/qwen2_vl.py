@@ -491,12 +491,9 @@ class Qwen2VLAdapter(Adapter):
         return position[:, 0]
 
     # -------------------------------------------------------------------------------- encode
-    def _prompt_ids(
-        self, question: str, options: Sequence[str], n_video: int, fmt: PromptFormat | None = None
-    ) -> tuple[list[int], list[int]]:
+    def video_span(self, n_video: int) -> list[int]:
         cfg = self.config
-        span = [cfg.vision_start_token_id] + [cfg.video_token_id] * n_video + [cfg.vision_end_token_id]
-        return self.prompt_ids(question, options, span, fmt)
+        return [cfg.vision_start_token_id] + [cfg.video_token_id] * n_video + [cfg.vision_end_token_id]
 
     def encode_ids(
         self, ids: list[int], frames_pixels: torch.Tensor, answer_ids: list[int] | None, capture_vision: bool
@@ -551,19 +548,6 @@ class Qwen2VLAdapter(Adapter):
         std = torch.tensor(fmt.pixel_std, device=device).view(1, 3, 1, 1)
         return ((x - mean) / std).to(self.model.dtype)
 
-    def encode(
-        self,
-        frames: torch.Tensor,
-        question: str,
-        options: Sequence[str],
-        *,
-        capture_vision: bool,
-        prompt_format: PromptFormat | None = None,
-    ) -> EncodedSample:
-        n_video = self.video_token_count(frames.shape[0])
-        ids, answer_ids = self._prompt_ids(question, options, n_video, prompt_format)
-        return self.encode_ids(ids, self.pixels(frames), answer_ids, capture_vision)
-
     def encode_synthetic(
         self, num_frames: int, text_tokens: int, *, capture_vision: bool, seed: int = 0
     ) -> EncodedSample:
@@ -574,8 +558,7 @@ class Qwen2VLAdapter(Adapter):
         vocab = min(cfg.text_config.vocab_size, *special)
         text = torch.randint(0, vocab, (text_tokens,), generator=g).tolist()
         split = min(14, text_tokens // 2)  # a system-prompt-like prefix, then the video, then the question
-        video = [cfg.video_token_id] * self.video_token_count(num_frames)
-        ids = text[:split] + [cfg.vision_start_token_id, *video, cfg.vision_end_token_id] + text[split:]
+        ids = text[:split] + self.video_span(self.video_token_count(num_frames)) + text[split:]
         return self.encode_ids(ids, self.pixels(frames), None, capture_vision)
 
 

@@ -3,7 +3,7 @@
 A batch mixes every synthetic task (in proportion to ``task_weights``), renders the frames on the
 device, and turns each question into exactly the token ids the adapter builds at evaluation time:
 the prompt comes from the same :class:`PromptFormat` and the same tokenizer call (see
-``LlavaOnevisionAdapter._prompt_ids``); the target is the first id of the answer word.
+``Adapter.encode``); the target is the first id of the answer word.
 """
 
 from __future__ import annotations

@@ -76,7 +76,9 @@ def test_training_prompt_and_logits_match_the_adapter(tiny_dir: Path) -> None:
         )
     for i, part in enumerate(parts):
         question, options = part.questions[0], part.options[0]
-        ids, answer_ids = adapter._prompt_ids(question, options, adapter.video_token_count(12))
+        ids, answer_ids = adapter.prompt_ids(
+            question, options, adapter.video_span(adapter.video_token_count(12))
+        )
         assert ids == batch.ids[i, : len(ids)].tolist() and int(batch.last[i]) == len(ids) - 1
         assert int(batch.target[i]) == answer_ids[int(part.answer[0])]
         sample = adapter.encode(part.frames[0], question, options, capture_vision=False)
