@@ -330,19 +330,14 @@ class HieraVid(Strategy):
             seg = state.segment[vis]
             # segment sizes and budgets are a handful of numbers: computed on the host, once the
             # sizes are read back (one sync), instead of as dozens of tiny device kernels with a sync each
-            mv = ctx.memory.get(MV_KEY)
-            if mv is not None:  # one marginal value per segment id: sizes without bincount's max() sync
-                counts = torch.zeros(mv.numel(), dtype=torch.long, device=seg.device)
-                counts = counts.index_add_(0, seg, torch.ones_like(seg)).cpu()
-                counts = counts[: int(torch.nonzero(counts).max()) + 1] if bool(counts.any()) else counts[:1]
-            else:
-                counts = torch.bincount(seg).cpu()
+            mv = ctx.memory.get(MV_KEY)  # on the host, one value per segment id
+            counts = _segment_sizes(seg, None if mv is None else mv.numel())
             n_seg = counts.numel()
             budgets = self.segment_budgets(
                 # looked up by segment id, as the authors do, even when trailing segments are empty
                 counts,
                 keep,
-                mv[:n_seg].cpu() if mv is not None and mv.numel() >= n_seg else None,
+                mv[:n_seg] if mv is not None and mv.numel() >= n_seg else None,
             )
             if fast:
                 chosen = relevance_spread(r, seg, counts.to(seg.device), budgets.to(seg.device))
@@ -386,6 +381,18 @@ def segment_marginal_value(feats: torch.Tensor, frame_segment: torch.Tensor, k: 
     )
     mv = k * a1 + (1 - k) * (1 - a2)
     return (mv - mv.mean()) / (mv.std(unbiased=False) + 1e-8)  # population std, as the authors
+
+
+def _segment_sizes(seg: torch.Tensor, num_ids: int | None) -> torch.Tensor:
+    """Tokens per segment id, up to the last non-empty segment (as ``bincount``), on the host. With
+    ``num_ids`` known, counted without ``bincount``'s read-back of the largest id: one sync, not two."""
+    if num_ids is None:
+        return torch.bincount(seg).cpu()
+    counts = torch.zeros(num_ids, dtype=torch.long, device=seg.device).index_add_(
+        0, seg, torch.ones_like(seg)
+    )
+    counts = counts.cpu()
+    return counts[: int(counts.nonzero().max()) + 1] if bool(counts.any()) else counts[:1]
 
 
 def _segment_slots(seg: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:

@@ -357,3 +357,12 @@ def test_qwen2_vl_uses_the_authors_four_query_tokens():
     assert HieraVid.for_budget(0.3, "layer-average", qwen).config.query_tokens == 4
     assert HieraVid.for_budget(0.3, "layer-average", llava).config.query_tokens == 1
     assert HieraVid.for_budget(0.3, "layer-average", qwen, query_tokens=2).config.query_tokens == 2
+
+
+def test_segment_sizes_equal_bincount_with_and_without_the_number_of_ids() -> None:
+    from prune_bench.strategies.hieravid import _segment_sizes
+
+    seg = torch.tensor([0, 0, 2, 2, 2, 3])
+    for num_ids in (None, 4, 6):  # trailing empty ids (4, 5) are not counted, as bincount's
+        assert _segment_sizes(seg, num_ids).tolist() == [2, 0, 3, 1]
+    assert _segment_sizes(torch.tensor([0, 0]), 3).tolist() == [2]
