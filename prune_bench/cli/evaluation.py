@@ -16,7 +16,7 @@ from rich.table import Table
 
 from prune_bench.adapters.base import resolve_model_path
 from prune_bench.cli.display import print_wide
-from prune_bench.cli.model import load_adapter, pick_device
+from prune_bench.adapters.loading import load_adapter, pick_device
 from prune_bench.core.compose import build_strategy, check_keep, parse_value, spec_names
 from prune_bench.core.plugins import Registry, registry
 from prune_bench.core.strategy import BUDGET_UNITS, BudgetUnit

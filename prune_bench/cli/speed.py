@@ -16,7 +16,7 @@ from rich.table import Table
 
 from prune_bench.cli.compare import parse_sets
 from prune_bench.cli.display import print_wide
-from prune_bench.cli.model import pick_device
+from prune_bench.adapters.loading import pick_device
 from prune_bench.core.compose import build_strategy, check_keep, spec_names
 from prune_bench.core.plugins import registry
 from prune_bench.core.strategy import BUDGET_UNITS

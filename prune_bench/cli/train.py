@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from prune_bench.cli.model import DEFAULT_MODEL_DIR, pick_device
+from prune_bench.adapters.loading import DEFAULT_MODEL_DIR, pick_device
 
 
 @click.command("train-default")

@@ -85,7 +85,7 @@ class PruneBenchLMM(_LmmsBase):  # type: ignore[misc,valid-type]
         batch_size: int | str = 1,
         **unknown: Any,
     ) -> None:
-        from prune_bench.cli.model import load_adapter, pick_device
+        from prune_bench.adapters.loading import load_adapter, pick_device
         from prune_bench.core.compose import build_strategy, check_keep
         from prune_bench.core.plugins import registry
         from prune_bench.core.stages import PruningPlan

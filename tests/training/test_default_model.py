@@ -11,7 +11,7 @@ import torch
 from prune_bench.adapters.base import PromptFormat
 from prune_bench.adapters.llava_onevision import LlavaOnevisionAdapter
 from prune_bench.benchmarks.synthetic import SyntheticVideoQA
-from prune_bench.cli.model import DEFAULT_MODEL_DIR
+from prune_bench.adapters.loading import DEFAULT_MODEL_DIR
 from prune_bench.core.stages import PruningPlan
 from prune_bench.training.data import PromptEncoder, make_batch, sample_parts
 from prune_bench.training.default_model import (
