@@ -17,7 +17,7 @@ from prune_bench.adapters.base import frames_to_pixels
 from prune_bench.adapters.llava_onevision import LlavaOnevisionAdapter
 from prune_bench.benchmarks.synthetic.tasks import balanced_positions, detail
 from prune_bench.benchmarks.synthetic.vocab import BACKGROUND_COLOURS, BACKGROUND_NAMES, OBJECT_COLOURS
-from prune_bench.training.default_model import pool_video
+from prune_bench.training import pool_video
 
 torch.manual_seed(0)
 ad = LlavaOnevisionAdapter.from_pretrained(

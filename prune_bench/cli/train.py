@@ -5,15 +5,22 @@ from __future__ import annotations
 import click
 
 from prune_bench.adapters.loading import DEFAULT_MODEL_DIR, pick_device
+from prune_bench.errors import UserError
 
 
 @click.command("train-default")
 @click.option(
     "--out",
     type=click.Path(file_okay=False),
-    default=str(DEFAULT_MODEL_DIR),
-    show_default=True,
-    help="Directory to write the model, tokenizer and MODEL_CARD.md to.",
+    required=True,
+    help="Directory to write the model, tokenizer and MODEL_CARD.md to, e.g. my_model/ "
+    "(the installed package's shipped model only with --overwrite-shipped).",
+)
+@click.option(
+    "--overwrite-shipped",
+    is_flag=True,
+    help="Let --out be the shipped model's directory, prune_bench/assets/default_model "
+    "(for maintainers retraining the shipped model).",
 )
 @click.option(
     "--steps",
@@ -52,6 +59,7 @@ from prune_bench.adapters.loading import DEFAULT_MODEL_DIR, pick_device
 @click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
 def train_default(
     out: str,
+    overwrite_shipped: bool,
     steps: int,
     minutes: float,
     device: str | None,
@@ -66,7 +74,13 @@ def train_default(
     """Train the default model (a few million parameters) and write it with its model card."""
     from rich.console import Console
 
-    from prune_bench.training.default_model import TrainSettings, parse_weights, train_default_model
+    from prune_bench.training import TrainSettings, is_shipped_model_dir, parse_weights, train_default_model
+
+    if is_shipped_model_dir(out) and not overwrite_shipped:
+        raise UserError(
+            f"--out {out} is the shipped model of the installed package ({DEFAULT_MODEL_DIR}); "
+            "pass another directory (e.g. --out my_model/), or --overwrite-shipped to replace it"
+        )
 
     console = Console()
     settings = TrainSettings(

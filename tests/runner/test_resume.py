@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from prune_bench.training.default_model import ModelShape, TrainSettings, train_default_model
+from prune_bench.training import ModelShape, TrainSettings, train_default_model
 
 ARGS = [
     "compare",

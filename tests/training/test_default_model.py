@@ -10,11 +10,10 @@ import torch
 
 from prune_bench.adapters.base import PromptFormat
 from prune_bench.adapters.llava_onevision import LlavaOnevisionAdapter
-from prune_bench.benchmarks.synthetic import SyntheticVideoQA
 from prune_bench.adapters.loading import DEFAULT_MODEL_DIR
+from prune_bench.benchmarks.synthetic import SyntheticVideoQA
 from prune_bench.core.stages import PruningPlan
-from prune_bench.training.data import PromptEncoder, make_batch, sample_parts
-from prune_bench.training.default_model import (
+from prune_bench.training import (
     PROMPT_TEMPLATE,
     ModelShape,
     TrainSettings,
@@ -22,6 +21,7 @@ from prune_bench.training.default_model import (
     train_default_model,
     video_token_count,
 )
+from prune_bench.training.data import PromptEncoder, make_batch, sample_parts
 
 
 def tiny_settings(**changes: object) -> TrainSettings:
@@ -112,7 +112,7 @@ def test_shape_curriculum_is_single_scene_detail() -> None:
 
 def test_weights_option_and_retrain_command() -> None:
     from prune_bench.errors import UserError
-    from prune_bench.training.default_model import parse_weights, retrain_command
+    from prune_bench.training import parse_weights, retrain_command
 
     assert parse_weights("count=2, shape=0") == {"count": 2.0, "shape": 0.0}
     for bad in ("count", "colour=1", "count=x"):
@@ -125,6 +125,13 @@ def test_weights_option_and_retrain_command() -> None:
     cmd = retrain_command(asdict(s))
     assert "--lr 0.001" in cmd and "--batch-size 128" in cmd and "count=2" in cmd
     assert retrain_command(asdict(TrainSettings())).endswith("--seed 0 --minutes 8")
+    # the shipped model's directory is refused without the flag, so its retrain command carries it
+    shipped = "prune-bench train-default --out prune_bench/assets/default_model --overwrite-shipped --seed"
+    assert retrain_command(asdict(TrainSettings())).startswith(shipped)
+    assert (
+        retrain_command(asdict(TrainSettings()), out=str(DEFAULT_MODEL_DIR)).count("--overwrite-shipped") == 1
+    )
+    assert "--overwrite-shipped" not in retrain_command(asdict(TrainSettings()), out="my_model/")
 
 
 def test_scene_curriculum_asks_detail_the_other_way_round() -> None:
@@ -139,7 +146,7 @@ def test_scene_curriculum_asks_detail_the_other_way_round() -> None:
 def test_init_carries_weights_over_by_word(tiny_dir: Path) -> None:
     from transformers import LlavaOnevisionForConditionalGeneration
 
-    from prune_bench.training.default_model import build_config, load_init
+    from prune_bench.training import build_config, load_init
 
     old = LlavaOnevisionForConditionalGeneration.from_pretrained(str(tiny_dir), dtype=torch.float32)
     old_vocab = LlavaOnevisionAdapter.from_pretrained(str(tiny_dir)).tokenizer.get_vocab()
@@ -158,7 +165,7 @@ def test_init_carries_weights_over_by_word(tiny_dir: Path) -> None:
 
 def test_continued_run_records_its_stages(tiny_dir: Path, tmp_path: Path) -> None:
     from prune_bench.errors import UserError
-    from prune_bench.training.default_model import load_init, model_card, retrain_commands
+    from prune_bench.training import load_init, model_card, retrain_commands
 
     settings = tiny_settings(steps=2, warmup=1, init=str(tiny_dir), lr=3e-4)
     summary = train_default_model(tmp_path, settings, device="cpu", log=lambda _: None, show_progress=False)
@@ -166,6 +173,8 @@ def test_continued_run_records_its_stages(tiny_dir: Path, tmp_path: Path) -> Non
     first, second = retrain_commands(summary)
     assert "--out /tmp/default-model-stage-1" in first and "--init" not in first
     assert "--init /tmp/default-model-stage-1" in second and "--lr 0.0003" in second
+    assert "--overwrite-shipped" not in first
+    assert "--out prune_bench/assets/default_model --overwrite-shipped" in second
     assert "Continued from the weights of an earlier run: 3 steps" in model_card(summary)
     assert "5 optimiser steps in all" in model_card(summary)
     with pytest.raises(UserError, match="not a model directory"):
@@ -180,3 +189,58 @@ def test_background_task_names_the_single_scene_colour() -> None:
     for i, (opts, word, m) in enumerate(zip(part.options, part.answer_words, part.meta, strict=True)):
         assert m["scenes"] == 1 and len(set(opts)) == 4
         assert tuple(part.frames[i, 0, 0, 0].tolist()) == BACKGROUND_COLOURS[word]
+
+
+def test_public_names_import_from_the_package() -> None:
+    import prune_bench.training as training
+    from prune_bench.training.evaluation import evaluate_model_dir
+
+    for name in training.__all__:
+        assert getattr(training, name) is not None, name
+    assert training.evaluate_model_dir is evaluate_model_dir
+    for name in ("ModelShape", "TrainSettings", "train_default_model", "load_init", "parse_weights"):
+        assert name in training.__all__
+
+
+def _main(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
+    from prune_bench.cli.main import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    return exit_info.value.code, capsys.readouterr().err.strip()  # type: ignore[return-value]
+
+
+def test_train_default_without_out_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    code, err = _main(["train-default"], capsys)
+    assert code == 2 and "Missing option '--out'" in err, err
+
+
+@pytest.mark.parametrize("relative", [False, True])
+def test_train_default_refuses_the_shipped_dir(
+    relative: bool, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import prune_bench.training as training
+
+    monkeypatch.setattr(training, "train_default_model", lambda *a, **k: pytest.fail("trained"))
+    out = str(DEFAULT_MODEL_DIR)
+    if relative:  # as the model card's retrain command names it, from the directory above the package
+        monkeypatch.chdir(DEFAULT_MODEL_DIR.parents[2])
+        out = "prune_bench/assets/default_model/"
+    before = (DEFAULT_MODEL_DIR / "model.safetensors").stat().st_mtime_ns
+    code, err = _main(["train-default", "--out", out, "--no-progress"], capsys)
+    assert code == 2 and "\n" not in err, err
+    assert err.startswith("error: ") and "shipped model" in err and "--overwrite-shipped" in err
+    assert (DEFAULT_MODEL_DIR / "model.safetensors").stat().st_mtime_ns == before
+
+
+def test_overwrite_shipped_lets_the_shipped_dir_through(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import prune_bench.training as training
+
+    calls: list[str] = []
+    monkeypatch.setattr(training, "train_default_model", lambda out, *a, **k: calls.append(out))
+    from prune_bench.cli.main import main
+
+    main(["train-default", "--out", str(DEFAULT_MODEL_DIR), "--overwrite-shipped", "--device", "cpu"])
+    assert calls == [str(DEFAULT_MODEL_DIR)]
