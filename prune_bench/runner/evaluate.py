@@ -56,10 +56,13 @@ class RunConfig:
 
 def manifest(adapter: Adapter, context: dict[str, Any]) -> dict[str, Any]:
     device = adapter.device
+    from prune_bench.core.plugins import registry
+
     packages = {p: _version(p) for p in ("prune-bench", "torch", "transformers", "pluggy", "pydantic")}
     return {
         "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "packages": packages,
+        "plugins": registry().plugins(),
         "python": platform.python_version(),
         "device": torch.cuda.get_device_name(device)
         if device.type == "cuda"
