@@ -78,7 +78,14 @@ def run_prefill_stages(plan: PruningPlan, state: TokenState, vision: VisionAtten
 @pytest.mark.parametrize("name", sorted(n for n in registry().strategies if n != "none"))
 @pytest.mark.parametrize("keep", [0.1, 0.3])
 def test_selection(benchmark, name: str, keep: float) -> None:
-    info = ModelInfo(num_layers=LAYERS, num_frames=FRAMES, tokens_per_frame=GRID * GRID, hidden_size=HIDDEN)
+    info = ModelInfo(
+        num_layers=LAYERS,
+        num_frames=FRAMES,
+        tokens_per_frame=GRID * GRID,
+        hidden_size=HIDDEN,
+        family="llava_onevision",
+        capabilities=frozenset({"vision_attention"}),
+    )
     plan = PruningPlan.of(
         registry().strategy(name).for_budget(keep, "layer-average", info).stages(info), LAYERS
     )
@@ -133,8 +140,8 @@ def test_greedy_dpp(benchmark, monkeypatch, path: str, segments: int, size: int,
 @pytest.mark.parametrize("size", [1500, 3064, 5608])
 def test_gram(benchmark, impl: str, size: int) -> None:
     """HieraVid's DPP kernel ``x @ x^T`` (one segment of ``size`` tokens, hidden 3584): float32
-    ``torch.matmul`` against the Triton tf32x3 kernel (``common/gram.py``)."""
-    from prune_bench.strategies.common.gram import gram_triton
+    ``torch.matmul`` against the Triton tf32x3 kernel (``kernels/gram.py``)."""
+    from prune_bench.kernels.gram import gram_triton
 
     g = torch.Generator(device=DEVICE).manual_seed(0)
     x = torch.nn.functional.normalize(torch.randn(1, size, HIDDEN, device=DEVICE, generator=g), dim=-1)

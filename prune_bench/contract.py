@@ -29,28 +29,33 @@ import pytest
 
 if TYPE_CHECKING:
     from prune_bench.adapters.base import Adapter, EncodedSample
-    from prune_bench.core.stages import PruningPlan
-    from prune_bench.core.strategy import Strategy
+    from prune_bench.session import Session
 
 #: Frames of the contract's video (two scenes of 8 frames each).
 CONTRACT_FRAMES = 16
 
 
-def build_plan(
-    adapter: Adapter, name: str, keep: float, **options: Any
-) -> tuple[PruningPlan, Strategy, bool]:
-    """(plan, strategy, warned): strategy ``name`` budgeted at layer-average ``keep`` for the contract
-    video, and whether it raised a :class:`~prune_bench.core.strategy.BudgetWarning`."""
-    from prune_bench.core.plugins import registry
-    from prune_bench.core.stages import PruningPlan
+def build_session(
+    adapter: Adapter, name: str, keep: float, *, mode: str = "drop", seed: int = 0, **options: Any
+) -> tuple[Session, bool]:
+    """(session, warned): strategy ``name`` budgeted at layer-average ``keep`` for the contract video,
+    and whether budgeting raised a :class:`~prune_bench.core.strategy.BudgetWarning`."""
     from prune_bench.core.strategy import BudgetWarning
+    from prune_bench.session import Session
 
-    info = adapter.model_info(CONTRACT_FRAMES)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        strategy = registry().strategy(name).for_budget(keep, "layer-average", info, **options)
+        session = Session(
+            adapter,
+            name,
+            keep=keep,
+            mode=mode,  # type: ignore[arg-type]
+            seed=seed,
+            options={name: options} if options else None,
+            num_frames=CONTRACT_FRAMES,
+        )
     warned = any(issubclass(w.category, BudgetWarning) for w in caught)
-    return PruningPlan.of(strategy.stages(info), info.num_layers), strategy, warned
+    return session, warned
 
 
 def _text_count(sample: EncodedSample) -> int:
@@ -65,8 +70,8 @@ class StrategyContract:
     def test_budget_is_met_or_warned(
         self, contract_adapter: Adapter, contract_sample: EncodedSample, strategy_name: str, keep: float
     ) -> None:
-        plan, _, warned = build_plan(contract_adapter, strategy_name, keep)
-        result = contract_adapter.run(contract_sample, plan)
+        session, warned = build_session(contract_adapter, strategy_name, keep)
+        result = session.answer(contract_sample)
         achieved = result.layer_average_retention
         if strategy_name == "none":
             assert achieved == 1.0
@@ -83,11 +88,11 @@ class StrategyContract:
     ) -> None:
         import torch
 
-        plan, _, _ = build_plan(contract_adapter, strategy_name, 0.3)
-        run = contract_adapter.run
-        drop = run(contract_sample, plan, mode="drop", max_new_tokens=4, seed=3)
-        again = run(contract_sample, plan, mode="drop", max_new_tokens=4, seed=3)
-        mask = run(contract_sample, plan, mode="mask", max_new_tokens=4, seed=3)
+        session, _ = build_session(contract_adapter, strategy_name, 0.3, seed=3)
+        masked, _ = build_session(contract_adapter, strategy_name, 0.3, seed=3, mode="mask")
+        drop = session.answer(contract_sample, max_new_tokens=4)
+        again = session.answer(contract_sample, max_new_tokens=4)
+        mask = masked.answer(contract_sample, max_new_tokens=4)
         assert drop.generated == again.generated and drop.option_logits == again.option_logits
         assert [c.mlp_visual for c in drop.counts] == [c.mlp_visual for c in mask.counts]
         assert drop.generated == mask.generated
@@ -127,8 +132,8 @@ class StrategyContract:
             assert cls.make_config(**parsed) == cls.make_config(**options), (spec, options)
             changed = cls.make_config(**options).model_dump()
             assert any(changed[k] != defaults[k] for k in options), f"ablation '{label}' changes nothing"
-            plan, _, _ = build_plan(contract_adapter, strategy_name, 0.3, **options)
-            result = contract_adapter.run(contract_sample, plan)
+            session, _ = build_session(contract_adapter, strategy_name, 0.3, **options)
+            result = session.answer(contract_sample)
             assert 0 < result.layer_average_retention <= 1, label
             text = _text_count(contract_sample)
             assert all(c.attn_tokens - c.attn_visual >= text for c in result.counts), label

@@ -7,7 +7,7 @@ from typing import Any
 
 import torch
 
-from prune_bench.adapters.base import Adapter, EncodedSample
+from prune_bench.adapters.base import Adapter, EncodedSample, greedy
 from prune_bench.adapters.decoder import Mode, PrefillResult
 from prune_bench.core.stages import PruningPlan
 from prune_bench.core.timing import Clock
@@ -18,13 +18,8 @@ def prefill_and_decode(
 ) -> tuple[PrefillResult, list[torch.Tensor]]:
     """Prefill under ``plan`` and greedily decode ``steps - 1`` tokens; returns the prefill result and
     the logits of every step (the prefill's first)."""
-    pre = adapter.runner.prefill(sample.state, plan, mode=mode, max_new_tokens=steps, vision=sample.vision)
-    out, token, pos = [pre.logits], int(pre.logits.argmax()), pre.state.next_position
-    clock = Clock(pre.logits.device)
-    for step in range(steps - 1):
-        logits = adapter.runner.decode_step(token, pos + step, step, pre, plan, clock)
-        out.append(logits)
-        token = int(logits.argmax())
+    pre = adapter.prefill(sample, plan, mode=mode, max_new_tokens=steps)
+    out = [logits for _, logits in adapter.decode(pre, plan, greedy, steps, Clock(pre.logits.device))]
     return pre, out
 
 

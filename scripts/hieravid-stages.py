@@ -19,7 +19,7 @@ import time
 import torch
 
 from prune_bench.core.plugins import registry
-from prune_bench.core.stages import PruningPlan
+from prune_bench.session import Session
 from prune_bench.strategies import hieravid
 
 
@@ -66,14 +66,12 @@ def main() -> None:
 
     hieravid.segment_dpp = traced
     for frames in args.frames:
-        info = adapter.model_info(frames)
         sample = adapter.encode_synthetic(frames, 64, capture_vision=True)
         for keep in args.keep:
-            strategy = reg.strategy("hieravid").for_budget(keep, "layer-average", info)
-            plan = PruningPlan.of(strategy.stages(info), info.num_layers)
+            session = Session(adapter, "hieravid", keep=keep, num_frames=frames)
             for _ in range(2):  # the first run compiles and captures; the second is timed
                 records.clear()
-                result = adapter.run(sample, plan)
+                result = session.answer(sample)
             print(
                 json.dumps(
                     {
@@ -92,7 +90,7 @@ def main() -> None:
                 if args.device.startswith("cuda"):
                     activities.append(torch.profiler.ProfilerActivity.CUDA)
                 with torch.profiler.profile(activities=activities) as prof:
-                    adapter.run(sample, plan)
+                    session.answer(sample)
                 key = "self_cuda_time_total" if args.device.startswith("cuda") else "self_cpu_time_total"
                 print(prof.key_averages().table(sort_by=key, row_limit=40), flush=True)
                 if args.trace:

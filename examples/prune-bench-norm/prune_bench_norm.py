@@ -11,12 +11,18 @@ from typing import Any
 
 from pydantic import Field
 
-from prune_bench.core.context import StageContext
-from prune_bench.core.hookspecs import hookimpl
-from prune_bench.core.stages import Stage
-from prune_bench.core.state import TokenState
-from prune_bench.core.strategy import BudgetUnit, ModelInfo, Strategy, StrategyConfig
-from prune_bench.strategies.common.select import budget_count, topk_visual
+from prune_bench import (
+    BudgetUnit,
+    ModelInfo,
+    Stage,
+    StageContext,
+    Strategy,
+    StrategyConfig,
+    TokenState,
+    budget_count,
+    hookimpl,
+    topk_visual,
+)
 
 
 class NormConfig(StrategyConfig):
@@ -31,7 +37,8 @@ class NormPrune(Strategy):
 
     @classmethod
     def for_budget(cls, keep: float, unit: BudgetUnit, model: ModelInfo, **options: Any) -> Strategy:
-        # Pruning at the input: every layer sees the kept tokens, so all units coincide.
+        # Pruning at the input: every layer sees the kept tokens, so all units coincide. The budget
+        # sets ``keep``; prune-bench refuses a user's --set norm.keep=... with one line.
         return cls(keep=keep, **options)
 
     def stages(self, model: ModelInfo) -> list[Stage]:

@@ -4,124 +4,44 @@ An adapter owns a Hugging Face model, turns a video question into a :class:`Toke
 input with each token's layout), runs prefill and decode through :class:`DecoderRunner`, and scores
 multiple-choice answers from the logits of the option letters (or option words, for the shipped
 small model, which answers with the word).
+
+What an adapter writes is its architecture: the vision side (:meth:`Adapter.encode_video`), the
+video's placeholder ids (:meth:`Adapter.video_span`), its positions and its :class:`ModelInfo`. The
+rest is shared: the prompt (adapters/prompt.py, re-exported here), the frame preprocessing
+(adapters/preprocess.py), the splice and the layout (adapters/layout.py), synthetic samples
+(adapters/synthetic.py), the vision-attention hooks (adapters/vision_capture.py) and the decoder loop
+(adapters/decoder.py).
 """
 
 from __future__ import annotations
 
-import json
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
-from torch.nn import functional as F
 
-from prune_bench.adapters.decoder import DecoderRunner, LayerCount, Mode, PrefillResult
+from prune_bench.adapters.decoder import DecoderRunner, Mode, PrefillResult
+from prune_bench.adapters.layout import VideoTokens, splice_video, video_layout
+
+# re-exported: the prompt and the preprocessing live in their own modules
+from prune_bench.adapters.preprocess import frames_to_pixels as frames_to_pixels
+from prune_bench.adapters.prompt import DEFAULT_USER_TEXT as DEFAULT_USER_TEXT
+from prune_bench.adapters.prompt import LETTERS as LETTERS
+from prune_bench.adapters.prompt import LLAVA_CHAT_TEMPLATE as LLAVA_CHAT_TEMPLATE
+from prune_bench.adapters.prompt import PromptFormat
+from prune_bench.adapters.synthetic import synthetic_sample
 from prune_bench.core.context import VisionAttention
+from prune_bench.core.ledger import LayerCount, Retention, measure
 from prune_bench.core.stages import PruningPlan
 from prune_bench.core.state import TokenState
 from prune_bench.core.strategy import ModelInfo
 from prune_bench.core.timing import Clock
 from prune_bench.errors import UserError
-
-LETTERS = "ABCDEFGHIJ"
-
-#: the user text of the LLaVA and Qwen chat templates that a benchmark's own prompt replaces
-DEFAULT_USER_TEXT = "{question}\n{options}\nAnswer with the option's letter from the given choices directly."
-
-LLAVA_CHAT_TEMPLATE = (
-    "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\n{video}\n{question}\n"
-    "{options}\nAnswer with the option's letter from the given choices directly.<|im_end|>\n"
-    "<|im_start|>assistant\n"
-)
-
-
-@dataclass(frozen=True)
-class PromptFormat:
-    """How a question becomes a prompt, and how the answer is read off the logits.
-
-    ``answer_mode="letter"`` lists options as ``A. text`` lines and compares the logits of the
-    letters (lmms-eval's convention for real checkpoints); ``"option_word"`` lists the option words
-    and compares the logits of the words themselves (the shipped small model answers that way).
-    """
-
-    template: str = LLAVA_CHAT_TEMPLATE
-    answer_mode: Literal["letter", "option_word"] = "letter"
-    num_frames: int = 32
-    pixel_mean: tuple[float, float, float] = (0.5, 0.5, 0.5)
-    pixel_std: tuple[float, float, float] = (0.5, 0.5, 0.5)
-
-    @classmethod
-    def from_model_dir(cls, path: str | Path | None) -> PromptFormat:
-        """Read ``prune_bench.json`` (and ``preprocessor_config.json``) from a model directory."""
-        if path is None or not Path(path).is_dir():
-            return cls()
-        values: dict[str, Any] = {}
-        pre = Path(path) / "preprocessor_config.json"
-        if pre.is_file():
-            cfg = json.loads(pre.read_text())
-            if "image_mean" in cfg:
-                values["pixel_mean"] = tuple(cfg["image_mean"])
-                values["pixel_std"] = tuple(cfg["image_std"])
-        own = Path(path) / "prune_bench.json"
-        if own.is_file():
-            cfg = json.loads(own.read_text())
-            values["template"] = cfg.get("prompt_template", cls.template)
-            for key in ("answer_mode", "num_frames"):
-                if key in cfg:
-                    values[key] = cfg[key]
-            for key in ("pixel_mean", "pixel_std"):
-                if key in cfg:
-                    values[key] = tuple(cfg[key])
-        return cls(**values)
-
-    def with_benchmark_prompt(self) -> PromptFormat | None:
-        """This format with ``{question}`` standing for a benchmark's whole prompt, or None.
-
-        A benchmark that ships its own prompt (lmms-eval's ``doc_to_text``: question, lettered
-        options, post-prompt) is asked inside the model's chat template with that text in place of
-        the default question, options and post-prompt, as lmms-eval does. Only letter-answering
-        formats whose template holds the default user text can take it; the shipped small model
-        (``option_word``) only understands its own format.
-        """
-        if self.answer_mode != "letter" or DEFAULT_USER_TEXT not in self.template:
-            return None
-        return replace(self, template=self.template.replace(DEFAULT_USER_TEXT, "{question}"))
-
-    def render_options(self, options: Sequence[str]) -> str:
-        if self.answer_mode == "letter":
-            return "\n".join(f"{LETTERS[i]}. {o}" for i, o in enumerate(options))
-        return " ".join(options)
-
-    def around_video(self, question: str, options: Sequence[str]) -> tuple[str, str]:
-        """The prompt text before and after the video placeholder."""
-        text = self.template.format(video="\x00", question=question, options=self.render_options(options))
-        before, after = text.split("\x00")
-        return before, after
-
-    def token_ids(
-        self, tokenizer: Any, question: str, options: Sequence[str], video_ids: Sequence[int]
-    ) -> tuple[list[int], list[int]]:
-        """The prompt's token ids, with ``video_ids`` where the video goes, and the options' answer ids."""
-        before, after = self.around_video(question, options)
-        ids = tokenizer(before, add_special_tokens=False)["input_ids"] + list(video_ids)
-        ids += tokenizer(after, add_special_tokens=False)["input_ids"]
-        return ids, self.answer_ids(tokenizer, options)
-
-    def answer_ids(self, tokenizer: Any, options: Sequence[str]) -> list[int]:
-        """The token id each option is scored by: its letter, or the first token of its word."""
-        words = list(LETTERS[: len(options)]) if self.answer_mode == "letter" else list(options)
-        ids = []
-        for word in words:
-            piece = tokenizer(word, add_special_tokens=False)["input_ids"]
-            if not piece:
-                raise UserError(f"option '{word}' is not in the tokenizer's vocabulary")
-            ids.append(piece[0])
-        return ids
 
 
 @dataclass
@@ -149,45 +69,23 @@ class AnswerResult:
     timings_ms: dict[str, float] = field(default_factory=dict)
 
     @property
-    def layer_average_retention(self) -> float:
-        """Mean over layers of the visual tokens a layer processed, as a fraction of the total.
+    def retention(self) -> Retention:
+        """Input, layer-average and decode retention (the ledger's measure of this run)."""
+        return measure(self.counts, self.input_visual, self.total_visual, self.decode_visible_visual)
 
-        A layer's count is the average of what its attention and its MLP saw, so a stage that runs
-        between the two (after attention, before the MLP) is counted as half a layer.
-        """
-        if not self.counts or not self.total_visual:
-            return 1.0
-        per_layer = [(c.attn_visual + c.mlp_visual) / 2 for c in self.counts]
-        return sum(per_layer) / (len(per_layer) * self.total_visual)
+    @property
+    def layer_average_retention(self) -> float:
+        """Mean over layers of the visual tokens a layer processed, as a fraction of the total (a
+        layer's attention and its MLP each count half)."""
+        return self.retention.layer_average
 
     @property
     def input_retention(self) -> float:
-        return self.input_visual / self.total_visual if self.total_visual else 1.0
+        return self.retention.input
 
     @property
     def decode_retention(self) -> float:
-        return self.decode_visible_visual / self.total_visual if self.total_visual else 1.0
-
-
-def frames_to_pixels(
-    frames: torch.Tensor,
-    size: int,
-    mean: Sequence[float],
-    std: Sequence[float],
-    dtype: torch.dtype,
-    device: torch.device,
-) -> torch.Tensor:
-    """uint8 frames ``[T, H, W, 3]`` -> normalised ``[T, 3, size, size]`` (SigLIP's preprocessing)."""
-    if frames.dim() != 4 or frames.shape[-1] != 3:
-        raise UserError(f"expected video frames shaped [T, H, W, 3], got {tuple(frames.shape)}")
-    x = frames.to(device).permute(0, 3, 1, 2).float() / 255.0
-    if x.shape[-2:] != (size, size):
-        x = F.interpolate(x, size=(size, size), mode="bicubic", align_corners=False, antialias=True).clamp(
-            0, 1
-        )
-    m = torch.tensor(mean, device=device).view(1, 3, 1, 1)
-    s = torch.tensor(std, device=device).view(1, 3, 1, 1)
-    return ((x - m) / s).to(dtype)
+        return self.retention.decode
 
 
 class Adapter(ABC):
@@ -196,19 +94,39 @@ class Adapter(ABC):
     name: ClassVar[str]
     #: named architectures this adapter builds with random weights (for speed work, no download)
     architectures: ClassVar[dict[str, Callable[[], Any]]] = {}
+    #: tiny architectures (name -> config builder taking ``num_layers=``) the adapter contract and the
+    #: strategy contract run on, each built by :meth:`tiny`
+    tiny_architectures: ClassVar[dict[str, Callable[..., Any]]] = {}
 
     model: Any
+    config: Any
     runner: DecoderRunner
     prompt_format: PromptFormat
     tokenizer: Any | None = None
+    #: ``(height, width)`` the vision tower's frames have (what :meth:`pixels` resizes to)
+    frame_size: tuple[int, int]
 
     @classmethod
     @abstractmethod
     def handles(cls, config: Any) -> bool:
         """Whether this adapter runs models with this Hugging Face config."""
 
+    @classmethod
+    def tiny(cls, name: str, *, num_layers: int = 8, seed: int = 0) -> Adapter:
+        """Tiny architecture ``name`` with random weights on the CPU, at the contracts' size: a few
+        dozen pixels a frame side, 16 LLM tokens a layout frame."""
+        raise NotImplementedError(f"{cls.__name__} declares no tiny architectures")
+
+    @classmethod
+    def _tiny_config(cls, name: str, **kwargs: Any) -> Any:
+        if name not in cls.tiny_architectures:
+            known = ", ".join(sorted(cls.tiny_architectures)) or "none"
+            raise UserError(f"{cls.name} has no tiny architecture '{name}' (known: {known})")
+        return cls.tiny_architectures[name](**kwargs)
+
     @abstractmethod
-    def model_info(self, num_frames: int) -> ModelInfo: ...
+    def model_info(self, num_frames: int) -> ModelInfo:
+        """The model and the layout of a video of ``num_frames`` input frames, as strategies see them."""
 
     def prompt_ids(
         self, question: str, options: Sequence[str], video_ids: Sequence[int], fmt: PromptFormat | None = None
@@ -229,15 +147,56 @@ class Adapter(ABC):
     def video_span(self, n_video: int) -> list[int]:
         """The prompt ids that stand for a video of ``n_video`` tokens (with any markers around them)."""
 
+    @property
+    def video_token_id(self) -> int:
+        """The placeholder id the video's tokens replace in the prompt."""
+        return int(self.config.video_token_id)
+
+    @property
+    @abstractmethod
+    def plain_text_vocab(self) -> int:
+        """Ids below this are plain text (no multimodal placeholder or marker): synthetic prompts draw from them."""
+
     @abstractmethod
     def pixels(self, frames: torch.Tensor) -> torch.Tensor:
         """``[T, H, W, 3]`` uint8 frames as the vision tower's input."""
 
     @abstractmethod
+    def encode_video(self, frames_pixels: torch.Tensor, capture_vision: bool) -> VideoTokens:
+        """Vision tower and projector on ``frames_pixels`` (as :meth:`pixels` makes them): the video's
+        LLM tokens and their grid, and the lazily computed vision attention when ``capture_vision``."""
+
+    def positions(self, input_ids: torch.Tensor, video: VideoTokens) -> torch.Tensor | None:
+        """The prompt's position ids, when they are not ``0..N-1`` (Qwen's M-RoPE: ``[3, N]``)."""
+        return None
+
+    def reference_inputs(self, ids: Sequence[int], frames_pixels: torch.Tensor) -> dict[str, Any]:
+        """The keyword arguments of the unmodified Hugging Face model's forward for this prompt and
+        video, a batch of one (what its processor would hand it): the adapter contract's reference."""
+        raise NotImplementedError(f"{type(self).__name__} gives no reference inputs for its HF model")
+
     def encode_ids(
         self, ids: list[int], frames_pixels: torch.Tensor, answer_ids: list[int] | None, capture_vision: bool
     ) -> EncodedSample:
-        """Vision tower and projector on ``frames_pixels``, spliced into the prompt ``ids``."""
+        """Vision tower and projector on ``frames_pixels``, spliced into the prompt ``ids`` (whose video
+        placeholders are :meth:`video_span` of this video's token count)."""
+        t0 = time.perf_counter()
+        device = self.device
+        input_ids = torch.tensor(ids, device=device)
+        with torch.no_grad():
+            video = self.encode_video(frames_pixels, capture_vision)
+            embeds, slots = splice_video(self.runner.embed, input_ids, self.video_token_id, video.embeds)
+            position = self.positions(input_ids, video)
+        state = video_layout(embeds, slots, video.grid, newline=video.newline, position=position)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        return EncodedSample(
+            state=state,
+            answer_ids=answer_ids,
+            vision=video.vision,
+            encode_ms=(time.perf_counter() - t0) * 1000,
+            frames=video.frames,
+        )
 
     def encode(
         self,
@@ -254,17 +213,60 @@ class Adapter(ABC):
         ids, answer_ids = self.prompt_ids(question, options, video, prompt_format)
         return self.encode_ids(ids, self.pixels(frames), answer_ids, capture_vision)
 
-    @abstractmethod
     def encode_synthetic(
         self, num_frames: int, text_tokens: int, *, capture_vision: bool, seed: int = 0
     ) -> EncodedSample:
-        """A random-pixel video and random text ids at the real shape, for speed work."""
+        """A video of synthetic scenes and random text ids at the real shape, for speed work."""
+        return synthetic_sample(self, num_frames, text_tokens, capture_vision=capture_vision, seed=seed)
 
     @property
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
 
     # ---------------------------------------------------------------------------------- runs
+    # The primitives the run object (prune_bench.session.Session) composes; nothing else builds a plan
+    # or a decode loop.
+    def prefill(
+        self,
+        sample: EncodedSample,
+        plan: PruningPlan,
+        *,
+        mode: Mode = "drop",
+        max_new_tokens: int = 0,
+        seed: int = 0,
+        clock: Clock | None = None,
+    ) -> PrefillResult:
+        """The LLM prefill of ``sample`` under ``plan``, with room for ``max_new_tokens`` decode steps;
+        stages that draw random numbers get a generator seeded with ``seed``."""
+        return self.runner.prefill(
+            sample.state,
+            plan,
+            mode=mode,
+            max_new_tokens=max_new_tokens,
+            clock=clock,
+            generator=torch.Generator(device=self.device).manual_seed(seed),
+            vision=sample.vision,
+        )
+
+    def decode(
+        self,
+        pre: PrefillResult,
+        plan: PruningPlan,
+        choose: Callable[[int, torch.Tensor], int],
+        steps: int,
+        clock: Clock,
+    ) -> Iterator[tuple[int, torch.Tensor]]:
+        """The decode loop: ``(token, logits)`` per step, where ``logits`` predicted ``token`` and
+        ``choose(step, logits)`` picked it (greedy: the argmax; teacher forcing: the target's token).
+        Up to ``steps`` tokens; the caller stops early by leaving the loop (after an end-of-sequence)."""
+        logits, position = pre.logits, pre.state.next_position
+        for step in range(steps):
+            token = choose(step, logits)
+            yield token, logits
+            if step == steps - 1:
+                return
+            logits = self.runner.decode_step(token, position + step, step, pre, plan, clock)
+
     def run(
         self,
         sample: EncodedSample,
@@ -277,36 +279,20 @@ class Adapter(ABC):
     ) -> AnswerResult:
         """Prefill ``sample`` under ``plan``, score the options, and greedily decode if asked."""
         clock = Clock(self.device)
-        generator = torch.Generator(device=self.device).manual_seed(seed)
         wall = time.perf_counter()
-        pre: PrefillResult = self.runner.prefill(
-            sample.state,
-            plan,
-            mode=mode,
-            max_new_tokens=max_new_tokens,
-            clock=clock,
-            generator=generator,
-            vision=sample.vision,
-        )
-        logits = pre.logits
+        pre = self.prefill(sample, plan, mode=mode, max_new_tokens=max_new_tokens, seed=seed, clock=clock)
         choice, option_logits = None, None
         if sample.answer_ids is not None:
-            scores = logits[torch.tensor(sample.answer_ids, device=logits.device)].float()
+            scores = pre.logits[torch.tensor(sample.answer_ids, device=pre.logits.device)].float()
             choice = int(scores.argmax())
             option_logits = scores.tolist()
         generated: list[int] = []
         if max_new_tokens:
-            position = pre.state.next_position
-            token = int(logits.argmax())
             with clock.measure("decode"):
-                for step in range(max_new_tokens):
+                for token, _ in self.decode(pre, plan, greedy, max_new_tokens, clock):
                     generated.append(token)
                     if eos_token_id is not None and token == eos_token_id:
                         break
-                    if step == max_new_tokens - 1:
-                        break
-                    logits = self.runner.decode_step(token, position + step, step, pre, plan, clock)
-                    token = int(logits.argmax())
         timings = clock.totals_ms()
         timings["wall"] = (time.perf_counter() - wall) * 1000.0
         timings["encode"] = sample.encode_ms
@@ -324,6 +310,11 @@ class Adapter(ABC):
             decode_visible_visual=visible_vis,
             timings_ms=timings,
         )
+
+
+def greedy(step: int, logits: torch.Tensor) -> int:
+    """The decode loop's greedy choice: the most likely token."""
+    return int(logits.argmax())
 
 
 def resolve_model_path(path_or_id: str) -> str:
@@ -357,7 +348,10 @@ def load_hf_checkpoint(
 ) -> tuple[Any, Any]:
     """``(model, tokenizer)`` from a local directory or hub id; a failure is one readable line."""
     from transformers import AutoTokenizer
+    from transformers.utils import logging as hf_logging
 
+    bar = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()  # the commands print their own status; errors stay one line
     try:
         model = model_cls.from_pretrained(where, dtype=dtype, attn_implementation=attn)
         tokenizer = AutoTokenizer.from_pretrained(where)
@@ -367,6 +361,9 @@ def load_hf_checkpoint(
             f"could not load model '{path_or_id}' ({first}); download it first "
             "(huggingface-cli download ...) and pass its local directory to --model"
         ) from None
+    finally:
+        if bar:
+            hf_logging.enable_progress_bar()
     return model, tokenizer
 
 

@@ -21,22 +21,13 @@ from torch import nn
 
 from prune_bench.core.attention import apply_rope, attention_rows
 from prune_bench.core.context import DecodeContext, StageContext, VisionAttention
+from prune_bench.core.ledger import LayerCount
 from prune_bench.core.stages import PRE_LLM, PruningPlan, Stage
 from prune_bench.core.state import TokenKind, TokenState
 from prune_bench.core.timing import Clock
 
 Mode = Literal["drop", "mask"]
 RopeFn = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
-
-
-@dataclass
-class LayerCount:
-    """Tokens one decoder layer processed: in its attention, and in its MLP."""
-
-    attn_tokens: int
-    attn_visual: int
-    mlp_tokens: int
-    mlp_visual: int
 
 
 @dataclass

@@ -23,20 +23,15 @@ from __future__ import annotations
 
 import inspect
 import math
-import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
 from torch import nn
-from torch.nn import functional as F
 
 from prune_bench.adapters.base import (
-    LLAVA_CHAT_TEMPLATE,
     Adapter,
-    EncodedSample,
     PromptFormat,
     decoder_runner,
     default_dtype,
@@ -44,235 +39,32 @@ from prune_bench.adapters.base import (
     random_hf_model,
     resolve_model_path,
 )
-from prune_bench.adapters.llava_onevision import synthetic_scenes
-from prune_bench.core.attention import rotate_half
+from prune_bench.adapters.configs import (
+    qwen2_5_vl_7b_config,
+    qwen2_vl_7b_config,
+    tiny_qwen2_5_vl_config,
+    tiny_qwen2_vl_config,
+)
+from prune_bench.adapters.layout import VideoTokens
+from prune_bench.adapters.preprocess import frames_to_pixels, temporal_patches
+from prune_bench.adapters.prompt import QWEN_CHAT_TEMPLATE as QWEN_CHAT_TEMPLATE
+from prune_bench.adapters.prompt import QWEN_PROMPT_FORMAT, qwen_prompt_format
+from prune_bench.adapters.vision_capture import CapturedBlockInput, capture_block_attention
 from prune_bench.core.context import VisionAttention
 from prune_bench.core.hookspecs import hookimpl
-from prune_bench.core.state import TokenKind, TokenState
 from prune_bench.core.strategy import ModelInfo
 from prune_bench.errors import UserError
 
-QWEN_CHAT_TEMPLATE = (
-    "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\n{video}{question}\n"
-    "{options}\nAnswer with the option's letter from the given choices directly.<|im_end|>\n"
-    "<|im_start|>assistant\n"
-)
-# OpenAI CLIP statistics, what Qwen2-VL's image and video processors normalise with.
-CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
-CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 #: merged tokens per side of a frame pair by default: 14 x 14 = 196 a pair (LLaVA-OV gives 196 a frame)
 DEFAULT_MERGED_SIDE = 14
 
 _CONFIGS = ("Qwen2VLConfig", "Qwen2_5_VLConfig")
 
 
-# ------------------------------------------------------------------------------------ configs
-def _qwen2_7b_text(max_position_embeddings: int) -> dict[str, Any]:
-    return dict(
-        hidden_size=3584,
-        intermediate_size=18944,
-        num_hidden_layers=28,
-        num_attention_heads=28,
-        num_key_value_heads=4,
-        vocab_size=152064,
-        max_position_embeddings=max_position_embeddings,
-        rms_norm_eps=1e-6,
-        hidden_act="silu",
-        use_sliding_window=False,
-        rope_parameters={"rope_type": "default", "rope_theta": 1_000_000.0, "mrope_section": [16, 24, 24]},
-        tie_word_embeddings=False,
-    )
-
-
-# Token ids of the Qwen2-VL tokenizer (shared by Qwen2.5-VL).
-_QWEN_TOKENS = dict(
-    image_token_id=151655, video_token_id=151656, vision_start_token_id=151652, vision_end_token_id=151653
-)
-
-
-def qwen2_vl_7b_config() -> Any:
-    """Qwen2-VL-7B-Instruct's shape, from its ``config.json`` as we know it.
-
-    Not checked against the hub file here (no network): ``max_position_embeddings`` 32768 and the
-    vision tower's ``mlp_ratio`` 4 / ``num_heads`` 16 are from memory; the remaining values are the
-    ones the task states and the HF defaults agree with.
-    """
-    from transformers import Qwen2VLConfig
-
-    return Qwen2VLConfig(
-        text_config={"model_type": "qwen2_vl_text", **_qwen2_7b_text(32768)},
-        vision_config={
-            "model_type": "qwen2_vl_vision",
-            "depth": 32,
-            "embed_dim": 1280,
-            "hidden_size": 3584,
-            "mlp_ratio": 4,
-            "num_heads": 16,
-            "in_channels": 3,
-            "patch_size": 14,
-            "spatial_merge_size": 2,
-            "temporal_patch_size": 2,
-            "hidden_act": "quick_gelu",
-        },
-        tie_word_embeddings=False,
-        **_QWEN_TOKENS,
-    )
-
-
-def qwen2_5_vl_7b_config() -> Any:
-    """Qwen2.5-VL-7B-Instruct's shape, from its ``config.json`` as we know it.
-
-    Not checked against the hub file here (no network): ``max_position_embeddings`` 128000, the
-    vision MLP ``intermediate_size`` 3420, ``window_size`` 112, ``fullatt_block_indexes`` [7, 15, 23, 31]
-    and ``tokens_per_second`` 2 are from memory.
-    """
-    from transformers import Qwen2_5_VLConfig
-
-    return Qwen2_5_VLConfig(
-        text_config={"model_type": "qwen2_5_vl_text", **_qwen2_7b_text(128000)},
-        vision_config={
-            "model_type": "qwen2_5_vl_vision",
-            "depth": 32,
-            "hidden_size": 1280,
-            "intermediate_size": 3420,
-            "out_hidden_size": 3584,
-            "num_heads": 16,
-            "in_channels": 3,
-            "patch_size": 14,
-            "spatial_merge_size": 2,
-            "temporal_patch_size": 2,
-            "window_size": 112,
-            "fullatt_block_indexes": [7, 15, 23, 31],
-            "tokens_per_second": 2,
-            "hidden_act": "silu",
-        },
-        tie_word_embeddings=False,
-        **_QWEN_TOKENS,
-    )
-
-
-def _tiny_text(num_layers: int) -> dict[str, Any]:
-    return dict(
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=num_layers,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        vocab_size=300,
-        max_position_embeddings=4096,
-        rope_parameters={"rope_type": "default", "rope_theta": 10_000.0, "mrope_section": [2, 3, 3]},
-        tie_word_embeddings=False,
-        bos_token_id=None,  # Qwen's defaults (151643/151645) lie outside the tiny vocabulary
-        eos_token_id=None,
-    )
-
-
-_TINY_TOKENS = dict(
-    image_token_id=298, video_token_id=299, vision_start_token_id=296, vision_end_token_id=297
-)
-
-
-def tiny_qwen2_vl_config(num_layers: int = 4, patch_size: int = 4) -> Any:
-    """A tiny Qwen2-VL for tests and CPU smoke runs (random weights, well under 1M parameters)."""
-    from transformers import Qwen2VLConfig
-
-    return Qwen2VLConfig(
-        text_config={"model_type": "qwen2_vl_text", **_tiny_text(num_layers)},
-        vision_config={
-            "model_type": "qwen2_vl_vision",
-            "depth": 2,
-            "embed_dim": 32,
-            "hidden_size": 64,
-            "mlp_ratio": 2,
-            "num_heads": 2,
-            "patch_size": patch_size,
-            "spatial_merge_size": 2,
-            "temporal_patch_size": 2,
-        },
-        tie_word_embeddings=False,
-        **_TINY_TOKENS,
-    )
-
-
-def tiny_qwen2_5_vl_config(num_layers: int = 4, patch_size: int = 4) -> Any:
-    """A tiny Qwen2.5-VL (window attention in the tower, absolute-time temporal positions)."""
-    from transformers import Qwen2_5_VLConfig
-
-    return Qwen2_5_VLConfig(
-        text_config={"model_type": "qwen2_5_vl_text", **_tiny_text(num_layers)},
-        vision_config={
-            "model_type": "qwen2_5_vl_vision",
-            "depth": 2,
-            "hidden_size": 32,
-            "intermediate_size": 64,
-            "out_hidden_size": 64,
-            "num_heads": 2,
-            "patch_size": patch_size,
-            "spatial_merge_size": 2,
-            "temporal_patch_size": 2,
-            "window_size": 4 * patch_size,  # 2 x 2 merged tokens a window
-            "fullatt_block_indexes": [1],
-            "tokens_per_second": 2,
-        },
-        tie_word_embeddings=False,
-        **_TINY_TOKENS,
-    )
-
-
 def _merge_mrope(x: torch.Tensor, section: Sequence[int]) -> torch.Tensor:
     """``[3, ..., hd]`` per-axis cos/sin -> ``[..., hd]``, as ``apply_multimodal_rotary_pos_emb`` merges."""
     parts = x.split(list(section) * 2, dim=-1)
     return torch.cat([m[i % 3] for i, m in enumerate(parts)], dim=-1)
-
-
-@dataclass
-class VisionCapture:
-    """The inputs of the ViT's last attention, kept by a pre-hook; scores are computed when asked.
-
-    ``received`` is the attention each patch receives inside its own frame pair (the tower attends per
-    temporal patch), mean over heads and queries, from the block's own post-RoPE q/k; ``keys`` are the
-    pre-RoPE keys averaged over heads (content, not position). Both are then averaged over each
-    ``merge_unit`` consecutive patches, which is exactly the group the merger turns into one token.
-    """
-
-    attn: nn.Module
-    merge_unit: int
-    hidden: torch.Tensor | None = None
-    cu_seqlens: torch.Tensor | None = None
-    rope: tuple[torch.Tensor, torch.Tensor] | None = None
-
-    def hook(self, module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
-        self.hidden = (args[0] if args else kwargs["hidden_states"]).detach()
-        self.cu_seqlens = kwargs["cu_seqlens"] if "cu_seqlens" in kwargs else args[1]
-        self.rope = kwargs.get("position_embeddings")
-
-    def qkv(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(post-RoPE q, post-RoPE k, v, pre-RoPE k), each ``[L, heads, hd]`` in float32."""
-        if self.hidden is None or self.rope is None:
-            raise RuntimeError("the vision tower's attention was not captured")
-        n, heads = self.hidden.shape[0], int(self.attn.num_heads)
-        q, k, v = self.attn.qkv(self.hidden).float().reshape(n, 3, heads, -1).unbind(1)
-        cos, sin = (x.float()[:, None] for x in self.rope)
-        return q * cos + rotate_half(q) * sin, k * cos + rotate_half(k) * sin, v, k
-
-    def segments(self) -> Iterator[tuple[int, int]]:
-        assert self.cu_seqlens is not None
-        bounds = self.cu_seqlens.tolist()
-        yield from zip(bounds[:-1], bounds[1:], strict=True)
-
-    def probs(self, q: torch.Tensor, k: torch.Tensor, start: int, end: int) -> torch.Tensor:
-        """Softmax attention of one segment, ``[heads, S, S]``."""
-        scores = torch.einsum("qhd,khd->hqk", q[start:end], k[start:end]) * float(self.attn.scaling)
-        return torch.softmax(scores, dim=-1)
-
-    def result(self) -> VisionAttention:
-        q, k, _, k_raw = self.qkv()
-        received = torch.cat([self.probs(q, k, s, e).mean(dim=(0, 1)) for s, e in self.segments()])
-        frames = len(self.cu_seqlens) - 1  # type: ignore[arg-type]
-        mu = self.merge_unit
-        received = received.view(frames, -1, mu).mean(-1)
-        keys = k_raw.mean(dim=1)
-        return VisionAttention(received=received, keys=keys.view(frames, -1, mu, keys.shape[-1]).mean(2))
 
 
 # ------------------------------------------------------------------------------------ adapter
@@ -291,6 +83,10 @@ class Qwen2VLAdapter(Adapter):
         "qwen2.5-vl-7b": qwen2_5_vl_7b_config,
         "tiny-qwen2-vl": tiny_qwen2_vl_config,
     }
+    tiny_architectures: dict[str, Callable[..., Any]] = {
+        "tiny-qwen2-vl": tiny_qwen2_vl_config,
+        "tiny-qwen2.5-vl": tiny_qwen2_5_vl_config,
+    }
 
     def __init__(
         self,
@@ -303,9 +99,7 @@ class Qwen2VLAdapter(Adapter):
     ) -> None:
         self.model = model.eval()
         self.tokenizer = tokenizer
-        self.prompt_format = prompt_format or PromptFormat(
-            template=QWEN_CHAT_TEMPLATE, pixel_mean=CLIP_MEAN, pixel_std=CLIP_STD
-        )
+        self.prompt_format = prompt_format or QWEN_PROMPT_FORMAT
         self.config = model.config
         inner = model.model
         self.visual: nn.Module = inner.visual
@@ -375,11 +169,7 @@ class Qwen2VLAdapter(Adapter):
         model, tokenizer = load_hf_checkpoint(
             cls._model_class(config), where, path_or_id, default_dtype(device, dtype), attn
         )
-        fmt = PromptFormat.from_model_dir(where)
-        if fmt.template == LLAVA_CHAT_TEMPLATE:  # no prune_bench.json: Qwen's own chat format
-            fmt = replace(fmt, template=QWEN_CHAT_TEMPLATE)
-        if fmt.pixel_mean == PromptFormat.pixel_mean:  # no preprocessor_config.json: Qwen's CLIP stats
-            fmt = replace(fmt, pixel_mean=CLIP_MEAN, pixel_std=CLIP_STD)
+        fmt = qwen_prompt_format(PromptFormat.from_model_dir(where))
         return cls(model.to(device), tokenizer, fmt, frame_size=frame_size)
 
     @classmethod
@@ -398,6 +188,11 @@ class Qwen2VLAdapter(Adapter):
             cls._model_class(config), config, device, default_dtype(device, dtype), seed, attn
         )
         return cls(model, None, None, frame_size=frame_size)
+
+    @classmethod
+    def tiny(cls, name: str = "tiny-qwen2-vl", *, num_layers: int = 8, seed: int = 0) -> Qwen2VLAdapter:
+        """32 x 32-pixel frames of 8 x 8 patches, merged to 4 x 4 tokens a frame pair."""
+        return cls.from_config(cls._tiny_config(name, num_layers=num_layers), seed=seed, frame_size=(32, 32))
 
     # -------------------------------------------------------------------------------- layout
     def merged_grid(self, height: int, width: int) -> tuple[int, int]:
@@ -423,28 +218,14 @@ class Qwen2VLAdapter(Adapter):
             num_frames=self.temporal_groups(num_frames),
             tokens_per_frame=rows * cols,
             hidden_size=text.hidden_size,
-            family="qwen2_vl",
+            family=self.name,
+            capabilities=frozenset({"vision_attention"}) if self.captures_vision_attention else frozenset(),
         )
 
     # -------------------------------------------------------------------------------- vision
     def patchify(self, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``[T, C, H, W]`` -> (``pixel_values_videos`` ``[L, C*tp*p*p]``, ``video_grid_thw`` ``[1, 3]``).
-
-        Exactly the HF video processor's flattening: an odd last frame is repeated, then patches are
-        ordered (frame pair, merged row, merged col, row in 2x2, col in 2x2).
-        """
-        if pixels.dim() != 4:
-            raise UserError(f"expected pixels shaped [T, C, H, W], got {tuple(pixels.shape)}")
-        tp, p, m = self.temporal_patch, self.patch_size, self.merge
-        t, c, h, w = pixels.shape
-        self.merged_grid(h, w)
-        if pad := -t % tp:
-            pixels = torch.cat([pixels, pixels[-1:].expand(pad, -1, -1, -1)])
-            t += pad
-        gt, gh, gw = t // tp, h // p, w // p
-        x = pixels.reshape(gt, tp, c, gh // m, m, p, gw // m, m, p)
-        x = x.permute(0, 3, 6, 4, 7, 2, 1, 5, 8).reshape(gt * gh * gw, c * tp * p * p)
-        return x, torch.tensor([[gt, gh, gw]], device=pixels.device)
+        """``[T, C, H, W]`` -> (``pixel_values_videos``, ``video_grid_thw``), as HF's video processor cuts them."""
+        return temporal_patches(pixels, self.temporal_patch, self.patch_size, self.merge)
 
     @property
     def captures_vision_attention(self) -> bool:
@@ -452,16 +233,10 @@ class Qwen2VLAdapter(Adapter):
         return not hasattr(self.config.vision_config, "fullatt_block_indexes")
 
     @contextmanager
-    def _capture(self, enabled: bool) -> Iterator[VisionCapture | None]:
-        if not enabled or not self.captures_vision_attention:
-            yield None
-            return
-        captured = VisionCapture(self.visual.blocks[-1].attn, self.merge**2)
-        handle = captured.attn.register_forward_pre_hook(captured.hook, with_kwargs=True)
-        try:
+    def _capture(self, enabled: bool) -> Iterator[CapturedBlockInput | None]:
+        on = enabled and self.captures_vision_attention
+        with capture_block_attention(self.visual.blocks[-1].attn, self.merge**2, enabled=on) as captured:
             yield captured
-        finally:
-            handle.remove()
 
     def _video_features(
         self, flat: torch.Tensor, grid: torch.Tensor, capture_vision: bool = False
@@ -474,9 +249,8 @@ class Qwen2VLAdapter(Adapter):
             return feats, None
         return feats, captured.result if captured is not None else _no_vision_attention
 
-    def rope_positions(self, input_ids: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:
-        """The model's own M-RoPE ids ``[3, N]`` for one prompt with one video."""
-        ids = input_ids[None]
+    def _rope_kwargs(self, ids: torch.Tensor, grid: torch.Tensor) -> dict[str, Any]:
+        """What the model's ``get_rope_index`` (and forward) take besides the ids ``[1, N]``."""
         params = inspect.signature(self._get_rope_index).parameters
         kwargs: dict[str, Any] = {"video_grid_thw": grid}
         if "mm_token_type_ids" in params:  # 5.x: modality per token (0 text, 1 image, 2 video)
@@ -487,7 +261,12 @@ class Qwen2VLAdapter(Adapter):
         # (4.x found videos by <|vision_start|> instead; our prompts always have it before the video.)
         if "second_per_grid_ts" in params:  # Qwen2.5-VL: temporal ids in absolute time
             kwargs["second_per_grid_ts"] = torch.tensor([self.temporal_patch / self.fps], device=ids.device)
-        position, _ = self._get_rope_index(ids, **kwargs)
+        return kwargs
+
+    def rope_positions(self, input_ids: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:
+        """The model's own M-RoPE ids ``[3, N]`` for one prompt with one video."""
+        ids = input_ids[None]
+        position, _ = self._get_rope_index(ids, **self._rope_kwargs(ids, grid))
         return position[:, 0]
 
     # -------------------------------------------------------------------------------- encode
@@ -495,71 +274,35 @@ class Qwen2VLAdapter(Adapter):
         cfg = self.config
         return [cfg.vision_start_token_id] + [cfg.video_token_id] * n_video + [cfg.vision_end_token_id]
 
-    def encode_ids(
-        self, ids: list[int], frames_pixels: torch.Tensor, answer_ids: list[int] | None, capture_vision: bool
-    ) -> EncodedSample:
+    @property
+    def plain_text_vocab(self) -> int:
+        cfg = self.config
+        special = (cfg.image_token_id, cfg.video_token_id, cfg.vision_start_token_id, cfg.vision_end_token_id)
+        return int(min(cfg.text_config.vocab_size, *special))
+
+    def encode_video(self, frames_pixels: torch.Tensor, capture_vision: bool) -> VideoTokens:
         """``frames_pixels`` is ``[T, C, H, W]`` as :meth:`pixels` makes it (any H, W of the right multiple)."""
-        t0 = time.perf_counter()
-        device = self.device
-        input_ids = torch.tensor(ids, device=device)
-        with torch.no_grad():
-            flat, grid = self.patchify(frames_pixels.to(device))
-            feats, vision = self._video_features(flat, grid, capture_vision)
-            embeds = self.lm.embed_tokens(input_ids)
-            slots = torch.nonzero(input_ids == self.config.video_token_id).flatten()
-            if slots.numel() != feats.shape[0]:
-                raise UserError(
-                    f"prompt has {slots.numel()} video placeholders but the video gives {feats.shape[0]} tokens"
-                )
-            embeds = embeds.index_copy(0, slots, feats.to(embeds.dtype))
-            position = self.rope_positions(input_ids, grid)
-        n = input_ids.numel()
-        kind = torch.full((n,), int(TokenKind.TEXT), dtype=torch.int8, device=device)
-        frame = torch.full((n,), -1, dtype=torch.long, device=device)
-        row, col = frame.clone(), frame.clone()
-        kind[slots] = int(TokenKind.VISUAL)
+        flat, grid = self.patchify(frames_pixels.to(self.device))
+        feats, vision = self._video_features(flat, grid, capture_vision)
         _, gh, gw = (int(v) for v in grid[0])
         rows, cols = gh // self.merge, gw // self.merge
-        local = torch.arange(slots.numel(), device=device)
-        frame[slots] = local // (rows * cols)
-        row[slots] = (local % (rows * cols)) // cols
-        col[slots] = local % cols
-        state = TokenState.from_layout(embeds, kind, frame, row, col, position=position)
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        return EncodedSample(
-            state=state,
-            answer_ids=answer_ids,
-            vision=vision,
-            encode_ms=(time.perf_counter() - t0) * 1000,
-            frames=int(frames_pixels.shape[0]),
-        )
+        return VideoTokens(feats, (rows, cols), frames=int(frames_pixels.shape[0]), vision=vision, thw=grid)
+
+    def positions(self, input_ids: torch.Tensor, video: VideoTokens) -> torch.Tensor:
+        assert video.thw is not None
+        return self.rope_positions(input_ids, video.thw)
 
     def pixels(self, frames: torch.Tensor) -> torch.Tensor:
         """uint8 frames ``[T, H, W, 3]`` -> normalised ``[T, 3, *frame_size]`` in the model's dtype."""
-        if frames.dim() != 4 or frames.shape[-1] != 3:
-            raise UserError(f"expected video frames shaped [T, H, W, 3], got {tuple(frames.shape)}")
-        fmt, device = self.prompt_format, self.device
-        x = frames.to(device).permute(0, 3, 1, 2).float() / 255.0
-        if tuple(x.shape[-2:]) != self.frame_size:
-            x = F.interpolate(x, size=self.frame_size, mode="bicubic", align_corners=False, antialias=True)
-            x = x.clamp(0, 1)
-        mean = torch.tensor(fmt.pixel_mean, device=device).view(1, 3, 1, 1)
-        std = torch.tensor(fmt.pixel_std, device=device).view(1, 3, 1, 1)
-        return ((x - mean) / std).to(self.model.dtype)
+        fmt = self.prompt_format
+        return frames_to_pixels(
+            frames, self.frame_size, fmt.pixel_mean, fmt.pixel_std, self.model.dtype, self.device
+        )
 
-    def encode_synthetic(
-        self, num_frames: int, text_tokens: int, *, capture_vision: bool, seed: int = 0
-    ) -> EncodedSample:
-        g = torch.Generator().manual_seed(seed)
-        frames = synthetic_scenes(num_frames, max(self.frame_size), g)
-        cfg = self.config
-        special = (cfg.image_token_id, cfg.video_token_id, cfg.vision_start_token_id, cfg.vision_end_token_id)
-        vocab = min(cfg.text_config.vocab_size, *special)
-        text = torch.randint(0, vocab, (text_tokens,), generator=g).tolist()
-        split = min(14, text_tokens // 2)  # a system-prompt-like prefix, then the video, then the question
-        ids = text[:split] + self.video_span(self.video_token_count(num_frames)) + text[split:]
-        return self.encode_ids(ids, self.pixels(frames), None, capture_vision)
+    def reference_inputs(self, ids: Sequence[int], frames_pixels: torch.Tensor) -> dict[str, Any]:
+        flat, grid = self.patchify(frames_pixels.to(self.device))
+        input_ids = torch.tensor([list(ids)], device=self.device)
+        return {"input_ids": input_ids, "pixel_values_videos": flat, **self._rope_kwargs(input_ids, grid)}
 
 
 def _no_vision_attention() -> VisionAttention:

@@ -15,15 +15,16 @@ from rich.markup import escape
 from rich.table import Table
 
 from prune_bench.adapters.base import resolve_model_path
-from prune_bench.cli.display import print_wide
 from prune_bench.adapters.loading import load_adapter, pick_device
-from prune_bench.core.compose import build_strategy, check_keep, parse_value, spec_names
+from prune_bench.cli.display import print_wide
+from prune_bench.core.compose import check_keep, parse_value, spec_names
 from prune_bench.core.plugins import Registry, registry
 from prune_bench.core.strategy import BUDGET_UNITS, BudgetUnit
 from prune_bench.errors import UserError
-from prune_bench.runner.evaluate import RunConfig, evaluate
+from prune_bench.runner.evaluate import evaluate
 from prune_bench.runner.store import ResultStore
 from prune_bench.runner.summary import SummaryRow, summarize
+from prune_bench.session import Session
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -186,6 +187,7 @@ def check_inputs(
         reg.strategy(name).make_config(**opts)  # an unknown or invalid option fails before any model loads
     if settings.model is not None:
         resolve_model_path(settings.model)  # a missing path fails before anything is built
+    ResultStore.check_writable(settings.out or "results")  # a file, read-only or in use: before loading
     return options
 
 
@@ -245,11 +247,13 @@ def run_evaluation(specs: Sequence[str], settings: EvaluationSettings, reg: Regi
     console = Console(width=max(Console().width, 120))
     adapter, model_label = load_adapter(settings.model, device)
     num_frames = settings.frames or adapter.prompt_format.num_frames
-    info = adapter.model_info(num_frames)
     ordered = ["none", *dict.fromkeys(s for s in specs if s != "none")]
     unit = settings.budget_unit
-    configs = [
-        RunConfig(build_strategy(s, k, unit, info, reg, options), k, unit, settings.mode)  # type: ignore[arg-type]
+    sessions = [
+        Session(
+            adapter, s, keep=k, unit=unit, mode=settings.mode, seed=settings.seed,  # type: ignore[arg-type]
+            options=options, num_frames=num_frames, registry_=reg,
+        )
         for s in ordered
         for k in ([1.0] if s == "none" else settings.keeps)
     ]
@@ -271,17 +275,14 @@ def run_evaluation(specs: Sequence[str], settings: EvaluationSettings, reg: Regi
         f"model: {model_label} on {device}; benchmark: {bench.name} ({len(items)} items, {num_frames} frames)"
     )
     evaluate(
-        adapter,
+        sessions,
         items,
-        configs,
         store,
         context,
-        num_frames=num_frames,
-        seed=settings.seed,
         show_progress=not settings.no_progress,
         sample_fps=settings.sample_fps,
     )
-    hashes = {c.hash(context) for c in configs}
+    hashes = {s.hash(context) for s in sessions}
     title = f"{bench.name}: keep={', '.join(f'{k:g}' for k in settings.keeps)} ({unit})"
     print_table(summarize(store.records(), hashes), title, console)
     score_lines = getattr(bench, "score_lines", None)  # published benchmarks: lmms-eval's own number

@@ -14,10 +14,10 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
+from prune_bench.adapters.loading import pick_device
 from prune_bench.cli.compare import parse_sets
 from prune_bench.cli.display import print_wide
-from prune_bench.adapters.loading import pick_device
-from prune_bench.core.compose import build_strategy, check_keep, spec_names
+from prune_bench.core.compose import check_keep, spec_names
 from prune_bench.core.plugins import registry
 from prune_bench.core.strategy import BUDGET_UNITS
 from prune_bench.errors import UserError
@@ -26,10 +26,11 @@ from prune_bench.runner.speed import (
     finish,
     hf_lm_prefill_ms,
     machine,
-    measure_strategy,
+    measure_session,
     rows_from_json,
     time_vision,
 )
+from prune_bench.session import Session
 
 COLUMNS = (
     ("strategy", "strategy"),
@@ -224,19 +225,24 @@ def speed(
     with Progress(console=console, transient=True) as progress:
         bar = progress.add_task("measuring", total=len(frame_counts) * (1 + (len(specs) - 1) * len(keeps)))
         for frames in frame_counts:
-            info = adapter.model_info(frames)
             sample = time_vision(adapter, frames, text_tokens, capture=True)
             hf[str(frames)] = hf_lm_prefill_ms(adapter, sample, warmup=warmup, repeats=repeats)
             for spec in specs:
                 for keep in [1.0] if spec == "none" else keeps:
-                    strategy = build_strategy(spec, keep, budget_unit, info, reg, options)  # type: ignore[arg-type]
+                    session = Session(
+                        adapter,
+                        spec,
+                        keep=keep,
+                        unit=budget_unit,  # type: ignore[arg-type]
+                        options=options,
+                        num_frames=frames,
+                        registry_=reg,
+                    )
                     try:
                         rows.append(
-                            measure_strategy(
-                                adapter,
+                            measure_session(
+                                session,
                                 sample,
-                                strategy,
-                                keep,
                                 decode_tokens=decode_tokens,
                                 warmup=warmup,
                                 repeats=repeats,

@@ -124,6 +124,45 @@ def spec_names(spec: str) -> list[str]:
     return [parse_part(p)[0] for p in split_specs(spec) if p]
 
 
+def budgeted(
+    cls: type[Strategy], keep: float, unit: BudgetUnit, model: ModelInfo, options: dict[str, Any]
+) -> Strategy:
+    """``cls.for_budget`` with the user's ``options``, under the rule for knobs the budget also sets.
+
+    The rule: a knob the budget solves (``fastv.keep``, ``random.keep``, ``hieravid.ratio`` ...) cannot
+    also be set by hand; that is one error line, never a silent overwrite. It is found without asking
+    the strategy to declare anything: an option the budgeted config does not carry as given, or a
+    ``for_budget`` that passes the same keyword twice.
+    """
+    given = cls.make_config(**options)  # an unknown or invalid option is one readable line
+    try:
+        strategy = cls.for_budget(keep, unit, model, **options)
+    except TypeError as exc:
+        twice = re.search(r"multiple values for (?:keyword )?argument '(\w+)'", str(exc))
+        if twice is None or twice.group(1) not in options:
+            raise
+        key = twice.group(1)
+        rest = {k: v for k, v in options.items() if k != key}
+        solved = getattr(getattr(cls.for_budget(keep, unit, model, **rest), "config", None), key, None)
+        raise _budget_conflict(cls.name, key, options, keep, unit, solved) from None
+    config = getattr(strategy, "config", None)
+    for key in options:
+        solved = getattr(config, key, None)
+        if solved != getattr(given, key):
+            raise _budget_conflict(cls.name, key, options, keep, unit, solved)
+    return strategy
+
+
+def _budget_conflict(
+    name: str, key: str, options: dict[str, Any], keep: float, unit: str, solved: Any
+) -> UserError:
+    to = f" (to {solved:.4g})" if isinstance(solved, float) else f" (to {solved!r})" if solved is not None else ""
+    return UserError(
+        f"{name}.{key}={options[key]!r} conflicts with the budget: --keep {keep:g} ({unit}) sets {name}'s "
+        f"'{key}'{to}; drop the option and choose the budget with --keep / --budget-unit instead"
+    )
+
+
 def build_strategy(
     spec: str,
     keep: float,
@@ -143,7 +182,6 @@ def build_strategy(
     for text in parts_text:
         name, inline, tag = parse_part(text)
         cls = registry.strategy(name)
-        cls.make_config(**{**options.get(name, {}), **inline})  # one readable line for a bad option
-        strategy = cls.for_budget(share, unit, model, **{**options.get(name, {}), **inline})
+        strategy = budgeted(cls, share, unit, model, {**options.get(name, {}), **inline})
         parts.append(Variant(strategy, tag) if tag else strategy)
     return parts[0] if len(parts) == 1 else Combined(parts)

@@ -36,7 +36,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    from prune_bench.core.ledger import LayerCount
 
 Convention = Literal["exact", "paper"]
 CONVENTIONS: tuple[Convention, ...] = ("exact", "paper")
@@ -71,22 +74,6 @@ class LMShape:
         )
 
 
-@dataclass(frozen=True)
-class LayerTokens:
-    """Tokens that went through one decoder layer's attention (queries = keys in prefill) and its MLP.
-
-    A stage at site "post" drops tokens between a layer's attention and its MLP, so ``mlp_tokens`` may be
-    smaller than ``attn_tokens``.
-    """
-
-    attn_tokens: int
-    mlp_tokens: int
-
-    def __post_init__(self) -> None:
-        if self.attn_tokens < 0 or self.mlp_tokens < 0:
-            raise ValueError(f"token counts must be non-negative, got {self}")
-
-
 # ------------------------------------------------------------------------------------------- language model
 def _projection_flops(shape: LMShape, n: int) -> float:
     """q, k, v and o projections of ``n`` tokens (GQA-aware)."""
@@ -108,7 +95,7 @@ def _attention_flops(shape: LMShape, query_key_pairs: float) -> float:
     return 2 * 2.0 * shape.num_heads * shape.head_dim * query_key_pairs
 
 
-def _exact_layer(shape: LMShape, layer: LayerTokens) -> float:
+def _exact_layer(shape: LMShape, layer: LayerCount) -> float:
     n = layer.attn_tokens
     causal_pairs = n * (n + 1) / 2
     return (
@@ -118,12 +105,12 @@ def _exact_layer(shape: LMShape, layer: LayerTokens) -> float:
     )
 
 
-def _paper_layer(shape: LMShape, layer: LayerTokens) -> float:
+def _paper_layer(shape: LMShape, layer: LayerCount) -> float:
     d, m, n = shape.hidden_size, shape.intermediate_size, layer.attn_tokens
     return 4.0 * n * d * d + 2.0 * n * n * d + 2.0 * layer.mlp_tokens * d * m
 
 
-def prefill_flops(shape: LMShape, layers: Sequence[LayerTokens], convention: Convention = "exact") -> float:
+def prefill_flops(shape: LMShape, layers: Sequence[LayerCount], convention: Convention = "exact") -> float:
     """Prefill FLOPs of the decoder layers, summed over ``layers`` (one entry per layer that ran).
 
     ``convention`` is ``"exact"`` (GQA, SwiGLU, causal triangle, 2 FLOPs a MAC) or ``"paper"``
@@ -154,7 +141,7 @@ def lm_head_flops(shape: LMShape, n_tokens: int = 1) -> float:
 
 
 def ideal_speedup(
-    shape: LMShape, pruned_layers: Sequence[LayerTokens], full_layers: Sequence[LayerTokens]
+    shape: LMShape, pruned_layers: Sequence[LayerCount], full_layers: Sequence[LayerCount]
 ) -> float:
     """Exact prefill FLOPs of ``full_layers`` over those of ``pruned_layers`` (the speedup FLOPs promise)."""
     pruned = prefill_flops(shape, pruned_layers, "exact")

@@ -9,22 +9,27 @@ way its authors did.
 from __future__ import annotations
 
 import json
-import warnings
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from prune_bench.core.ledger import BUDGET_UNITS, BudgetUnit, BudgetWarning, warn_budget
 from prune_bench.core.stages import Stage
 from prune_bench.errors import UserError
 
-BudgetUnit = Literal["input", "layer-average", "flops"]
-BUDGET_UNITS: tuple[BudgetUnit, ...] = ("input", "layer-average", "flops")
-
-
-class BudgetWarning(UserWarning):
-    """A strategy cannot reach the requested budget and runs at the closest one it can."""
+__all__ = [
+    "BUDGET_UNITS",
+    "BudgetUnit",
+    "BudgetWarning",
+    "CAPABILITIES",
+    "ModelInfo",
+    "Strategy",
+    "StrategyConfig",
+    "variant_spec",
+    "warn_budget",
+]
 
 
 class StrategyConfig(BaseModel):
@@ -33,15 +38,31 @@ class StrategyConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+#: Model internals an adapter can hand to stages (a stage lists what it asks for in ``Stage.needs``).
+CAPABILITIES: frozenset[str] = frozenset({"vision_attention"})
+
+
 @dataclass(frozen=True)
 class ModelInfo:
-    """What a strategy may know about the model and the sample layout when building its stages."""
+    """What a strategy may know about the model and the sample layout when building its stages.
+
+    :param family: the adapter's model family (its registered name: ``"llava_onevision"``,
+        ``"qwen2_vl"``, ...), which strategies with per-family settings read; always set by the adapter.
+    :param capabilities: the model internals the adapter can provide to stages (a subset of
+        :data:`CAPABILITIES`); a plan whose stages need more fails when it is built.
+    """
 
     num_layers: int
     num_frames: int
     tokens_per_frame: int
     hidden_size: int
-    family: str = "llava_onevision"
+    family: str
+    capabilities: frozenset[str] = frozenset()
+
+    def __post_init__(self) -> None:
+        unknown = self.capabilities - CAPABILITIES
+        if unknown:
+            raise ValueError(f"unknown capabilities {sorted(unknown)}; known: {sorted(CAPABILITIES)}")
 
 
 class Strategy(ABC):
@@ -116,22 +137,3 @@ def _spec_value(value: Any) -> str:
     if isinstance(value, str):
         return value
     return json.dumps(list(value) if isinstance(value, tuple) else value, separators=(",", ":"))
-
-
-def warn_budget(strategy: str, requested: float, achievable: float, why: str) -> None:
-    """``strategy`` runs at ``achievable`` instead of ``requested``; with the two equal it aims at the
-    budget but the video decides what it keeps (the run records the achieved retention)."""
-    if abs(achievable - requested) < 1e-12:
-        text = f"{strategy} aims at keep={requested:.3f} but may miss it: {why}; the achieved retention is recorded"
-    else:
-        text = f"{strategy} cannot reach keep={requested:.3f}: {why}; running at keep={achievable:.3f}"
-    warnings.warn(text, BudgetWarning, stacklevel=3)
-
-
-def layer_average_to_kept(keep: float, num_layers: int, full_layers: float) -> float:
-    """Fraction kept after one drop so that the layer average equals ``keep``.
-
-    With ``full_layers`` layers (possibly fractional, see the ledger's half-layer convention) at the
-    full count and the rest at ``r``: ``keep = (full + (L - full) * r) / L``.
-    """
-    return (keep * num_layers - full_layers) / (num_layers - full_layers)

@@ -86,10 +86,8 @@ class PruneBenchLMM(_LmmsBase):  # type: ignore[misc,valid-type]
         **unknown: Any,
     ) -> None:
         from prune_bench.adapters.loading import load_adapter, pick_device
-        from prune_bench.core.compose import build_strategy, check_keep
-        from prune_bench.core.plugins import registry
-        from prune_bench.core.stages import PruningPlan
-        from prune_bench.core.strategy import BUDGET_UNITS
+        from prune_bench.core.compose import check_keep
+        from prune_bench.session import Session
 
         if HAVE_LMMS_EVAL:
             super().__init__()
@@ -102,52 +100,34 @@ class PruneBenchLMM(_LmmsBase):  # type: ignore[misc,valid-type]
             )
         if str(batch_size) != "1":
             raise UserError(f"prune_bench runs one sample at a time; pass --batch_size 1, got {batch_size}")
-        if budget_unit not in BUDGET_UNITS:
-            raise UserError(f"budget_unit must be one of {', '.join(BUDGET_UNITS)}, got '{budget_unit}'")
-        if mode not in ("drop", "mask"):
-            raise UserError(f"mode must be drop or mask, got '{mode}'")
         self.keep = _as_float("keep", keep)
         check_keep(self.keep)
         self.sample_fps = None if fps in (None, "", "none") else _as_float("fps", fps)
-        reg = registry()
         self.device_name = pick_device(device)
-        self.adapter, self.model_label = load_adapter(pretrained, self.device_name)
-        self.num_frames = int(frames) if frames not in (None, "") else self.adapter.prompt_format.num_frames
-        info = self.adapter.model_info(self.num_frames)
-        self.strategy = build_strategy(strategy, self.keep, budget_unit, info, reg, {})  # type: ignore[arg-type]
-        self.plan = PruningPlan.of(self.strategy.stages(info), info.num_layers)
-        self.mode = mode
-        self.seed = int(seed)
-        self.prompt_format = self.adapter.prompt_format.with_benchmark_prompt()
+        adapter, self.model_label = load_adapter(pretrained, self.device_name)
+        self.session = Session(
+            adapter,
+            strategy,
+            keep=self.keep,
+            unit=budget_unit,  # type: ignore[arg-type]  # Session checks it
+            mode=mode,  # type: ignore[arg-type]
+            seed=int(seed),
+            num_frames=int(frames) if frames not in (None, "") else None,
+        )
+        self.prompt_format = adapter.prompt_format.with_benchmark_prompt()
 
     # ------------------------------------------------------------------------------ helpers
     @property
     def tokenizer(self) -> Any:
-        return self.adapter.tokenizer
+        return self.session.adapter.tokenizer
 
     def _doc(self, task: str, split: str, doc_id: Any) -> Any:
         return self.task_dict[task][split][doc_id]
 
     def _encode(self, context: str, visual: Sequence[Any]) -> Any:
         """The sample for ``context`` (the task's whole prompt) about ``visual``; no option scoring."""
-        frames = frames_of_visual(visual, self.num_frames, self.sample_fps)
-        sample = self.adapter.encode(
-            frames,
-            context,
-            (),
-            capture_vision="vision_attention" in self.plan.needs,
-            prompt_format=self.prompt_format,
-        )
-        sample.answer_ids = None  # lmms-eval reads the generated text or the continuation's likelihood
-        return sample
-
-    def _plan(self, frames: int) -> Any:
-        from prune_bench.core.stages import PruningPlan
-
-        if frames == self.num_frames:
-            return self.plan
-        info = self.adapter.model_info(frames)
-        return PruningPlan.of(self.strategy.stages(info), info.num_layers)
+        frames = frames_of_visual(visual, self.session.num_frames, self.sample_fps)
+        return self.session.encode(frames, context, prompt_format=self.prompt_format)
 
     # ------------------------------------------------------------------------ lmms-eval API
     def generate_until(self, requests: list[Any]) -> list[str]:
@@ -159,18 +139,7 @@ class PruneBenchLMM(_LmmsBase):  # type: ignore[misc,valid-type]
             gen_kwargs = dict(gen_kwargs or {})
             until = gen_kwargs.get("until") or []
             until = [until] if isinstance(until, str) else list(until)
-            result = self.adapter.run(
-                sample,
-                self._plan(sample.frames if sample.frames else self.num_frames),
-                mode=self.mode,  # type: ignore[arg-type]
-                max_new_tokens=int(gen_kwargs.get("max_new_tokens", 16)),
-                seed=self.seed,
-                eos_token_id=getattr(self.tokenizer, "eos_token_id", None),
-            )
-            text = self.tokenizer.decode(result.generated, skip_special_tokens=True)
-            for stop in until:
-                if stop and stop in text:
-                    text = text.split(stop)[0]
+            text, _ = self.session.generate(sample, int(gen_kwargs.get("max_new_tokens", 16)), until)
             out.append(text)
             if HAVE_LMMS_EVAL:
                 self.cache_hook.add_partial("generate_until", (context, gen_kwargs), text)
@@ -178,8 +147,6 @@ class PruneBenchLMM(_LmmsBase):  # type: ignore[misc,valid-type]
 
     def loglikelihood(self, requests: list[Any]) -> list[tuple[float, bool]]:
         """``(log p(continuation | context, video), whether greedy decoding gives the continuation)``."""
-        from prune_bench.core.timing import Clock
-
         out = []
         for request in requests:
             context, doc_to_target, doc_to_visual, doc_id, task, split = request.args
@@ -191,31 +158,7 @@ class PruneBenchLMM(_LmmsBase):  # type: ignore[misc,valid-type]
                 raise UserError(
                     f"the continuation {continuation!r} has no tokens; check the task's doc_to_target"
                 )
-            sample = self._encode(context, doc_to_visual(doc))
-            plan = self._plan(sample.frames if sample.frames else self.num_frames)
-            device = self.adapter.device
-            clock = Clock(device)
-            with torch.no_grad():
-                pre = self.adapter.runner.prefill(
-                    sample.state,
-                    plan,
-                    mode=self.mode,  # type: ignore[arg-type]
-                    max_new_tokens=len(target),
-                    clock=clock,
-                    generator=torch.Generator(device=device).manual_seed(self.seed),
-                    vision=sample.vision,
-                )
-                logits, total, greedy = pre.logits, 0.0, True
-                position = pre.state.next_position
-                for step, token in enumerate(target):
-                    logprobs = torch.log_softmax(logits.float(), dim=-1)
-                    total += float(logprobs[token])
-                    greedy = greedy and int(logprobs.argmax()) == token
-                    if step < len(target) - 1:
-                        logits = self.adapter.runner.decode_step(
-                            token, position + step, step, pre, plan, clock
-                        )
-            out.append((total, greedy))
+            out.append(self.session.loglikelihood(self._encode(context, doc_to_visual(doc)), target))
         return out
 
     def generate_until_multi_round(self, requests: list[Any]) -> list[str]:

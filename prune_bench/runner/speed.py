@@ -33,10 +33,9 @@ from typing import Any
 import torch
 
 from prune_bench.adapters.base import Adapter, AnswerResult, EncodedSample
-from prune_bench.core.flops import LayerTokens, LMShape, prefill_flops
-from prune_bench.core.stages import PruningPlan
-from prune_bench.core.strategy import Strategy
+from prune_bench.core.flops import LMShape, prefill_flops
 from prune_bench.core.timing import Clock
+from prune_bench.session import Session
 
 
 @dataclass
@@ -105,18 +104,16 @@ def kv_cache_bytes(shape: LMShape, result: AnswerResult, dtype: torch.dtype) -> 
     return sum(c.attn_tokens for c in result.counts) * per_token
 
 
-def measure_strategy(
-    adapter: Adapter,
+def measure_session(
+    session: Session,
     sample: EncodedSample,
-    strategy: Strategy,
-    keep: float,
     *,
     decode_tokens: int = 16,
     warmup: int = 2,
     repeats: int = 5,
 ) -> SpeedRow:
-    info = adapter.model_info(sample.frames)
-    plan = PruningPlan.of(strategy.stages(info), info.num_layers)
+    """Time ``session`` on ``sample``: ``warmup`` untimed runs, then the medians of ``repeats``."""
+    adapter = session.adapter
     shape = LMShape.from_config(adapter.config.text_config)
     device = adapter.device
     runs: list[AnswerResult] = []
@@ -124,7 +121,7 @@ def measure_strategy(
     for i in range(warmup + repeats):
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
-        result = adapter.run(sample, plan, max_new_tokens=decode_tokens)
+        result = session.answer(sample, max_new_tokens=decode_tokens)
         if i >= warmup:
             runs.append(result)
             peaks.append(torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else 0.0)
@@ -134,12 +131,11 @@ def measure_strategy(
 
     first = runs[0]
     stages = sorted({k for r in runs for k in r.timings_ms if k.startswith("stage:")})
-    layers = [LayerTokens(c.attn_tokens, c.mlp_tokens) for c in first.counts]
     prefill, pruning = med("prefill"), med("pruning")
     decode_steps = max(1, len(first.generated) - 1)
     return SpeedRow(
-        strategy=strategy.label,
-        keep=keep,
+        strategy=session.label,
+        keep=session.keep,
         frames=sample.frames,
         visual_tokens=first.total_visual,
         retention_layer_average=first.layer_average_retention,
@@ -154,8 +150,8 @@ def measure_strategy(
         decode_ms_per_token=med("decode") / decode_steps,
         peak_mem_gib=median(peaks),
         kv_cache_mib=kv_cache_bytes(shape, first, adapter.model.dtype) / 2**20,
-        flops_exact=prefill_flops(shape, layers, "exact"),
-        flops_paper=prefill_flops(shape, layers, "paper"),
+        flops_exact=prefill_flops(shape, first.counts, "exact"),
+        flops_paper=prefill_flops(shape, first.counts, "paper"),
         stage_ms={k.removeprefix("stage:"): med(k) for k in stages},
     )
 

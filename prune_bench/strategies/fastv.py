@@ -52,16 +52,10 @@ from pydantic import Field
 
 from prune_bench.core.context import StageContext
 from prune_bench.core.hookspecs import hookimpl
+from prune_bench.core.ledger import full_layers, kept_for_layer_average
 from prune_bench.core.stages import Stage
 from prune_bench.core.state import TokenState
-from prune_bench.core.strategy import (
-    BudgetUnit,
-    ModelInfo,
-    Strategy,
-    StrategyConfig,
-    layer_average_to_kept,
-    warn_budget,
-)
+from prune_bench.core.strategy import BudgetUnit, ModelInfo, Strategy, StrategyConfig, warn_budget
 from prune_bench.errors import UserError
 from prune_bench.strategies.common.select import last_token_visual_attention, topk_visual
 
@@ -92,8 +86,8 @@ class FastV(Strategy):
         if unit == "input":
             return cls(config=probe.model_copy(update={"keep": keep}))
         # Layers 0..K-2 and the attention half of layer K-1 see every visual token.
-        full = probe.k - 0.5
-        ratio = layer_average_to_kept(keep, model.num_layers, full)
+        full = full_layers(probe.k - 1, "post")
+        ratio = kept_for_layer_average(keep, model.num_layers, full)
         if ratio < 0:
             warn_budget(cls.name, keep, full / model.num_layers, f"layers before K={probe.k} see every token")
             ratio = 0.0

@@ -76,6 +76,7 @@ from pydantic import Field
 
 from prune_bench.core.context import StageContext
 from prune_bench.core.hookspecs import hookimpl
+from prune_bench.core.ledger import full_layers, predict_layer_average
 from prune_bench.core.stages import Stage
 from prune_bench.core.state import PositionPolicy, TokenState
 from prune_bench.core.strategy import BudgetUnit, ModelInfo, Strategy, StrategyConfig, warn_budget
@@ -222,8 +223,9 @@ class HoliTom(Strategy):
         rho = keep
         inner = cls(config=probe).inner_layer(model.num_layers)
         if unit != "input" and inner is not None:
-            full = inner - 0.5
-            rho = keep * model.num_layers / (full + (model.num_layers - full) * (1 - probe.inner_ratio))
+            # the inner merge runs after layer inner-1's attention and leaves 1 - r of what it meets
+            full = full_layers(inner - 1, "post")
+            rho = keep / predict_layer_average(model.num_layers, [(full, 1 - probe.inner_ratio)])
         if rho > 1:
             warn_budget(cls.name, keep, keep / rho, "the inner merge alone removes more than that")
             rho = 1.0

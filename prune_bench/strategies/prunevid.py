@@ -64,6 +64,7 @@ from pydantic import Field
 
 from prune_bench.core.context import DecodeContext, StageContext
 from prune_bench.core.hookspecs import hookimpl
+from prune_bench.core.ledger import full_layers, kept_for_layer_average
 from prune_bench.core.stages import Stage
 from prune_bench.core.state import PositionPolicy, TokenKind, TokenState
 from prune_bench.core.strategy import BudgetUnit, ModelInfo, Strategy, StrategyConfig, warn_budget
@@ -300,8 +301,8 @@ class PruneVid(Strategy):
             return None
         n0 = ctx.memory.get(INPUT_VISUAL_KEY, stage1_visual)
         num_layers = ctx.num_layers
-        full = self.selected_layer(num_layers) + 0.5  # a post stage counts its layer half
-        wanted = (target * num_layers * n0 - stage1_visual * full) / (num_layers - full)
+        full = full_layers(self.selected_layer(num_layers), "post")
+        wanted = kept_for_layer_average(target, num_layers, full, before=stage1_visual, total=n0)
         return max(0, min(stage1_visual, round(wanted)))
 
     def hide_pruned(self, ctx: DecodeContext) -> torch.Tensor | None:

@@ -17,9 +17,10 @@ from pydantic import Field
 
 from prune_bench.core.context import StageContext
 from prune_bench.core.hookspecs import hookimpl
+from prune_bench.core.ledger import full_layers, kept_for_layer_average
 from prune_bench.core.stages import Stage
 from prune_bench.core.state import TokenState
-from prune_bench.core.strategy import BudgetUnit, ModelInfo, Strategy, StrategyConfig, layer_average_to_kept
+from prune_bench.core.strategy import BudgetUnit, ModelInfo, Strategy, StrategyConfig
 from prune_bench.strategies.common.select import budget_count, keep_visual_subset
 
 
@@ -57,7 +58,7 @@ class RandomPruning(Strategy):
         ratio = keep
         if layer is not None and unit != "input":
             # Layers 0..layer-1 and half of layer `layer` (its attention) see every token.
-            ratio = layer_average_to_kept(keep, model.num_layers, layer + 0.5)
+            ratio = kept_for_layer_average(keep, model.num_layers, full_layers(layer, "post"))
         return cls(keep=min(1.0, max(ratio, 1e-3)), **options)
 
     def stages(self, model: ModelInfo) -> list[Stage]:

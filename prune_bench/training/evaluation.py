@@ -16,11 +16,10 @@ def evaluate_model_dir(
     model and (when ``s.eval_random_keep``) random pruning, through the project's evaluation loop."""
     from prune_bench.adapters.llava_onevision import LlavaOnevisionAdapter
     from prune_bench.benchmarks.synthetic import SyntheticVideoQA
-    from prune_bench.core.compose import build_strategy
-    from prune_bench.core.plugins import registry
-    from prune_bench.runner.evaluate import RunConfig, evaluate
+    from prune_bench.runner.evaluate import evaluate
     from prune_bench.runner.store import ResultStore
     from prune_bench.runner.summary import summarize
+    from prune_bench.session import Session
 
     adapter = LlavaOnevisionAdapter.from_pretrained(str(path), device=device)
     bench = SyntheticVideoQA(
@@ -30,24 +29,15 @@ def evaluate_model_dir(
         size=s.shape.image_size,
         seed=s.eval_seed,
     )
-    info = adapter.model_info(s.num_frames)
-    reg = registry()
-    configs = [RunConfig(build_strategy("none", 1.0, "input", info, reg), 1.0, "input")]
+    sessions = [Session(adapter, "none", unit="input", num_frames=s.num_frames)]
     if s.eval_random_keep:
-        keep = s.eval_random_keep
-        configs.append(RunConfig(build_strategy("random", keep, "input", info, reg), keep, "input"))
+        sessions.append(
+            Session(adapter, "random", keep=s.eval_random_keep, unit="input", num_frames=s.num_frames)
+        )
     context = {"model": str(path), "benchmark": bench.name, "frames": s.num_frames, "purpose": "model card"}
     with tempfile.TemporaryDirectory() as tmp:
         store = ResultStore(tmp)
-        evaluate(
-            adapter,
-            bench.items(),
-            configs,
-            store,
-            context,
-            num_frames=s.num_frames,
-            show_progress=show_progress,
-        )
+        evaluate(sessions, bench.items(), store, context, show_progress=show_progress)
         rows = summarize(store.records())
     result: dict[str, dict[str, float]] = {}
     for row in rows:

@@ -15,7 +15,7 @@ from prune_bench.benchmarks.published.videomme import subtitle_text
 from prune_bench.benchmarks.video import frame_indices, load_video, write_mp4
 from prune_bench.cli.main import main
 from prune_bench.errors import UserError
-from prune_bench.runner.evaluate import encode_item
+from prune_bench.session import item_prompt
 
 pq = pytest.importorskip("pyarrow.parquet")
 import pyarrow as pa  # noqa: E402
@@ -258,33 +258,27 @@ def test_lmms_eval_prompts_of_each_benchmark(datasets) -> None:
     )
 
 
-class _RecordingAdapter:
-    def __init__(self, fmt: PromptFormat) -> None:
-        self.prompt_format = fmt
-        self.seen: list[tuple[str, str, int]] = []
-
-    def encode(self, frames, question, options, *, capture_vision, prompt_format=None):  # type: ignore[no-untyped-def]
-        fmt = prompt_format or self.prompt_format
-        text = fmt.template.format(video="<video>", question=question, options=fmt.render_options(options))
-        self.seen.append((text, question, len(options)))
-        return "sample"
+def _asked(item, fmt: PromptFormat) -> tuple[str, str, str]:
+    """(the text around the video as the model sees it, the question, which prompt)."""
+    question, used, kind = item_prompt(item, fmt)
+    text = used.template.format(video="<video>", question=question, options=used.render_options(item.options))
+    return text, question, kind
 
 
 def test_letter_models_are_asked_the_benchmarks_prompt_inside_their_chat_template(datasets) -> None:
     item = PUBLISHED["nextqa_mc_test"](data_dir=datasets["nextqa_mc_test"][0]).items(1)[0]
-    adapter = _RecordingAdapter(PromptFormat())  # LLaVA-OneVision's chat template, letter answers
-    _, used = encode_item(adapter, item, torch.zeros(1), False)  # type: ignore[arg-type]
+    fmt = PromptFormat()  # LLaVA-OneVision's chat template, letter answers
+    text, _, used = _asked(item, fmt)
     assert used == "benchmark"
-    text = adapter.seen[0][0]
     assert text == (
         "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\n<video>\n"
         + item.prompt
         + "<|im_end|>\n<|im_start|>assistant\n"
     )
-    assert adapter.prompt_format.template == LLAVA_CHAT_TEMPLATE  # restored after encoding
-    word = _RecordingAdapter(PromptFormat(template="Q: {question} {options}", answer_mode="option_word"))
-    assert encode_item(word, item, torch.zeros(1), False)[1] == "model"  # type: ignore[arg-type]
-    assert word.seen[0][1] == item.question and word.seen[0][2] == 5
+    assert fmt.template == LLAVA_CHAT_TEMPLATE  # the model's own format is left as it was
+    word = PromptFormat(template="Q: {question} {options}", answer_mode="option_word")
+    _, question, used = _asked(item, word)
+    assert used == "model" and question == item.question and len(item.options) == 5
 
 
 def test_scores_follow_lmms_eval_rules(datasets) -> None:

@@ -50,3 +50,21 @@ def test_list_shows_strategies_and_a_strategys_options():
     proc = _run("list", "--options", "hieravid")
     assert proc.returncode == 0, proc.stderr
     assert "relevance_sign" in proc.stdout and "segment_level" in proc.stdout
+
+
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [
+        ("random.keep=0.5", "random.keep=0.5 conflicts with the budget: --keep 0.3 (layer-average) sets random's 'keep'"),
+        ("fastv.keep=0.2", "fastv.keep=0.2 conflicts with the budget: --keep 0.3 (layer-average) sets fastv's 'keep'"),
+    ],
+)
+def test_a_knob_the_budget_sets_is_one_line_with_exit_code_2(tmp_path, option, message):
+    """The documented rule (README, docs/writing-a-strategy.md): the budget owns its knobs; setting one
+    by hand is one error line, never a traceback (random) or a silent overwrite (fastv)."""
+    name = option.split(".")[0]
+    proc = _run("compare", name, "--set", option, "--limit", "1", "--out", str(tmp_path / "r"), "--no-progress")
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], proc.stderr
+    assert not (tmp_path / "r" / "results.jsonl").exists()

@@ -20,7 +20,6 @@ from transformers import Qwen2Config, Qwen2ForCausalLM, Qwen2Model, SiglipVision
 
 from prune_bench.adapters.llava_onevision import llava_onevision_7b_config, tiny_llava_onevision_config
 from prune_bench.core.flops import (
-    LayerTokens,
     LMShape,
     decode_step_flops,
     ideal_speedup,
@@ -30,6 +29,7 @@ from prune_bench.core.flops import (
     vision_flops,
     vision_layers_used,
 )
+from prune_bench.core.ledger import LayerCount
 
 QWEN = dict(
     hidden_size=64,
@@ -39,6 +39,11 @@ QWEN = dict(
     num_hidden_layers=2,
     vocab_size=100,
 )
+
+
+def tokens(attn: int, mlp: int) -> LayerCount:
+    """A layer's counts where only the totals matter (FLOPs do not look at the visual split)."""
+    return LayerCount(attn, 0, mlp, 0)
 
 
 def _qwen_config() -> Qwen2Config:
@@ -89,7 +94,7 @@ def test_shape_from_config_reads_gqa_and_head_dim() -> None:
 def test_prefill_exact_matches_flop_counter(qwen: Qwen2Model, n: int) -> None:
     shape = LMShape.from_config(qwen.config)
     counts = _count(lambda: qwen(input_ids=torch.arange(n)[None] % 100, use_cache=False))
-    layers = [LayerTokens(n, n)] * shape.num_layers
+    layers = [tokens(n, n)] * shape.num_layers
     expected = prefill_flops(shape, layers, "exact") + shape.num_layers * _upper_triangle(shape, n)
     assert _layers_total(counts, "Qwen2Model", shape.num_layers) == pytest.approx(expected, rel=0, abs=0.5)
     # The counter attributes everything of substance to the layers (nothing else is a matmul).
@@ -106,7 +111,7 @@ def test_prefill_exact_splits_attention_and_mlp_tokens(qwen: Qwen2Model) -> None
         run_n[f"Qwen2Model.layers.{i}.self_attn"] + run_k[f"Qwen2Model.layers.{i}.mlp"]
         for i in range(shape.num_layers)
     )
-    layers = [LayerTokens(n, k)] * shape.num_layers
+    layers = [tokens(n, k)] * shape.num_layers
     expected = prefill_flops(shape, layers, "exact") + shape.num_layers * _upper_triangle(shape, n)
     assert counted == pytest.approx(expected, rel=0, abs=0.5)
 
@@ -185,16 +190,16 @@ def test_projector_flops_matches_flop_counter() -> None:
 def test_paper_convention_hand_computed() -> None:
     shape = LMShape(hidden_size=4, intermediate_size=8, num_heads=2, num_kv_heads=1, head_dim=2, num_layers=2)
     # 4*n*d^2 + 2*n^2*d + 2*n*d*m with n=3, d=4, m=8: 192 + 72 + 192 = 456 a layer.
-    assert prefill_flops(shape, [LayerTokens(3, 3)] * 2, "paper") == 912
+    assert prefill_flops(shape, [tokens(3, 3)] * 2, "paper") == 912
     # A "post" stage: FFN term on 2 tokens, 2*2*4*8 = 128.
-    assert prefill_flops(shape, [LayerTokens(3, 2)], "paper") == 192 + 72 + 128
+    assert prefill_flops(shape, [tokens(3, 2)], "paper") == 192 + 72 + 128
 
 
 def test_llava_onevision_7b_worked_example_from_research_notes() -> None:
     """ecosystem.md §5.1: n = 6,373 tokens, paper-style 41.6 T, exact (full n^2) 99.5 T."""
     shape = LMShape.from_config(llava_onevision_7b_config().text_config)
     n = 6373
-    layers = [LayerTokens(n, n)] * shape.num_layers
+    layers = [tokens(n, n)] * shape.num_layers
     assert prefill_flops(shape, layers, "paper") / 1e12 == pytest.approx(41.6, abs=0.05)
     exact = prefill_flops(shape, layers, "exact")
     assert (exact + shape.num_layers * _upper_triangle(shape, n)) / 1e12 == pytest.approx(99.5, abs=0.05)
@@ -203,38 +208,38 @@ def test_llava_onevision_7b_worked_example_from_research_notes() -> None:
 
 def test_unknown_convention_is_rejected() -> None:
     with pytest.raises(ValueError, match="convention"):
-        prefill_flops(LMShape.from_config(_qwen_config()), [LayerTokens(1, 1)], "fvcore")  # type: ignore[arg-type]
+        prefill_flops(LMShape.from_config(_qwen_config()), [tokens(1, 1)], "fvcore")  # type: ignore[arg-type]
     with pytest.raises(ValueError):
-        LayerTokens(-1, 0)
+        tokens(-1, 0)
 
 
 # ------------------------------------------------------------------------------------------ monotonicity
 @pytest.mark.parametrize("convention", ["exact", "paper"])
 def test_flops_drop_when_tokens_drop(convention: Any) -> None:
     shape = LMShape.from_config(llava_onevision_7b_config().text_config)
-    full = prefill_flops(shape, [LayerTokens(6000, 6000)] * 28, convention)
+    full = prefill_flops(shape, [tokens(6000, 6000)] * 28, convention)
     previous = full
     for keep in (5000, 3000, 1000, 100, 0):
         pruned = prefill_flops(
-            shape, [LayerTokens(6000, 6000)] * 2 + [LayerTokens(keep, keep)] * 26, convention
+            shape, [tokens(6000, 6000)] * 2 + [tokens(keep, keep)] * 26, convention
         )
         assert pruned < previous
         previous = pruned
     post = prefill_flops(
         shape,
-        [LayerTokens(6000, 6000)] + [LayerTokens(6000, 3000)] + [LayerTokens(3000, 3000)] * 26,
+        [tokens(6000, 6000)] + [tokens(6000, 3000)] + [tokens(3000, 3000)] * 26,
         convention,
     )
-    pre = prefill_flops(shape, [LayerTokens(6000, 6000)] + [LayerTokens(3000, 3000)] * 27, convention)
+    pre = prefill_flops(shape, [tokens(6000, 6000)] + [tokens(3000, 3000)] * 27, convention)
     assert pre < post < full
 
 
 def test_decode_and_speedup_follow_token_counts() -> None:
     shape = LMShape.from_config(llava_onevision_7b_config().text_config)
     assert decode_step_flops(shape, [1000] * 28) < decode_step_flops(shape, [6000] * 28)
-    full = [LayerTokens(6000, 6000)] * 28
+    full = [tokens(6000, 6000)] * 28
     assert ideal_speedup(shape, full, full) == 1.0
-    half = [LayerTokens(6000, 6000)] * 2 + [LayerTokens(3000, 3000)] * 26
+    half = [tokens(6000, 6000)] * 2 + [tokens(3000, 3000)] * 26
     speedup = ideal_speedup(shape, half, full)
     assert speedup == prefill_flops(shape, full, "exact") / prefill_flops(shape, half, "exact")
     assert 1.5 < speedup < 2.0

@@ -128,7 +128,7 @@ def test_the_class_is_an_lmms_eval_simple_model_found_through_its_manifest(lmms_
     assert manifest.model_id == "prune_bench"
     module_name, cls_name = manifest.simple_class_path.rsplit(".", 1)
     assert getattr(importlib.import_module(module_name), cls_name) is lmms_module.PruneBenchLMM
-    assert model.strategy.label.startswith("random") and model.keep == 0.5 and model.num_frames == 8
+    assert model.session.label.startswith("random") and model.keep == 0.5 and model.session.num_frames == 8
 
 
 def test_pyproject_registers_the_entry_point_and_the_extra() -> None:

@@ -79,7 +79,7 @@ def test_decode_pruning_reprunes_on_change_and_on_stable_steps_follows_the_chose
 
 
 def test_for_budget_solves_k_for_the_exact_ttm_retention_and_warns_below_it():
-    info = ModelInfo(num_layers=28, num_frames=32, tokens_per_frame=196, hidden_size=3584)
+    info = ModelInfo(num_layers=28, num_frames=32, tokens_per_frame=196, hidden_size=3584, family="llava_onevision")
     s = DyCoke.for_budget(3098 / 6272, "layer-average", info)
     assert ttm_retention(32, 196, s.config.k, "code") == pytest.approx(3098 / 6272)
     s = DyCoke.for_budget(0.35, "input", info)

@@ -93,7 +93,7 @@ def test_layer_average_budget_is_met_up_to_one_token_of_rounding(tiny_adapter, t
 
 
 def test_for_budget_mapping_and_unreachable_budget_warns():
-    info = ModelInfo(num_layers=28, num_frames=32, tokens_per_frame=196, hidden_size=3584)
+    info = ModelInfo(num_layers=28, num_frames=32, tokens_per_frame=196, hidden_size=3584, family="llava_onevision")
     s = FastV.for_budget(0.5, "layer-average", info)
     assert s.config.keep == pytest.approx((0.5 * 28 - 1.5) / 26.5)
     assert FastV.for_budget(0.3, "input", info).config.keep == 0.3

@@ -124,10 +124,10 @@ def test_salient_tokens_are_kept_positions_are_original_and_text_untouched(tiny_
 
 
 def test_budget_maps_to_rho_and_warns_below_one_token_per_frame():
-    info = ModelInfo(num_layers=28, num_frames=32, tokens_per_frame=196, hidden_size=3584)
+    info = ModelInfo(num_layers=28, num_frames=32, tokens_per_frame=196, hidden_size=3584, family="llava_onevision")
     rho = FastVID.for_budget(0.1, "input", info).config.retention_ratio
     assert int(196 * rho) == 20  # round(19.6); the authors' rho = 0.10 itself gives 19
-    small = ModelInfo(num_layers=8, num_frames=16, tokens_per_frame=16, hidden_size=64)
+    small = ModelInfo(num_layers=8, num_frames=16, tokens_per_frame=16, hidden_size=64, family="llava_onevision")
     assert int(16 * FastVID.for_budget(0.3, "input", small).config.retention_ratio) == 5  # round(4.8)
     assert FastVID().config.retention_ratio == 0.1  # the authors' default
     with pytest.warns(BudgetWarning):

@@ -245,7 +245,7 @@ def test_authors_presets_and_scaled_stage_layers():
 def test_for_budget_schedule_hits_the_layer_average(keep):
     from prune_bench.core.strategy import ModelInfo
 
-    info = ModelInfo(num_layers=28, num_frames=32, tokens_per_frame=196, hidden_size=3584)
+    info = ModelInfo(num_layers=28, num_frames=32, tokens_per_frame=196, hidden_size=3584, family="llava_onevision")
     s = HieraVid.for_budget(keep, "layer-average", info)
     cum = cumulative_keep(s.config.prune_ratios)
     assert layer_average(cum, (7, 14, 21), 28) == pytest.approx(keep, abs=1e-6)
@@ -353,7 +353,7 @@ def test_qwen2_vl_uses_the_authors_four_query_tokens():
     from prune_bench.core.strategy import ModelInfo
 
     qwen = ModelInfo(num_layers=28, num_frames=32, tokens_per_frame=144, hidden_size=3584, family="qwen2_vl")
-    llava = ModelInfo(num_layers=28, num_frames=32, tokens_per_frame=196, hidden_size=3584)
+    llava = ModelInfo(num_layers=28, num_frames=32, tokens_per_frame=196, hidden_size=3584, family="llava_onevision")
     assert HieraVid.for_budget(0.3, "layer-average", qwen).config.query_tokens == 4
     assert HieraVid.for_budget(0.3, "layer-average", llava).config.query_tokens == 1
     assert HieraVid.for_budget(0.3, "layer-average", qwen, query_tokens=2).config.query_tokens == 2

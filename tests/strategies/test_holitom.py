@@ -151,7 +151,7 @@ def test_budget_maps_rho_to_input_or_layer_average_and_warns_it_is_an_upper_boun
         by_average = HoliTom.for_budget(0.4, "layer-average", info)
     # inner merge before layer round(18 * 4 / 28) = 3 halves: .4 = rho * (2.5 + 1.5 * .5) / 4
     assert by_average.config.retain_ratio == pytest.approx(0.4 * 4 / 3.25)
-    deep = ModelInfo(num_layers=28, num_frames=32, tokens_per_frame=196, hidden_size=3584)
+    deep = ModelInfo(num_layers=28, num_frames=32, tokens_per_frame=196, hidden_size=3584, family="llava_onevision")
     with pytest.warns(BudgetWarning):
         assert HoliTom.for_budget(0.10, "input", deep).config.tau == 0.65  # the scripts' 10% setting
     with pytest.warns(BudgetWarning, match="inner merge"):

@@ -151,6 +151,6 @@ def test_budget_mode_solves_alpha_for_the_layer_average_and_warns(tiny_adapter, 
 
 
 def test_selected_layer_is_ten_unless_the_model_is_too_shallow():
-    deep = ModelInfo(num_layers=28, num_frames=32, tokens_per_frame=196, hidden_size=3584)
+    deep = ModelInfo(num_layers=28, num_frames=32, tokens_per_frame=196, hidden_size=3584, family="llava_onevision")
     assert PruneVid().selected_layer(deep.num_layers) == 10
     assert PruneVid().selected_layer(8) == 2  # 10 * 8 / 32, rounded

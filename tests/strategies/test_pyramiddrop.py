@@ -54,14 +54,14 @@ def test_layers_scale_to_depth_and_the_default_layer_average():
 
 @pytest.mark.parametrize("keep", [0.3, 0.4, 0.5])
 def test_for_budget_solves_lambda_for_the_layer_average(keep):
-    info = ModelInfo(num_layers=28, num_frames=32, tokens_per_frame=196, hidden_size=3584)
+    info = ModelInfo(num_layers=28, num_frames=32, tokens_per_frame=196, hidden_size=3584, family="llava_onevision")
     s = PyramidDrop.for_budget(keep, "layer-average", info)
     assert pdrop_layer_average(s.config.ratio, (7, 14, 21), 28) == pytest.approx(keep, abs=1e-9)
     assert PyramidDrop.for_budget(keep, "input", info).config.ratio == keep
 
 
 def test_unreachable_budget_warns():
-    info = ModelInfo(num_layers=28, num_frames=32, tokens_per_frame=196, hidden_size=3584)
+    info = ModelInfo(num_layers=28, num_frames=32, tokens_per_frame=196, hidden_size=3584, family="llava_onevision")
     with pytest.warns(BudgetWarning):
         s = PyramidDrop.for_budget(0.2, "layer-average", info, layers=(8, 16, 24))
     assert s.config.ratio == 0.0

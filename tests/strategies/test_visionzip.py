@@ -99,7 +99,7 @@ def test_retention_is_spatial_tokens_per_frame_and_text_is_untouched(tiny_adapte
 
 
 def test_budget_below_one_token_per_frame_warns():
-    info = ModelInfo(num_layers=28, num_frames=32, tokens_per_frame=196, hidden_size=3584)
+    info = ModelInfo(num_layers=28, num_frames=32, tokens_per_frame=196, hidden_size=3584, family="llava_onevision")
     assert VisionZip.for_budget(0.1, "input", info).config.spatial_tokens == 20
     with pytest.warns(BudgetWarning):
         assert VisionZip.for_budget(0.001, "input", info).config.spatial_tokens == 1

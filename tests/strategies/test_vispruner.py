@@ -71,7 +71,7 @@ def test_retention_is_tokens_per_frame_and_text_is_untouched(tiny_adapter, tiny_
 
 
 def test_budget_below_one_token_per_frame_warns():
-    info = ModelInfo(num_layers=28, num_frames=32, tokens_per_frame=196, hidden_size=3584)
+    info = ModelInfo(num_layers=28, num_frames=32, tokens_per_frame=196, hidden_size=3584, family="llava_onevision")
     assert VisPruner.for_budget(0.1, "input", info).config.visual_token_num == 20
     with pytest.warns(BudgetWarning):
         assert VisPruner.for_budget(0.001, "input", info).config.visual_token_num == 1

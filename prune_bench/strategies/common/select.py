@@ -45,3 +45,23 @@ def last_token_visual_attention(state: TokenState, ctx: StageContext, num_querie
     """
     rows = ctx.last_token_attention(state, num_queries)  # [H, q, N]
     return rows.mean(dim=(0, 1))[state.visual_index]
+
+
+def topk_per_frame(state: TokenState, scores: torch.Tensor, k: int | torch.Tensor) -> TokenState:
+    """Keep the ``k`` visual tokens with the highest ``scores`` in every frame (one score per visual
+    token; ``k`` one count for all frames or a ``[num_frames]`` tensor of counts), vectorised: no loop
+    over frames. A frame with fewer than ``k`` visual tokens keeps them all."""
+    vis = state.visual_index
+    if vis.numel() == 0:
+        return state
+    frame = state.frame[vis].long()
+    # descending score, then (stably) by frame: each frame's tokens in score order, frame after frame
+    by_score = torch.argsort(scores.float(), descending=True, stable=True)
+    order = by_score[torch.argsort(frame[by_score], stable=True)]
+    frames_sorted = frame[order]
+    first = torch.searchsorted(frames_sorted, frames_sorted, right=False)
+    rank = torch.arange(order.numel(), device=order.device) - first
+    limit = k[frames_sorted].to(rank.device) if isinstance(k, torch.Tensor) else k
+    chosen = torch.zeros(vis.numel(), dtype=torch.bool, device=order.device)
+    chosen[order[rank < limit]] = True
+    return keep_visual_subset(state, chosen)
