@@ -38,7 +38,7 @@ import torch
 from prune_bench.adapters.base import Adapter, AnswerResult, EncodedSample, PromptFormat, greedy
 from prune_bench.adapters.decoder import Mode, PrefillResult
 from prune_bench.core.compose import build_strategy
-from prune_bench.core.ledger import BUDGET_UNITS, BudgetUnit
+from prune_bench.core.ledger import BUDGET_UNITS, BudgetUnit, warn_budget
 from prune_bench.core.plugins import Registry, registry
 from prune_bench.core.stages import PruningPlan
 from prune_bench.core.strategy import ModelInfo, Strategy
@@ -149,6 +149,14 @@ class Session:
         else:
             info = adapter.model_info(self.num_frames)
             self.strategy = build_strategy(strategy, keep, unit, info, registry_ or registry(), options)
+        if unit == "flops" and keep < 1.0 and not isinstance(strategy, Strategy):
+            warn_budget(
+                self.strategy.label,
+                keep,
+                keep,
+                "strategies solve --budget-unit flops as layer-average retention (the FLOPs ratio is "
+                "close to it, a little below where attention is quadratic)",
+            )
         self._plans: dict[int, PruningPlan] = {}
         self.plan(self.num_frames)  # a stage the model cannot serve fails now, not mid-run
 
@@ -170,14 +178,25 @@ class Session:
         return self.strategy.label
 
     def describe(self, context: dict[str, Any] | None = None) -> dict[str, Any]:
-        """What runs: the strategy's full configuration, the budget, the mode (plus ``context``)."""
-        return {
+        """What runs: the strategy's full configuration, the budget, the mode, the seed where a stage
+        draws random numbers (plus ``context``: model, benchmark, frames)."""
+        out = {
             "strategy": self.strategy.describe(),
             "keep": self.keep,
             "unit": self.unit,
             "mode": self.mode,
-            **(context or {}),
         }
+        if self.strategy.random:
+            out["seed"] = self.seed
+        return {**out, **(context or {})}
+
+    def seed_for(self, item_id: str | None) -> int:
+        """The stages' seed for one item: derived from (seed, item id), so a random strategy draws a
+        different subset for every item and the same one for the same item in every run."""
+        if item_id is None:
+            return self.seed
+        digest = hashlib.sha256(f"{self.seed}:{item_id}".encode()).digest()
+        return int.from_bytes(digest[:7], "little")
 
     def hash(self, context: dict[str, Any] | None = None) -> str:
         """The configuration's identity in a results store."""
@@ -247,21 +266,35 @@ class Session:
         return EncodedItem(sample, frames, kind)
 
     # ---------------------------------------------------------------------------------- run
-    def prefill(self, sample: EncodedSample) -> PrefillResult:
+    def prefill(self, sample: EncodedSample, *, item_id: str | None = None) -> PrefillResult:
         """Only the pruned prefill: ``.state`` is what survived the last layer (with original
         positions and ``source`` ids), ``.counts`` what each layer processed, ``.logits`` the next
         token's. For tests and analyses of what a strategy keeps."""
-        return self.adapter.prefill(sample, self._plan_for(sample), mode=self.mode, seed=self.seed)
+        return self.adapter.prefill(
+            sample, self._plan_for(sample), mode=self.mode, seed=self.seed_for(item_id)
+        )
 
-    def answer(self, sample: EncodedSample, *, max_new_tokens: int = 0) -> AnswerResult:
+    def answer(
+        self, sample: EncodedSample, *, max_new_tokens: int = 0, item_id: str | None = None
+    ) -> AnswerResult:
         """Prefill under this session's plan and score the options (``result.choice``); with
-        ``max_new_tokens`` also greedily decode that many tokens (``result.generated``)."""
+        ``max_new_tokens`` also greedily decode that many tokens (``result.generated``). ``item_id``
+        derives the item's own random stream (:meth:`seed_for`)."""
         return self.adapter.run(
-            sample, self._plan_for(sample), mode=self.mode, max_new_tokens=max_new_tokens, seed=self.seed
+            sample,
+            self._plan_for(sample),
+            mode=self.mode,
+            max_new_tokens=max_new_tokens,
+            seed=self.seed_for(item_id),
         )
 
     def generate(
-        self, sample: EncodedSample, max_new_tokens: int = 16, until: Sequence[str] = ()
+        self,
+        sample: EncodedSample,
+        max_new_tokens: int = 16,
+        until: Sequence[str] = (),
+        *,
+        item_id: str | None = None,
     ) -> tuple[str, AnswerResult]:
         """Greedy text, stopped at the end-of-sequence token and cut at the first ``until`` string."""
         tokenizer = self.adapter.tokenizer
@@ -272,7 +305,7 @@ class Session:
             self._plan_for(sample),
             mode=self.mode,
             max_new_tokens=max_new_tokens,
-            seed=self.seed,
+            seed=self.seed_for(item_id),
             eos_token_id=getattr(tokenizer, "eos_token_id", None),
         )
         text = tokenizer.decode(result.generated, skip_special_tokens=True)
@@ -282,14 +315,18 @@ class Session:
         return text, result
 
     @torch.no_grad()
-    def loglikelihood(self, sample: EncodedSample, target: Sequence[int]) -> tuple[float, bool]:
+    def loglikelihood(
+        self, sample: EncodedSample, target: Sequence[int], *, item_id: str | None = None
+    ) -> tuple[float, bool]:
         """``(log p(target | prompt), whether greedy decoding gives exactly target)``, teacher-forced
         through the same pruned prefill and KV cache as generation."""
         if not target:
             raise UserError("the continuation has no tokens")
         plan = self._plan_for(sample)
         clock = Clock(self.adapter.device)
-        pre = self.adapter.prefill(sample, plan, mode=self.mode, max_new_tokens=len(target), seed=self.seed, clock=clock)
+        pre = self.adapter.prefill(
+            sample, plan, mode=self.mode, max_new_tokens=len(target), seed=self.seed_for(item_id), clock=clock
+        )
         total, is_greedy = 0.0, True
         for token, logits in self.adapter.decode(pre, plan, lambda step, _: target[step], len(target), clock):
             logprobs = torch.log_softmax(logits.float(), dim=-1)

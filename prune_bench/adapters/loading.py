@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from importlib.resources import files
 from pathlib import Path
 
@@ -46,3 +47,26 @@ def load_adapter(model: str | None, device: str) -> tuple[Adapter, str]:
             return adapter, label
     names = ", ".join(sorted(registry().adapters))
     raise UserError(f"no adapter handles {type(config).__name__} (adapters: {names})")
+
+
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
+
+
+def model_identity(model: str | None) -> dict[str, str]:
+    """What makes a checkpoint itself, for the results store: where it was loaded from, a hash of its
+    config, and a hash of its weight files' names and sizes (cheap, and different for any retrained or
+    re-exported checkpoint; a hub id without a local copy is identified by the id itself).
+    ``digest`` condenses the three."""
+    path = DEFAULT_MODEL_DIR if model is None else Path(resolve_model_path(model)).expanduser()
+    where = "shipped default model" if model is None else str(path.resolve() if path.exists() else model)
+    config, weights = f"hub:{model}", "-"
+    if path.is_dir():
+        config_file = path / "config.json"
+        if config_file.is_file():
+            config = hashlib.sha256(config_file.read_bytes()).hexdigest()[:16]
+        files_ = sorted(f for f in path.iterdir() if f.suffix in WEIGHT_SUFFIXES and f.is_file())
+        weights = hashlib.sha256(
+            "\n".join(f"{f.name}:{f.stat().st_size}" for f in files_).encode()
+        ).hexdigest()[:16]
+    digest = hashlib.sha256(f"{config}:{weights}".encode()).hexdigest()[:12]
+    return {"path": where, "config_sha256": config, "weights_sha256": weights, "digest": digest}

@@ -15,7 +15,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from prune_bench.adapters.base import resolve_model_path
-from prune_bench.adapters.loading import load_adapter, pick_device
+from prune_bench.adapters.loading import load_adapter, model_identity, pick_device
 from prune_bench.cli.display import print_wide
 from prune_bench.core.compose import check_keep, parse_value, spec_names
 from prune_bench.core.plugins import Registry, registry
@@ -23,7 +23,7 @@ from prune_bench.core.strategy import BUDGET_UNITS, BudgetUnit
 from prune_bench.errors import UserError
 from prune_bench.runner.evaluate import evaluate
 from prune_bench.runner.store import ResultStore
-from prune_bench.runner.summary import SummaryRow, summarize
+from prune_bench.runner.summary import SummaryRow, budget_warnings, summarize
 from prune_bench.session import Session
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -199,6 +199,7 @@ def print_table(rows: list[SummaryRow], title: str, console: Console) -> None:
     headers = (
         "strategy",
         "keep",
+        "n",
         *(t[:6] for t in tasks),
         "avg",
         "%full",
@@ -215,6 +216,7 @@ def print_table(rows: list[SummaryRow], title: str, console: Console) -> None:
         table.add_row(
             escape(r.strategy),  # 'hieravid[segment_level=false]' is not rich markup
             f"{r.keep:g}",
+            str(r.items),
             *(f"{r.accuracy.get(t, float('nan')):.0f}" for t in tasks),
             f"{r.average:.1f}",
             rel,
@@ -225,12 +227,38 @@ def print_table(rows: list[SummaryRow], title: str, console: Console) -> None:
         )
     print_wide(console, table)
     console.print(
-        "accuracy in % per task; avg = mean over tasks; %full = avg relative to 'none'; ret = visual tokens "
+        "n = items behind the row; accuracy in % per task; avg = mean over tasks; %full = avg relative to 'none'; ret = visual tokens "
         "kept, averaged over LLM layers; FLOPs = LLM prefill FLOPs relative to 'none', exact (GQA-aware, "
         "causal), FLOPs* = the papers' convention 4nd^2 + 2n^2d + 2ndm; prune ms = median selection time. "
         "`prune-bench table DIR` prints every column (input and decode retention too) as markdown, LaTeX "
         "or CSV; `prune-bench plot DIR` draws the figures."
     )
+
+
+#: What one results directory holds one of: mixing them would blend rows in every table.
+IDENTITY_KEYS = ("model_digest", "benchmark", "frames", "data_dir", "fps")
+
+
+def refuse_mixing(out_dir: Path, context: dict[str, Any]) -> None:
+    """One results directory holds one model, one benchmark (and its data), one frame count: a run
+    that would add another is one error line naming a directory to use instead."""
+    import json
+
+    try:
+        runs = json.loads((out_dir / "manifest.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return  # no manifest yet (or a damaged one, which the store reports and repairs)
+    for run in runs if isinstance(runs, list) else []:
+        if not isinstance(run, dict) or "model_digest" not in run:
+            continue  # written before model identities were recorded
+        differs = [k for k in IDENTITY_KEYS if run.get(k) != context.get(k)]
+        if differs:
+            what = ", ".join(f"{k} {run.get(k)!r} there, {context.get(k)!r} here" for k in differs)
+            raise UserError(
+                f"{out_dir} holds results of another run ({what}); one directory holds one model, "
+                f"benchmark and frame count: pass --out {out_dir}-{context['model_digest'][:8]}-"
+                f"{context['frames']}f (or another new directory)"
+            )
 
 
 def run_evaluation(specs: Sequence[str], settings: EvaluationSettings, reg: Registry | None = None) -> Path:
@@ -258,19 +286,24 @@ def run_evaluation(specs: Sequence[str], settings: EvaluationSettings, reg: Regi
         for k in ([1.0] if s == "none" else settings.keeps)
     ]
     items = list(bench.items(settings.limit))
-    model_tag = "default" if settings.model is None else Path(settings.model).name
+    identity = model_identity(settings.model)
+    model_tag = "default" if settings.model is None else f"{Path(settings.model).name}-{identity['digest'][:8]}"
     out_dir = Path(settings.out or Path("results") / f"{bench.name}-{model_tag}-{num_frames}f")
-    store = ResultStore(out_dir)
-    context = {
+    # A configuration's identity: the model itself, the benchmark's data, the frames. Not the item count
+    # (a larger --limit reuses every finished record), not the device, not the seed (a session adds it
+    # where a stage draws random numbers).
+    context: dict[str, Any] = {
         "model": model_label,
+        "model_digest": identity["digest"],
         "benchmark": bench.name,
         "frames": num_frames,
-        "device": device,
-        "seed": settings.seed,
-        "items": len(items),
     }
+    if settings.data_dir is not None:
+        context["data_dir"] = str(Path(settings.data_dir).resolve())
     if settings.sample_fps is not None:  # only then, so earlier runs keep their config hashes
         context["fps"] = settings.sample_fps
+    refuse_mixing(out_dir, context)
+    store = ResultStore(out_dir)
     console.print(
         f"model: {model_label} on {device}; benchmark: {bench.name} ({len(items)} items, {num_frames} frames)"
     )
@@ -281,10 +314,14 @@ def run_evaluation(specs: Sequence[str], settings: EvaluationSettings, reg: Regi
         context,
         show_progress=not settings.no_progress,
         sample_fps=settings.sample_fps,
+        run_info={"device": device, "items": len(items), "seed": settings.seed, "model_identity": identity},
     )
     hashes = {s.hash(context) for s in sessions}
     title = f"{bench.name}: keep={', '.join(f'{k:g}' for k in settings.keeps)} ({unit})"
-    print_table(summarize(store.records(), hashes), title, console)
+    rows = summarize(store.records(), hashes)
+    print_table(rows, title, console)
+    for line in budget_warnings(rows):
+        console.print(line, markup=False, style="yellow")
     score_lines = getattr(bench, "score_lines", None)  # published benchmarks: lmms-eval's own number
     if score_lines is not None:
         for line in score_lines(store.records(), hashes):

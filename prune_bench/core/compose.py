@@ -14,7 +14,7 @@ from typing import Any
 
 from prune_bench.core.plugins import Registry
 from prune_bench.core.stages import Stage
-from prune_bench.core.strategy import BudgetUnit, ModelInfo, Strategy, StrategyConfig
+from prune_bench.core.strategy import BudgetUnit, ModelInfo, Strategy, StrategyConfig, variant_spec
 from prune_bench.errors import UserError
 
 
@@ -40,6 +40,10 @@ class Combined(Strategy):
     def label(self) -> str:
         return "+".join(p.label for p in self.parts)
 
+    @property
+    def random(self) -> bool:
+        return any(p.random for p in self.parts)
+
     def describe(self) -> dict[str, Any]:
         return {"strategy": self.label, "parts": [p.describe() for p in self.parts]}
 
@@ -60,6 +64,7 @@ class Variant(Strategy):
     def __init__(self, inner: Strategy, tag: str) -> None:
         super().__init__()
         self.inner, self.tag = inner, tag
+        self.config = inner.config  # the options in the label are the inner strategy's
 
     def stages(self, model: ModelInfo) -> list[Stage]:
         return self.inner.stages(model)
@@ -67,6 +72,10 @@ class Variant(Strategy):
     @property
     def label(self) -> str:
         return f"{self.inner.label}[{self.tag}]"
+
+    @property
+    def random(self) -> bool:
+        return self.inner.random
 
     def describe(self) -> dict[str, Any]:
         return {**self.inner.describe(), "variant": self.tag}
@@ -180,8 +189,11 @@ def build_strategy(
     share = keep ** (1.0 / len(parts_text))
     parts: list[Strategy] = []
     for text in parts_text:
-        name, inline, tag = parse_part(text)
+        name, inline, _ = parse_part(text)
         cls = registry.strategy(name)
-        strategy = budgeted(cls, share, unit, model, {**options.get(name, {}), **inline})
-        parts.append(Variant(strategy, tag) if tag else strategy)
+        chosen = {**options.get(name, {}), **inline}
+        strategy = budgeted(cls, share, unit, model, chosen)
+        # every option the user chose is in the row's name (--set fastv.k=6 runs as fastv[k=6]), written
+        # canonically, so the same configuration typed two ways is one row
+        parts.append(Variant(strategy, variant_spec(name, chosen)[len(name) + 1 : -1]) if chosen else strategy)
     return parts[0] if len(parts) == 1 else Combined(parts)

@@ -76,6 +76,9 @@ class Strategy(ABC):
     #: that differ from the defaults, e.g. ``{"w/o segment level": {"segment_level": False}}``.
     #: ``prune-bench ablate NAME`` runs every one beside the default at the same budgets.
     ablations: ClassVar[dict[str, dict[str, Any]]] = {}
+    #: Whether a stage draws from ``ctx.generator``: only then is ``--seed`` part of the configuration's
+    #: identity (the unpruned reference is one row whatever the seed).
+    uses_randomness: ClassVar[bool] = False
 
     def __init__(self, config: StrategyConfig | None = None, **options: Any) -> None:
         if config is not None and options:
@@ -116,6 +119,11 @@ class Strategy(ABC):
     @property
     def label(self) -> str:
         return self.name
+
+    @property
+    def random(self) -> bool:
+        """Whether this configured strategy (any of its parts) draws random numbers."""
+        return self.uses_randomness
 
     def describe(self) -> dict[str, Any]:
         return {"strategy": self.name, **self.config.model_dump()}

@@ -19,12 +19,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
+from prune_bench.core.flops import CONVENTIONS
 from prune_bench.report.data import REFERENCE, mixed_units, reference_row
 from prune_bench.runner.summary import SummaryRow
 
-Format = Literal["md", "latex", "csv"]
 FORMATS: tuple[str, ...] = ("md", "markdown", "latex", "csv")
-FLOPS_CONVENTIONS: tuple[str, ...] = ("exact", "paper")
+#: what each FLOPs convention of :data:`prune_bench.core.flops.CONVENTIONS` counts, for the table note
 FLOPS_NOTE = {
     "exact": "exact: LLM prefill, GQA-aware, causal attention",
     "paper": "paper: 4nd^2 + 2n^2d + 2ndm per LLM layer",
@@ -74,8 +74,8 @@ def build_table(rows: Sequence[SummaryRow], flops: str = "exact", paper_layout: 
     ``flops`` names the FLOPs convention shown (``exact`` or ``paper``); ``paper_layout`` adds the
     percentages of the reference and the absolute prefill FLOPs (see the module docstring).
     """
-    if flops not in FLOPS_CONVENTIONS:
-        raise ValueError(f"flops convention must be one of {FLOPS_CONVENTIONS}, got {flops!r}")
+    if flops not in CONVENTIONS:
+        raise ValueError(f"flops convention must be one of {CONVENTIONS}, got {flops!r}")
     # Reference first, then one block per budget (largest keep first), strategies by name within it.
     rows = sorted(rows, key=lambda r: (r.strategy != REFERENCE, r.unit, -r.keep, r.strategy))
     tasks = sorted({t for r in rows for t in r.accuracy})
@@ -84,6 +84,7 @@ def build_table(rows: Sequence[SummaryRow], flops: str = "exact", paper_layout: 
     columns = [Column("strategy", "strategy"), Column("keep", "keep")]
     if with_unit:
         columns.append(Column("unit", "unit"))
+    columns.append(Column("n", "n"))  # items behind the row: every cell is a mean over these
     rel = paper_layout and ref is not None
     columns += [Column(t, f"acc_{t}", better="high", relative=rel) for t in tasks]
     columns += [
@@ -107,6 +108,7 @@ def build_table(rows: Sequence[SummaryRow], flops: str = "exact", paper_layout: 
         line: list[Cell] = [r.strategy, r.keep]
         if with_unit:
             line.append(r.unit)
+        line.append(r.items)
         line += [r.accuracy.get(t) for t in tasks]
         line += [
             r.average,
@@ -128,7 +130,7 @@ def _fmt(value: Cell, col: Column) -> str:
         return "—"
     if isinstance(value, str):
         return value
-    if col.csv == "keep":
+    if col.csv in ("keep", "n"):
         return f"{value:g}"
     if col.significant:  # trailing zeros kept (1.30, not 1.3), no bare trailing point (123, not 123.)
         return f"{value:#.{col.digits}g}".rstrip(".")
@@ -288,7 +290,7 @@ def _csv_cell(value: Cell, col: Column) -> str:
         return ""
     if isinstance(value, str):
         return value
-    if col.csv == "keep" or col.significant:
+    if col.csv in ("keep", "n") or col.significant:
         return f"{value:.6g}"
     return f"{value:.4f}"
 

@@ -93,8 +93,12 @@ def evaluate(
     *,
     show_progress: bool = True,
     sample_fps: float | None = None,
+    run_info: dict[str, Any] | None = None,
 ) -> None:
     """Run every session on every item, skipping what ``store`` already holds.
+
+    ``context`` is part of every configuration's identity (its hash); ``run_info`` (device, item count,
+    ...) only goes into this run's manifest entry.
 
     The sessions share one adapter and one frame count. With ``sample_fps`` an item may get fewer
     frames; each session then runs the plan it builds for the frames the item has.
@@ -112,6 +116,7 @@ def evaluate(
     store.write_manifest(
         {
             **manifest(adapter, context),
+            **(run_info or {}),
             "configs": {h: s.describe(context) for h, s in zip(hashes, sessions, strict=True)},
         }
     )
@@ -130,6 +135,6 @@ def evaluate(
                 continue
             encoded = first.encode_item(item, sample_fps=sample_fps, capture_vision=capture)
             for i in todo:
-                result = sessions[i].answer(encoded.sample)
+                result = sessions[i].answer(encoded.sample, item_id=item.item_id)
                 store.append(record_for(item, sessions[i], hashes[i], result, shape, encoded))
                 progress.advance(bar)

@@ -1,4 +1,9 @@
-"""Aggregate result records into one row per (strategy, keep): accuracy per task and efficiency."""
+"""Aggregate result records into one row per configuration: accuracy per task and efficiency.
+
+A row is one configuration (one ``config_hash``: strategy with every option, budget, mode, model,
+benchmark, frames), counted once per item: a record repeated for the same (configuration, item), by
+two runs or a re-run, counts once (the last one written). Two configurations that share a label (the
+same spec under another seed, say) stay two rows, told apart by their hash."""
 
 from __future__ import annotations
 
@@ -7,6 +12,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from statistics import mean, median
 from typing import Any
+
+from prune_bench.core.flops import CONVENTIONS
 
 
 @dataclass
@@ -22,16 +29,27 @@ class SummaryRow:
     flops_ratio: dict[str, float] = field(default_factory=dict)  # vs the same items unpruned
     prefill_ms: float = 0.0
     pruning_ms: float = 0.0
+    config_hash: str = ""
+    #: the first LLM layer from which no item kept a visual token (None: every layer saw some)
+    first_empty_layer: int | None = None
 
 
 def summarize(records: Iterable[dict[str, Any]], hashes: set[str] | None = None) -> list[SummaryRow]:
-    groups: dict[tuple[str, float, str], list[dict[str, Any]]] = defaultdict(list)
+    latest: dict[str, dict[str, dict[str, Any]]] = defaultdict(dict)  # hash -> item -> record
     for r in records:
         if hashes is not None and r["config_hash"] not in hashes:
             continue
-        groups[(r["strategy"], r["keep"], r["unit"])].append(r)
+        latest[r["config_hash"]][r["item_id"]] = r
+    labels = defaultdict(set)
+    for config_hash, by_item in latest.items():
+        first = next(iter(by_item.values()))
+        labels[(first["strategy"], first["keep"], first["unit"])].add(config_hash)
     rows = []
-    for (strategy, keep, unit), recs in groups.items():
+    for config_hash, by_item in latest.items():
+        recs = list(by_item.values())
+        strategy, keep, unit = recs[0]["strategy"], recs[0]["keep"], recs[0]["unit"]
+        if len(labels[(strategy, keep, unit)]) > 1:
+            strategy = f"{strategy} ({config_hash[:8]})"
         by_task: dict[str, list[bool]] = defaultdict(list)
         for r in recs:
             by_task[r["task"]].append(bool(r["correct"]))
@@ -42,16 +60,18 @@ def summarize(records: Iterable[dict[str, Any]], hashes: set[str] | None = None)
                 keep=keep,
                 unit=unit,
                 items=len(recs),
+                config_hash=config_hash,
+                first_empty_layer=_first_empty_layer(recs),
                 accuracy=acc,
                 # Average of task accuracies (tasks weigh equally, as papers average benchmarks).
                 average=mean(acc.values()) if acc else 0.0,
                 retention={
                     k: mean(r["retention"][k] for r in recs) for k in ("input", "layer_average", "decode")
                 },
-                flops={c: mean(r["flops"][c] for r in recs) for c in ("exact", "paper")},
+                flops={c: mean(r["flops"][c] for r in recs) for c in CONVENTIONS},
                 flops_ratio={
                     c: sum(r["flops"][c] for r in recs) / sum(r["flops"][f"{c}_full"] for r in recs)
-                    for c in ("exact", "paper")
+                    for c in CONVENTIONS
                 },
                 prefill_ms=median(r["timings_ms"].get("prefill", 0.0) for r in recs),
                 pruning_ms=median(r["timings_ms"].get("pruning", 0.0) for r in recs),
@@ -59,3 +79,41 @@ def summarize(records: Iterable[dict[str, Any]], hashes: set[str] | None = None)
         )
     rows.sort(key=lambda r: (r.strategy != "none", r.strategy, r.keep))
     return rows
+
+
+def _first_empty_layer(records: list[dict[str, Any]]) -> int | None:
+    per_layer = [r["visual_per_layer"] for r in records if r.get("visual_per_layer")]
+    if not per_layer or len({len(p) for p in per_layer}) != 1:
+        return None
+    for layer, counts in enumerate(zip(*per_layer, strict=True)):
+        if not any(counts):
+            return layer
+    return None
+
+
+#: how far (relative) an achieved budget may be from the requested one before the run says so
+BUDGET_TOLERANCE = 0.05
+
+
+def budget_warnings(rows: Iterable[SummaryRow]) -> list[str]:
+    """One line per row whose achieved budget, in the unit it asked for, is more than 5% (relative)
+    off the requested keep, or that kept no visual token at all from some layer on."""
+    lines = []
+    for r in rows:
+        if r.strategy == "none":
+            continue
+        unit = r.unit
+        achieved = r.flops_ratio.get("exact") if unit == "flops" else r.retention.get(
+            "input" if unit == "input" else "layer_average"
+        )
+        if achieved is not None and r.keep and abs(achieved - r.keep) / r.keep > BUDGET_TOLERANCE:
+            lines.append(
+                f"warning: {r.strategy} asked keep={r.keep:g} ({unit}) and achieved {achieved:.3f} "
+                f"({100 * (achieved - r.keep) / r.keep:+.0f}%); compare rows by their achieved retention"
+            )
+        if r.first_empty_layer is not None:
+            lines.append(
+                f"warning: {r.strategy} at keep={r.keep:g} kept no visual token from LLM layer "
+                f"{r.first_empty_layer} on: those layers saw only text"
+            )
+    return lines

@@ -50,6 +50,7 @@ class RandomPruning(Strategy):
     name = "random"
     summary = "keep a random subset of visual tokens (seeded per sample)"
     Config = RandomConfig
+    uses_randomness = True
     config: RandomConfig
 
     @classmethod

@@ -27,7 +27,7 @@ def test_markdown_marks_the_best_average_per_budget_and_gives_percentages(swept:
     lines = result.output.splitlines()
     heads = [h.strip() for h in lines[0].strip("|").split("|")]
     tasks = sorted({t for r in rows for t in r.accuracy})
-    assert heads[2 : 2 + len(tasks)] == tasks and heads[2 + len(tasks)] == "avg"
+    assert heads[2] == "n" and heads[3 : 3 + len(tasks)] == tasks and heads[3 + len(tasks)] == "avg"
     assert {"ret. layer-avg", "rel. FLOPs (exact)"} <= set(heads) and any(
         h.startswith("prefill ") for h in heads
     )

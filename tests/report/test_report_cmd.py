@@ -14,7 +14,7 @@ from prune_bench.errors import UserError
 def test_markdown_by_default(store_dir: Path) -> None:
     result = CliRunner().invoke(report, [str(store_dir)])
     assert result.exit_code == 0, result.output
-    assert result.output.splitlines()[0].startswith("| strategy | keep | a | b | avg |")
+    assert result.output.splitlines()[0].startswith("| strategy | keep | n | a | b | avg |")
     assert "rel. FLOPs (exact)" in result.output
 
 

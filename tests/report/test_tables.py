@@ -13,7 +13,7 @@ from prune_bench.report.tables import best_cells, build_table, latex_escape, ren
 def test_rows_average_tasks_equally_and_delta_vs_none(records: list[dict[str, Any]]) -> None:
     table = build_table(report_rows(records))
     heads = [c.header for c in table.columns]
-    assert heads[:4] == ["strategy", "keep", "a", "b"]
+    assert heads[:5] == ["strategy", "keep", "n", "a", "b"]
     assert heads[-2:] == ["rel. FLOPs (exact)", "Δ avg vs none"]
     by_label = {(row[0], row[1]): dict(zip(heads, row, strict=True)) for row in table.rows}
     assert table.rows[0][0] == "none"
@@ -34,9 +34,9 @@ def test_flops_convention_is_named_in_the_header(records: list[dict[str, Any]]) 
 
 def test_markdown_shape(records: list[dict[str, Any]]) -> None:
     lines = render(report_rows(records), "md").splitlines()
-    assert lines[2].startswith("| none | 1 | 75.0 | 50.0 | 62.5 |")
+    assert lines[2].startswith("| none | 1 | 6 | 75.0 | 50.0 | 62.5 |")
     assert lines[2].endswith("| — |")  # no change vs itself
-    assert "| fastv | 0.25 | 25.0 | 0.0 | 12.5 |" in render(report_rows(records), "md")
+    assert "| fastv | 0.25 | 6 | 25.0 | 0.0 | 12.5 |" in render(report_rows(records), "md")
     assert lines[5].startswith("| fastv | 0.25 |") and lines[5].endswith("| -50.0 |")
     assert len({line.count("|") for line in lines[:7]}) == 1
 
@@ -63,9 +63,9 @@ def test_latex_bolds_the_best_pruned_value_per_budget(records: list[dict[str, An
     # keep 0.5: visionzip wins a (100 vs 50), fastv wins b (50 vs 0), both average 50: ties all bold
     fv50 = next(line for line in rows if line.startswith("fastv & 0.5"))
     vz50 = next(line for line in rows if line.startswith("visionzip & 0.5"))
-    assert vz50.split(" & ")[2] == r"\textbf{100.0}" and fv50.split(" & ")[2] == "50.0"
-    assert fv50.split(" & ")[3] == r"\textbf{50.0}" and vz50.split(" & ")[3] == "0.0"
-    assert fv50.split(" & ")[4] == r"\textbf{50.0}" and vz50.split(" & ")[4] == r"\textbf{50.0}"
+    assert vz50.split(" & ")[3] == r"\textbf{100.0}" and fv50.split(" & ")[3] == "50.0"
+    assert fv50.split(" & ")[4] == r"\textbf{50.0}" and vz50.split(" & ")[4] == "0.0"
+    assert fv50.split(" & ")[5] == r"\textbf{50.0}" and vz50.split(" & ")[5] == r"\textbf{50.0}"
     assert r"$\Delta$" in tex and "Δ" not in tex
     assert tex.count(r"\midrule") == 3  # under the header, after the reference, between the two budgets
 
@@ -81,6 +81,7 @@ def test_csv_parses_back(records: list[dict[str, Any]]) -> None:
     assert list(parsed[0]) == [
         "strategy",
         "keep",
+        "n",
         "acc_a",
         "acc_b",
         "average",
