@@ -3,21 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from functools import partial
 from typing import Any
 
 from prune_bench.core.hookspecs import hookimpl
-
-#: published benchmarks read from a local copy (prune_bench/benchmarks/published/), lmms-eval's names
-PUBLISHED_NAMES = (
-    "mvbench",
-    "videomme",
-    "videomme_w_subtitle",
-    "egoschema_subset",
-    "nextqa_mc_test",
-    "mlvu_dev",
-    "longvideobench_val_v",
-)
 
 
 def synthetic(**options: Any) -> Any:
@@ -26,14 +14,11 @@ def synthetic(**options: Any) -> Any:
     return SyntheticVideoQA(**options)
 
 
-def published(name: str, **options: Any) -> Any:
-    from prune_bench.benchmarks.published import PUBLISHED
-
-    return PUBLISHED[name](**options)
-
-
 @hookimpl
 def register_benchmarks(register: Callable[[str, Callable[..., Any]], None]) -> None:
+    # the published benchmarks under their lmms-eval names, as ``PUBLISHED`` lists them (one list)
+    from prune_bench.benchmarks.published import PUBLISHED
+
     register("synthetic", synthetic)
-    for name in PUBLISHED_NAMES:
-        register(name, partial(published, name))
+    for name, cls in PUBLISHED.items():
+        register(name, cls)

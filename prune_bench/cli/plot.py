@@ -6,9 +6,9 @@ from pathlib import Path
 
 import click
 
+from prune_bench.cli.table import flops_option
 from prune_bench.errors import UserError
 from prune_bench.report.data import load_results
-from prune_bench.report.tables import FLOPS_CONVENTIONS
 
 
 def ablation_labels() -> dict[str, str]:
@@ -35,13 +35,7 @@ def _specs(cls: type) -> dict[str, str]:
     show_default=True,
     help="Directory for the figures (PNG and PDF).",
 )
-@click.option(
-    "--flops",
-    type=click.Choice(FLOPS_CONVENTIONS),
-    default="exact",
-    show_default=True,
-    help="FLOPs convention: 'exact' (GQA-aware, causal) or 'paper' (4nd^2 + 2n^2d + 2ndm per layer).",
-)
+@flops_option()
 @click.option("--no-pdf", is_flag=True, help="PNG only (by default every figure is also a vector PDF).")
 def plot(results: tuple[Path, ...], out_dir: Path, flops: str, no_pdf: bool) -> None:
     """Draw the figures of RESULTS (one or more 'compare', 'sweep' or 'ablate' --out directories of

@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import click
 
+from prune_bench.core.flops import CONVENTIONS
 from prune_bench.report.data import load_results, report_rows
-from prune_bench.report.tables import FLOPS_CONVENTIONS, FORMATS, render
+from prune_bench.report.tables import FLOPS_NOTE, FORMATS, render
+
+#: what ``click.option(...)`` returns: a decorator of a command function
+OptionDecorator = Callable[[Callable[..., Any]], Callable[..., Any]]
 
 
-def format_option(default: str) -> click.Option:
-    return click.option(  # type: ignore[return-value]
+def format_option(default: str) -> OptionDecorator:
+    return click.option(
         "--format",
         "fmt",
         type=click.Choice(FORMATS),
@@ -21,18 +27,18 @@ def format_option(default: str) -> click.Option:
     )
 
 
-def flops_option() -> click.Option:
-    return click.option(  # type: ignore[return-value]
+def flops_option() -> OptionDecorator:
+    return click.option(
         "--flops",
-        type=click.Choice(FLOPS_CONVENTIONS),
+        type=click.Choice(CONVENTIONS),
         default="exact",
         show_default=True,
-        help="FLOPs convention: 'exact' (GQA-aware, causal) or 'paper' (4nd^2 + 2n^2d + 2ndm per layer).",
+        help="FLOPs convention: " + "; ".join(FLOPS_NOTE[c] for c in CONVENTIONS) + ".",
     )
 
 
-def output_option() -> click.Option:
-    return click.option(  # type: ignore[return-value]
+def output_option() -> OptionDecorator:
+    return click.option(
         "--output",
         "-o",
         type=click.Path(dir_okay=False, path_type=Path),

@@ -108,7 +108,3 @@ class PruningPlan:
         for s in self.stages:
             out |= s.needs
         return frozenset(out)
-
-    @property
-    def layers_with_stages(self) -> frozenset[int]:
-        return frozenset(s.layer for s in self.stages if s.hook == "layer" and s.layer is not None)

@@ -8,12 +8,12 @@ it, one reference (``none``) row however many runs wrote one, and the per-layer 
 from __future__ import annotations
 
 import json
-import re
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from prune_bench.core.compose import parse_part, split_specs
 from prune_bench.errors import UserError
 from prune_bench.runner.store import ResultStore
 from prune_bench.runner.summary import SummaryRow, summarize
@@ -98,16 +98,17 @@ def load_results(directories: Sequence[str | Path]) -> list[dict[str, Any]]:
     return records
 
 
-_VARIANT = re.compile(r"([\w.-]+)\[(.*)\]")
-
-
 def split_variant(strategy: str) -> tuple[str, str] | None:
     """``hieravid[segment_level=false]`` -> ``("hieravid", "segment_level=false")``; ``None`` for a
-    plain strategy or a combination (``a+b``)."""
-    m = _VARIANT.fullmatch(strategy)
-    if m is None or "+" in strategy.split("[", 1)[0] or "]+" in strategy:
+    plain strategy or a combination (``a+b``). Read with the CLI's own grammar
+    (:func:`~prune_bench.core.compose.split_specs`, :func:`~prune_bench.core.compose.parse_part`)."""
+    if len(split_specs(strategy)) != 1:
         return None
-    return m.group(1), m.group(2)
+    try:
+        name, _, tag = parse_part(strategy)
+    except UserError:  # not a spec the CLI would have run (a hand-made record)
+        return None
+    return (name, tag) if tag else None
 
 
 def prepare(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:

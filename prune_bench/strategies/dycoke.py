@@ -141,12 +141,17 @@ def ttm_keep_mask(feats: torch.Tensor, k: float, windows: Literal["code", "paper
     return keep
 
 
+def ttm_frame_counts(num_frames: int, windows: Literal["code", "paper"]) -> tuple[int, int]:
+    """(frames TTM keeps whole, frames it prunes against a reference frame); the rest are dropped."""
+    ref = ttm_reference_frames(num_frames, windows)
+    return int((ref == KEEP_WHOLE).sum()), int((ref >= 0).sum())
+
+
 def ttm_retention(
     num_frames: int, tokens_per_frame: int, k: float, windows: Literal["code", "paper"]
 ) -> float:
-    ref = ttm_reference_frames(num_frames, windows)
-    whole = int((ref == KEEP_WHOLE).sum())
-    pruned = int((ref >= 0).sum())
+    """The share of visual tokens TTM keeps at pruning ratio ``k``."""
+    whole, pruned = ttm_frame_counts(num_frames, windows)
     m = ttm_keep_count(tokens_per_frame, k)
     return (whole * tokens_per_frame + pruned * m) / (num_frames * tokens_per_frame)
 
@@ -167,17 +172,16 @@ class DyCoke(Strategy):
     def for_budget(cls, keep: float, unit: BudgetUnit, model: ModelInfo, **options: Any) -> Strategy:
         probe = cast(DyCokeConfig, cls.make_config(**options))
         frames, per_frame = model.num_frames, model.tokens_per_frame
-        ref = ttm_reference_frames(frames, probe.windows)
-        whole, pruned = int((ref == KEEP_WHOLE).sum()), int((ref >= 0).sum())
+        whole, pruned = ttm_frame_counts(frames, probe.windows)
         if pruned == 0:
             warn_budget(cls.name, keep, whole / frames, f"TTM prunes no frame of a {frames}-frame clip")
             return cls(config=probe)
         m = round((keep * frames * per_frame - whole * per_frame) / pruned)
+        k = 1.0 - min(max(m, 0), per_frame) / per_frame
         if m < 0 or m > per_frame:
-            m = min(max(m, 0), per_frame)
-            reachable = (whole * per_frame + pruned * m) / (frames * per_frame)
+            reachable = ttm_retention(frames, per_frame, k, probe.windows)
             warn_budget(cls.name, keep, reachable, "TTM keeps its reference frames whole")
-        return cls(config=probe.model_copy(update={"k": 1.0 - m / per_frame}))
+        return cls(config=probe.model_copy(update={"k": k}))
 
     # ------------------------------------------------------------------------------- stage 1
     def temporal_merge(self, state: TokenState, ctx: StageContext) -> TokenState:
