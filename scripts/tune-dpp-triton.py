@@ -21,7 +21,8 @@ import time
 
 import torch
 
-from prune_bench.strategies.common import dpp, dpp_persistent, dpp_triton
+from prune_bench.kernels import dpp_persistent, dpp_triton
+from prune_bench.strategies.common import dpp
 
 SHAPES = [
     (1, 3064, 2144),

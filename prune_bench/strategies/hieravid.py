@@ -49,7 +49,7 @@ Where we differ, and why:
 * Speed. Greedy DPP runs batched over all segments of a stage on the GPU (one step per pick of the
   largest segment, no Python loop over tokens), where the authors loop over segments; on CUDA a stage
   runs as one persistent Triton kernel (the factor kept in panels) or as a Triton kernel per pick
-  replayed as a CUDA graph (``common/dpp_persistent.py``, ``common/dpp_triton.py``; same picks).
+  replayed as a CUDA graph (``kernels/dpp_persistent.py``, ``kernels/dpp_triton.py``; same picks).
   Measured on an H200 (reports/gpu), 32 frames, one segment: 27.0 ms of selection at keep 0.3 against
   50.5 ms of pruned LM prefill, 14.1 ms at keep 0.1 (245 and 102 ms with the PyTorch step as a CUDA
   graph); the authors' code spent 153 ms in DPP at 32 frames on an A800.
@@ -58,7 +58,7 @@ Where we differ, and why:
   takes a handful of distinct values (most tokens tie at the maximum), so their DPP is close to
   diversity-only; we compute all of it in float32, which resolves the relevance. On CUDA GPUs with
   TF32 the kernel's Gram product runs as three TF32 tensor-core products per tile
-  (``common/gram.py``), whose error is float32's (below cuBLAS's float32 product's on the 7B shape).
+  (``kernels/gram.py``), whose error is float32's (below cuBLAS's float32 product's on the 7B shape).
 * Numerical guards. The official greedy DPP has no floor: once a segment's kernel rank is exhausted
   ``sqrt`` of a non-positive residual gives NaN and ``argmax`` keeps returning index 0 (duplicate
   picks). Ours stops extending an exhausted kernel's factor and picks its remaining items by
@@ -83,8 +83,8 @@ from prune_bench.core.hookspecs import hookimpl
 from prune_bench.core.stages import Stage
 from prune_bench.core.state import TokenState
 from prune_bench.core.strategy import BudgetUnit, ModelInfo, Strategy, StrategyConfig
+from prune_bench.kernels import gram_matrix
 from prune_bench.strategies.common.dpp import greedy_dpp_map
-from prune_bench.strategies.common.gram import gram
 from prune_bench.strategies.common.select import keep_visual_subset, last_token_visual_attention, topk_visual
 from prune_bench.strategies.common.temporal import (
     frame_grid_index,
@@ -416,7 +416,7 @@ def segment_dpp(
     x = F.normalize(hidden.float(), dim=-1)
     padded = x.new_zeros(n_seg, n_max, x.shape[1])
     padded[seg, slot] = x * relevance[:, None]
-    kernel = gram(padded)  # r_i * cos(x_i, x_j) * r_j
+    kernel = gram_matrix(padded)  # r_i * cos(x_i, x_j) * r_j
     return greedy_dpp_map(kernel, counts, budgets)[seg, slot]
 
 

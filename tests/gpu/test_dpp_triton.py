@@ -10,6 +10,7 @@ import pytest
 import torch
 from triton_marks import DEVICE, TRITON_OR_INTERPRETER
 
+from prune_bench import kernels
 from prune_bench.strategies.common import dpp
 
 pytestmark = TRITON_OR_INTERPRETER
@@ -28,7 +29,7 @@ def _kernels(g: int, n: int, d: int, seed: int = 0) -> tuple[torch.Tensor, torch
 
 def _order(kernel: torch.Tensor, sizes: torch.Tensor, steps: int, path: str) -> torch.Tensor:
     """Pick order from ``path`` with the inputs greedy_dpp_map prepares."""
-    from prune_bench.strategies.common import dpp_persistent, dpp_triton
+    from prune_bench.kernels import dpp_persistent, dpp_triton
 
     score, tie, floor = dpp.greedy_inputs(kernel, sizes)
     if path == "eager":
@@ -93,15 +94,16 @@ def test_triton_keeps_its_budget_far_past_the_kernel_rank(path: str) -> None:
     assert len(set(fused[0].tolist())) == 680
 
 
-@pytest.mark.filterwarnings("error::RuntimeWarning")  # a fallback to the graph path would hide a failure
 def test_greedy_dpp_map_on_the_triton_path(monkeypatch: pytest.MonkeyPatch) -> None:
     kernel, sizes = _kernels(3, 64, 64, seed=4)
     budgets = torch.tensor([10, 30, 64], device=DEVICE)
     monkeypatch.setenv("PRUNE_BENCH_DPP", "eager")
     eager = dpp.greedy_dpp_map(kernel, sizes, budgets)
     monkeypatch.setenv("PRUNE_BENCH_DPP", "triton")
-    assert dpp.dpp_path(torch.device(DEVICE)) == "triton"
-    fused = dpp.greedy_dpp_map(kernel, sizes, budgets)
+    assert kernels.dpp_path(torch.device(DEVICE), *kernel.shape[:2]) == "triton"
+    with kernels.record_paths() as paths:
+        fused = dpp.greedy_dpp_map(kernel, sizes, budgets)
+    assert paths == {"dpp": "triton"}
     assert torch.equal(eager, fused)
     assert fused.sum(1).tolist() == torch.minimum(budgets, sizes).tolist()
 
@@ -120,7 +122,7 @@ def test_persistent_kernel_on_a_7b_sized_stage() -> None:
 def test_persistent_kernel_repeats_its_picks(panel: tuple[int, str] | None) -> None:
     # a race in the grid barrier or the panel buffers would show as picks that change from run to run;
     # (16, "ieee") is the panel of GPUs without TF32
-    from prune_bench.strategies.common import dpp_persistent
+    from prune_bench.kernels import dpp_persistent
 
     kernel, sizes = _kernels(4, 784, 512, seed=5)
     reference = _order(kernel, sizes, 235, "triton")
@@ -128,3 +130,49 @@ def test_persistent_kernel_repeats_its_picks(panel: tuple[int, str] | None) -> N
     for _ in range(20):
         fused = dpp_persistent.greedy_order(kernel, score, tie, floor, 235, panel=panel)
         assert torch.equal(fused, reference)
+
+
+def _barrier_cannot_open() -> tuple[torch.Tensor, torch.Tensor, int, int]:
+    """(kernel, sizes, items per program, polls) for a persistent launch whose programs are not all
+    resident at once. Under the interpreter, which runs programs one after another: three programs for
+    one kernel (the first waits for one that has not started). On CUDA: one kernel with more programs
+    than can be resident (16 of 128 threads per multiprocessor at most; each kernel's programs wait only
+    for each other, so it takes one kernel that large, 4.6 GB at 132 multiprocessors)."""
+    if DEVICE == "cpu":
+        kernel, sizes = _kernels(1, 40, 24)
+        return kernel, sizes, 16, 200
+    n = 16 * (16 * torch.cuda.get_device_properties(DEVICE).multi_processor_count + 1)
+    if torch.cuda.mem_get_info()[0] < 3 * 4 * n * n:
+        pytest.skip(f"a kernel of {n} items needs {3 * 4 * n * n / 1e9:.0f} GB of free GPU memory")
+    x = torch.nn.functional.normalize(torch.randn(1, n, 16, device=DEVICE), dim=-1)
+    return x @ x.transpose(1, 2), torch.tensor([n], device=DEVICE), 16, 1 << 14
+
+
+def test_a_barrier_that_stays_closed_times_out_instead_of_hanging() -> None:
+    from prune_bench.kernels import dpp_persistent
+
+    kernel, sizes, block_n, polls = _barrier_cannot_open()
+    score, tie, floor = dpp.greedy_inputs(kernel, sizes)
+    with pytest.raises(dpp_persistent.BarrierTimeout, match=f"stayed closed for {polls} polls"):
+        dpp_persistent.greedy_order(kernel, score, tie, floor, 10, block_n=block_n, max_polls=polls)
+
+
+@pytest.mark.skipif(DEVICE == "cuda", reason="on CUDA the per-pick kernel of so large a kernel is too slow")
+def test_a_timed_out_stage_reruns_on_the_per_pick_kernel() -> None:
+    from prune_bench.kernels import dpp_persistent, selector
+
+    kernels.clear_failures()
+    kernel, sizes, block_n, polls = _barrier_cannot_open()
+    score, tie, floor = dpp.greedy_inputs(kernel, sizes)
+    impls = dpp.dpp_impls(kernel, score, tie, floor, 12)
+    impls["persistent"] = lambda: dpp_persistent.greedy_order(
+        kernel, score, tie, floor, 12, block_n=block_n, max_polls=polls
+    )
+    try:
+        with kernels.record_paths() as ran, pytest.warns(RuntimeWarning, match="BarrierTimeout"):
+            order = selector.run("dpp", kernel.device, ("persistent", "triton"), impls)
+        assert ran == {"dpp": "persistent->triton"}
+        assert "BarrierTimeout" in " ".join(kernels.fallback_reasons().values())
+    finally:
+        kernels.clear_failures()
+    assert torch.equal(order, _order(kernel, sizes, 12, "eager"))

@@ -17,7 +17,7 @@ pytestmark = TRITON_OR_INTERPRETER
     ("g", "n", "d"), [(1, 5, 7), (3, 130, 70), (2, 300, 3584) if DEVICE == "cuda" else (2, 257, 96)]
 )
 def test_gram_kernel_equals_float32_matmul(g: int, n: int, d: int) -> None:
-    from prune_bench.strategies.common.gram import gram_triton
+    from prune_bench.kernels.gram import gram_triton
 
     gen = torch.Generator(device=DEVICE).manual_seed(0)
     x = torch.nn.functional.normalize(torch.randn(g, n, d, device=DEVICE, generator=gen), dim=-1)
@@ -29,8 +29,11 @@ def test_gram_kernel_equals_float32_matmul(g: int, n: int, d: int) -> None:
 @pytest.mark.skipif(DEVICE == "cpu", reason="gram() takes the Triton kernel on CUDA only")
 @pytest.mark.filterwarnings("error::RuntimeWarning")  # a fallback to torch.matmul would hide a failure
 def test_gram_takes_the_kernel_on_cuda() -> None:
-    from prune_bench.strategies.common import gram
+    from prune_bench import kernels
+    from prune_bench.kernels.gram import gram_triton
 
     x = torch.randn(2, 200, 64, device=DEVICE)
-    torch.testing.assert_close(gram.gram(x), gram.gram_triton(x))
-    assert not gram._BROKEN
+    with kernels.record_paths() as paths:
+        product = kernels.gram_matrix(x)
+    assert paths == {"gram": "triton"}
+    torch.testing.assert_close(product, gram_triton(x))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from prune_bench.strategies.common import diversity
+from prune_bench.kernels import graph_steps
 from prune_bench.strategies.common.diversity import greedy_max_min_diversity
 
 pytestmark = [
@@ -23,6 +23,6 @@ def test_divprune_graph_equals_eager(monkeypatch: pytest.MonkeyPatch, n: int, k:
         for _ in range(count):
             step()
 
-    monkeypatch.setattr(diversity, "run_steps", eager)
+    monkeypatch.setattr(graph_steps, "run_steps", eager)
     eager = greedy_max_min_diversity(x, k)
     assert graph.tolist() == eager.tolist() and len(set(graph.tolist())) == k

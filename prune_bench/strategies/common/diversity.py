@@ -4,15 +4,13 @@ Distances are cosine distances ``1 - cos(x_i, x_j)``. The first pick is the toke
 neighbour is farthest away; every next pick is the token whose distance to the closest already
 picked token is largest. Each step updates a running minimum with one row of the distance matrix,
 so the loop runs over picks (inherently sequential), never over tokens; on CUDA the picks replay as a
-CUDA graph (``graph_steps.py``).
+CUDA graph (``prune_bench/kernels/graph_steps.py``).
 """
 
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-
-from prune_bench.strategies.common.graph_steps import padded_steps, run_steps
 
 
 def cosine_distance_matrix(features: torch.Tensor) -> torch.Tensor:
@@ -25,6 +23,8 @@ def cosine_distance_matrix(features: torch.Tensor) -> torch.Tensor:
 
 def greedy_max_min_diversity(features: torch.Tensor, k: int) -> torch.Tensor:
     """Indices of ``k`` rows picked greedily for max-min cosine distance, in pick order."""
+    from prune_bench.kernels.graph_steps import padded_steps, run_steps  # only when a selection runs
+
     n = features.shape[0]
     k = max(0, min(int(k), n))
     device = features.device

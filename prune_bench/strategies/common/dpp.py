@@ -8,12 +8,14 @@ work regardless of how many segments there are; nothing loops over tokens in Pyt
 
 No step synchronises with the host: the per-kernel budgets are applied once at the end (every kernel
 records its pick order; it keeps its first ``k_g`` picks), so no step branches on which kernels are
-still active. Four implementations (``dpp_path``): about a dozen PyTorch operations a pick, launched
-one by one (``eager``) or replayed as a CUDA graph (``graph``); one fused Triton kernel a pick,
-replayed as a CUDA graph (``triton``, ``dpp_triton.py``); and every pick of a stage in one resident
-Triton kernel that keeps the factor in panels of 32 or 64 picks (``persistent``,
-``dpp_persistent.py``), which the default on CUDA takes wherever a stage's kernels fit one program
-per multiprocessor, and otherwise ``triton``.
+still active. Four implementations: about a dozen PyTorch operations a pick, launched one by one
+(``eager``) or replayed as a CUDA graph (``graph``), both here; one fused Triton kernel a pick,
+replayed as a CUDA graph (``triton``, ``prune_bench/kernels/dpp_triton.py``); and every pick of a stage
+in one resident Triton kernel that keeps the factor in panels of 32 or 64 picks (``persistent``,
+``prune_bench/kernels/dpp_persistent.py``), which the default on CUDA takes wherever a stage's kernels
+fit one program per multiprocessor, and otherwise ``triton``. Which one runs, the fall-backs and the
+record of the path that ran are ``prune_bench/kernels/selector.py``'s (``PRUNE_BENCH_DPP`` forces a
+path).
 
 Rank exhaustion. A kernel ``diag(r) S diag(r)`` built from D-dimensional features has rank at most
 D; once the picks span it, every residual is float32 noise. The division uses
@@ -27,47 +29,17 @@ states differ by rounding).
 
 from __future__ import annotations
 
-import os
+from collections.abc import Callable
 
 import torch
 
-from prune_bench.strategies.common.graph_steps import padded_steps, run_steps
-from prune_bench.strategies.common.triton_fallback import triton_available, warn_fallback
+from prune_bench.kernels import selector
 
 #: Residual, relative to the kernel's largest diagonal entry, below which its rank counts as exhausted
 #: (float32 cancellation leaves residuals of about 1e-6 of the diagonal).
 RANK_EPS = 1e-4
 #: Weight of an item's own quality ``L_jj`` in its score, deciding between numerically equal residuals.
 TIE = 1e-5
-
-
-#: Values of ``PRUNE_BENCH_DPP``.
-PATHS = ("auto", "persistent", "triton", "graph", "eager")
-
-
-def dpp_path(device: torch.device) -> str:
-    """Which implementation runs the greedy steps on ``device``: ``PRUNE_BENCH_DPP`` = ``persistent``
-    (every pick of a stage in one resident Triton kernel with a grid barrier per pick,
-    ``dpp_persistent.py``, where the stage's kernels fit one program per multiprocessor, else the
-    next), ``triton`` (one fused Triton kernel per pick, replayed as a CUDA graph: ``dpp_triton.py``),
-    ``graph`` (the PyTorch step below, replayed as a CUDA graph), ``eager``
-    (the PyTorch step, launched pick by pick), or ``auto`` (the default: ``persistent`` on CUDA when
-    Triton imports, else ``graph`` on CUDA, ``eager`` elsewhere). Every path makes the same picks up to
-    float32 ties (tests/gpu)."""
-    choice = os.environ.get("PRUNE_BENCH_DPP", "auto").strip().lower() or "auto"
-    if choice not in PATHS:
-        raise ValueError(f"PRUNE_BENCH_DPP={choice!r} is not one of {', '.join(PATHS)}; unset it for 'auto'")
-    if choice in ("triton", "persistent") and not triton_available():
-        raise ValueError(
-            f"PRUNE_BENCH_DPP={choice} needs the 'triton' package (pip install triton), or unset it"
-        )
-    if choice == "eager" or (choice == "auto" and device.type != "cuda"):
-        return "eager"
-    if choice == "persistent" or (choice == "auto" and triton_available()):
-        return "persistent" if device.type == "cuda" else "triton"
-    if choice == "triton":
-        return "triton"
-    return "graph" if device.type == "cuda" else "eager"
 
 
 def greedy_dpp_map(kernel: torch.Tensor, sizes: torch.Tensor, budgets: torch.Tensor) -> torch.Tensor:
@@ -90,16 +62,7 @@ def greedy_dpp_map(kernel: torch.Tensor, sizes: torch.Tensor, budgets: torch.Ten
     if steps == 0:
         return torch.zeros(g, n, dtype=torch.bool, device=device)
     score, tie, floor = greedy_inputs(kernel, sizes)
-    path = dpp_path(device)
-    if path in ("persistent", "triton"):
-        order = _triton_order(kernel, score, tie, floor, steps, persistent=path == "persistent")
-    elif path == "graph":
-        try:
-            order = _graph_order(kernel, score.clone(), tie, floor, steps)
-        except RuntimeError:  # capture unsupported here (e.g. another capture running): eager steps
-            order = _eager_order(kernel, score, tie, floor, steps)
-    else:
-        order = _eager_order(kernel, score, tie, floor, steps)
+    order = selector.run_dpp(device, g, n, dpp_impls(kernel, score, tie, floor, steps))
     # each kernel keeps its first k_g picks: scattered, not indexed by a boolean mask (which would wait
     # for the device to learn how many there are)
     keep = (torch.arange(steps, device=device)[None, :] < budgets[:, None]).int()
@@ -128,41 +91,29 @@ def greedy_inputs(
     return torch.where(valid, diag + tie, -torch.inf), tie, floor
 
 
-def _triton_order(
-    kernel: torch.Tensor,
-    score: torch.Tensor,
-    tie: torch.Tensor,
-    floor: torch.Tensor,
-    steps: int,
-    *,
-    persistent: bool,
-) -> torch.Tensor:
-    """The Triton paths (the persistent kernel where ``persistent`` and the kernels fit it, else a
-    kernel per pick); if a kernel cannot be built here (a Triton too old or too new for this GPU), one warning and
-    the CUDA-graph path instead, so a run never stops over the fast path."""
-    global _TRITON_BROKEN
-    if not _TRITON_BROKEN:
-        try:
-            from prune_bench.strategies.common import dpp_persistent, dpp_triton
+def dpp_impls(
+    kernel: torch.Tensor, score: torch.Tensor, tie: torch.Tensor, floor: torch.Tensor, steps: int
+) -> dict[str, Callable[[], torch.Tensor]]:
+    """Each path's ``[G, steps]`` pick order for the selector to run (``kernels.selector.dpp_paths``);
+    the kernel modules are imported when their path runs. The eager path, last in every chain, updates
+    ``score`` in place; the others work on copies."""
 
-            g, n, _ = kernel.shape
-            if persistent and dpp_persistent.fits(g, n, kernel.device):
-                return dpp_persistent.greedy_order(kernel, score, tie, floor, steps)
-            return dpp_triton.greedy_order(kernel, score, tie, floor, steps)
-        except Exception as exc:  # noqa: BLE001 - any compile or launch failure: fall back, say why once
-            _TRITON_BROKEN = True
-            warn_fallback(
-                "greedy-DPP kernel",
-                exc,
-                "the CUDA-graph path (set PRUNE_BENCH_DPP=graph to skip the attempt)",
-                stacklevel=3,
-            )
-    if kernel.device.type == "cuda":
-        return _graph_order(kernel, score.clone(), tie, floor, steps)
-    return _eager_order(kernel, score, tie, floor, steps)
+    def persistent() -> torch.Tensor:
+        from prune_bench.kernels import dpp_persistent
 
+        return dpp_persistent.greedy_order(kernel, score, tie, floor, steps)
 
-_TRITON_BROKEN = False
+    def triton() -> torch.Tensor:
+        from prune_bench.kernels import dpp_triton
+
+        return dpp_triton.greedy_order(kernel, score, tie, floor, steps)
+
+    return {
+        "persistent": persistent,
+        "triton": triton,
+        "graph": lambda: _graph_order(kernel, score.clone(), tie, floor, steps),
+        "eager": lambda: _eager_order(kernel, score, tie, floor, steps),
+    }
 
 
 def _eager_order(
@@ -231,6 +182,8 @@ def _graph_order(
     """:func:`_eager_order` with the steps replayed as a CUDA graph (``graph_steps.run_steps``), so the
     host launches one graph per 32 picks instead of a dozen kernels per pick. Picks past ``steps`` (to
     fill the last replay) land in padding rows and are discarded."""
+    from prune_bench.kernels.graph_steps import padded_steps, run_steps
+
     g, n, _ = kernel.shape
     rows = padded_steps(steps, kernel.device)
     chol = kernel.new_zeros(g, rows, n)

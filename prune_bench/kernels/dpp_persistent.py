@@ -21,10 +21,25 @@ differs, and the picks are the eager loop's on every shape ``tests/gpu`` and
 ``scripts/tune-dpp-triton.py`` check.
 
 A spin barrier needs every program resident at once, so the grid is sized to the GPU's
-multiprocessor count (:func:`layout`); where the kernels do not fit that way, ``dpp.py`` takes the
-per-pick kernel. Data other programs wrote is read with ``.cg`` or volatile loads (L2, not a possibly
-stale L1 line). Under Triton's CPU interpreter, which runs programs one after another, only one
-kernel as a single program runs (what the CPU tests check); ``tests/gpu`` checks the grid on CUDA.
+multiprocessor count (:func:`layout`); where the kernels do not fit that way, the selector
+(``selector.py``) takes the per-pick kernel. Data other programs wrote is read with ``.cg`` or
+volatile loads (L2, not a possibly stale L1 line). Under Triton's CPU interpreter, which runs programs
+one after another, only one kernel as a single program runs (what the CPU tests check); ``tests/gpu``
+checks the grid on CUDA.
+
+The barrier's wait is bounded. One program per multiprocessor is resident only if nothing else holds
+the multiprocessors: on a GPU shared with other processes (MPS, or kernels of other streams) some
+programs may not start until others finish, and an unbounded spin then never ends. A program gives up
+after ``max_polls`` polls of one barrier (:data:`MAX_POLLS`), sets a flag in a device buffer, and
+skips its remaining picks; one waiting at a barrier looks at that flag every :data:`FLAG_EVERY` polls,
+so every program ends soon after the first gives up. The host reads the flag after the launch (one
+sync; HieraVid reads the kept tokens' count right after the DPP anyway) and raises
+:class:`BarrierTimeout`, after which the selector reruns the stage on the per-pick kernel (recorded as
+``persistent->triton``). The timings in these docstrings were measured before the wait was bounded;
+bounding it (a poll counter, the flag looked up every :data:`FLAG_EVERY` polls, the host's read of the
+flag) cost 1 to 6% on an H200 (9.2 against 9.5 ms for 2,144 picks of 3,064 items, 28.2 against 28.6
+for 3,817 of 5,608; same picks), and there a barrier that stays closed gives up after about 1.2 s at
+:data:`MAX_POLLS` (a kernel of 33,808 items in 2,113 programs, more than can be resident).
 """
 
 from __future__ import annotations
@@ -32,6 +47,19 @@ from __future__ import annotations
 import torch
 import triton
 import triton.language as tl
+
+from prune_bench.kernels.selector import KernelUnavailable
+
+#: Polls of one grid barrier after which a program gives up (a barrier normally opens within a few;
+#: a program that never started, or an SM held by another process, leaves it closed).
+MAX_POLLS = 1 << 20
+#: A program waiting at a barrier looks at the give-up flag every this many polls.
+FLAG_EVERY = 64
+
+
+class BarrierTimeout(KernelUnavailable):
+    """The persistent kernel's grid barrier did not open within its polls: not every program was
+    resident at once (e.g. other processes held multiprocessors). Its picks are discarded."""
 
 
 @triton.jit
@@ -44,16 +72,23 @@ def _grid_pick(
     G,
     nblocks,
     part_ptr,
+    status_ptr,
+    max_polls,
     BLOCK_N: tl.constexpr,
     BLOCK_P: tl.constexpr,
+    FLAG_EVERY: tl.constexpr,
 ):
     """Publish this block's best score and item, wait for every program's, return the kernel's (best
-    score, pick). Each program writes one int64 (score bits, pick number, place in its block) with
-    release semantics (after its earlier stores) and polls its kernel's slots until every one carries
-    this pick's number: no shared counter, so no queue of atomics at one address (measured against a
-    counter every program increments and polls: 9.7 against 10.8 ms for 2,144 picks of 3,064 items, on
-    an H200). Slots are double-buffered by pick parity: no program runs more than one pick ahead of
-    another, so the slot a program writes is one nobody still reads."""
+    score, pick, whether the barrier opened). Each program writes one int64 (score bits, pick number,
+    place in its block) with release semantics (after its earlier stores) and polls its kernel's slots
+    until every one carries this pick's number: no shared counter, so no queue of atomics at one
+    address (measured against a counter every program increments and polls: 9.7 against 10.8 ms for
+    2,144 picks of 3,064 items, on an H200). Slots are double-buffered by pick parity: no program runs
+    more than one pick ahead of another, so the slot a program writes is one nobody still reads.
+
+    The wait is bounded: after ``max_polls`` polls, or once the flag at ``status_ptr`` says another
+    program gave up (looked at every ``FLAG_EVERY`` polls), the program sets that flag and its third
+    value is 0; its (best, pick) are then meaningless (but in range)."""
     block_best = tl.max(s, axis=0)
     local = tl.min(tl.where(s == block_best, tl.arange(0, BLOCK_N), BLOCK_N), axis=0)
     slot = part_ptr + (i % 2) * G * nblocks + g * nblocks
@@ -65,9 +100,16 @@ def _grid_pick(
     tl.atomic_xchg(slot + b, bits | ((tag << 8) | local).to(tl.int64), sem="release")
     got = tl.load(slot + part, mask=in_parts, other=0, volatile=True)
     late = tl.sum(tl.where(in_parts & (((got & 0xFFFFFFFF) >> 8) != tag), 1, 0), axis=0)
-    while late > 0:
+    polls = tl.full([], 1, tl.int32)
+    while (late > 0) & (polls < max_polls):
         got = tl.load(slot + part, mask=in_parts, other=0, volatile=True)
         late = tl.sum(tl.where(in_parts & (((got & 0xFFFFFFFF) >> 8) != tag), 1, 0), axis=0)
+        polls += 1
+        if polls % FLAG_EVERY == 0:  # noqa: SIM102 - load the flag only then: has another given up?
+            if tl.load(status_ptr, volatile=True) != 0:
+                polls = max_polls
+    if late > 0:  # gave up: tell the others and the host
+        tl.atomic_xchg(status_ptr, 1)
     # every later read of another program's data (the pick's factor row) has an address that depends
     # on these values, so it is issued after them
     pv = tl.where(in_parts, (got >> 32).to(tl.int32).to(tl.float32, bitcast=True), float("-inf"))
@@ -75,10 +117,10 @@ def _grid_pick(
     tl.debug_barrier()
     best = tl.max(pv, axis=0)
     j = tl.minimum(tl.min(tl.where(pv == best, pj, n), axis=0), n - 1).to(tl.int64)
-    return best, j
+    return best, j, (late == 0).to(tl.int32)
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["max_polls"])
 def _greedy_blocked(
     resid_ptr,  # [G, n, n] float32: the kernel minus the panels completed so far (a copy; overwritten)
     score_ptr,  # [G, n] starting d^2 + tie (-inf: padding)
@@ -87,16 +129,19 @@ def _greedy_blocked(
     panel_ptr,  # [2, G, n, PANEL] float32: the current panel's factor columns, item-major, by parity
     order_ptr,  # [G, rows] int64 picks
     part_ptr,  # [2, G, nblocks] int64 block maxima (score bits, pick number, item), -1 at launch
+    status_ptr,  # [1] int32: 0 at launch; 1 once a program gave up waiting at a barrier
     n,
     rows,
     steps,
     nblocks,
     G,
+    max_polls,
     BLOCK_N: tl.constexpr,
     PANEL: tl.constexpr,
     BLOCK_C: tl.constexpr,
     BLOCK_P: tl.constexpr,
     PRECISION: tl.constexpr,
+    FLAG_EVERY: tl.constexpr,
 ):
     pid = tl.program_id(0)
     g = (pid // nblocks).to(tl.int64)
@@ -108,42 +153,49 @@ def _greedy_blocked(
     floor = tl.load(floor_ptr + g)
     lanes = tl.arange(0, PANEL)
     own = tl.zeros([BLOCK_N, PANEL], dtype=tl.float32)  # this block's rows of the current panel
+    alive = tl.full([], 1, tl.int32)  # 0 once a barrier timed out: the remaining picks are skipped
     for i in range(0, steps):
-        best, j = _grid_pick(s, n, i, g, b, G, nblocks, part_ptr, BLOCK_N, BLOCK_P)
-        p = i % PANEL
-        if (p == 0) & (i > 0):
-            # the previous panel is complete (every program wrote its rows before the barrier above):
-            # subtract it from this block's columns of A, all rows
-            done = panel_ptr + (((i // PANEL) + 1) % 2) * G * n * PANEL + g * n * PANEL
-            for c0 in range(0, n, BLOCK_C):
-                cols = c0 + tl.arange(0, BLOCK_C)
-                pc = tl.load(
-                    done + cols[:, None] * PANEL + lanes[None, :],
-                    mask=(cols < n)[:, None],
-                    other=0.0,
-                    cache_modifier=".cg",
-                )
-                at = resid_ptr + (g * n + cols[:, None]) * n + items[None, :]
-                live = (cols < n)[:, None] & inside[None, :]
-                a = tl.load(at, mask=live, other=0.0)
-                a -= tl.dot(pc, tl.trans(own), input_precision=PRECISION)
-                tl.store(at, a, mask=live)
-            own = tl.zeros([BLOCK_N, PANEL], dtype=tl.float32)
-            tl.debug_barrier()  # row j of A below is read by other threads than the ones that wrote it
-        raw = best - tl.load(tie_ptr + g * n + j)
-        exhausted = raw <= floor  # as dpp._advance: no factor update, rank the rest by the tie-breaker
-        current = panel_ptr + ((i // PANEL) % 2) * G * n * PANEL + g * n * PANEL
-        aj = tl.load(resid_ptr + (g * n + j) * n + items, mask=inside, other=0.0)
-        cj = tl.load(current + j * PANEL + lanes, mask=lanes < p, other=0.0, cache_modifier=".cg")
-        e = (aj - tl.sum(own * cj[None, :], axis=1)) * tl.rsqrt(tl.maximum(raw, floor))
-        e = tl.where(exhausted, 0.0, e)
-        own = tl.where(lanes[None, :] == p, e[:, None], own)
-        tl.store(current + items * PANEL + p, e, mask=inside)
-        s = s - e * e
-        s = tl.where(s > float("-inf"), tl.where(exhausted, tie, s), s)
-        s = tl.where(items == j, float("-inf"), s)
-        if b == 0:
-            tl.store(order_ptr + g * rows + i, j)
+        if alive != 0:
+            best, j, alive = _grid_pick(
+                s, n, i, g, b, G, nblocks, part_ptr, status_ptr, max_polls, BLOCK_N, BLOCK_P, FLAG_EVERY
+            )
+            if alive != 0:
+                p = i % PANEL
+                if (p == 0) & (i > 0):
+                    # the previous panel is complete (every program wrote its rows before the barrier
+                    # above): subtract it from this block's columns of A, all rows
+                    done = panel_ptr + (((i // PANEL) + 1) % 2) * G * n * PANEL + g * n * PANEL
+                    for c0 in range(0, n, BLOCK_C):
+                        cols = c0 + tl.arange(0, BLOCK_C)
+                        pc = tl.load(
+                            done + cols[:, None] * PANEL + lanes[None, :],
+                            mask=(cols < n)[:, None],
+                            other=0.0,
+                            cache_modifier=".cg",
+                        )
+                        at = resid_ptr + (g * n + cols[:, None]) * n + items[None, :]
+                        live = (cols < n)[:, None] & inside[None, :]
+                        a = tl.load(at, mask=live, other=0.0)
+                        a -= tl.dot(pc, tl.trans(own), input_precision=PRECISION)
+                        tl.store(at, a, mask=live)
+                    own = tl.zeros([BLOCK_N, PANEL], dtype=tl.float32)
+                    # row j of A below is read by other threads than the ones that wrote it
+                    tl.debug_barrier()
+                raw = best - tl.load(tie_ptr + g * n + j)
+                # as dpp._advance: no factor update, rank the rest by the tie-breaker
+                exhausted = raw <= floor
+                current = panel_ptr + ((i // PANEL) % 2) * G * n * PANEL + g * n * PANEL
+                aj = tl.load(resid_ptr + (g * n + j) * n + items, mask=inside, other=0.0)
+                cj = tl.load(current + j * PANEL + lanes, mask=lanes < p, other=0.0, cache_modifier=".cg")
+                e = (aj - tl.sum(own * cj[None, :], axis=1)) * tl.rsqrt(tl.maximum(raw, floor))
+                e = tl.where(exhausted, 0.0, e)
+                own = tl.where(lanes[None, :] == p, e[:, None], own)
+                tl.store(current + items * PANEL + p, e, mask=inside)
+                s = s - e * e
+                s = tl.where(s > float("-inf"), tl.where(exhausted, tie, s), s)
+                s = tl.where(items == j, float("-inf"), s)
+                if b == 0:
+                    tl.store(order_ptr + g * rows + i, j)
 
 
 #: Largest block of items one program holds (its registers bound it; the pick packs an item's place in
@@ -190,14 +242,23 @@ def greedy_order(
     steps: int,
     *,
     panel: tuple[int, str] | None = None,
+    block_n: int | None = None,
+    max_polls: int = MAX_POLLS,
 ) -> torch.Tensor:
     """``[G, steps]`` pick order, as ``dpp._eager_order`` computes it, in one launch. On CUDA the grid
     is :func:`layout`'s; under Triton's CPU interpreter (programs run one after another, so a barrier
     between programs would never open) a single kernel as one program. ``panel`` overrides
-    :func:`panel_size`."""
+    :func:`panel_size`; ``block_n`` (a power of two from 16 to :data:`MAX_BLOCK_N`) overrides the
+    layout with one program per ``block_n`` items, whether or not they can all be resident (tests of
+    the barrier's timeout). Raises :class:`BarrierTimeout` when a barrier stayed closed for
+    ``max_polls`` polls."""
     g, n, _ = kernel.shape
     device = kernel.device
-    if device.type == "cuda":
+    if block_n is not None:
+        if block_n < 16 or block_n > MAX_BLOCK_N or block_n & (block_n - 1):
+            raise ValueError(f"block_n={block_n} is not a power of two from 16 to {MAX_BLOCK_N}")
+        nprog = g * triton.cdiv(n, block_n)
+    elif device.type == "cuda":
         laid = layout(g, n, device)
         if laid is None:
             raise ValueError(f"{g} kernels of {n} items do not fit one resident program per multiprocessor")
@@ -213,11 +274,17 @@ def greedy_order(
     panels = torch.zeros(2, g, n, size, dtype=torch.float32, device=device)
     order = torch.zeros(g, rows, dtype=torch.long, device=device)
     part = torch.full((2, g, nblocks), -1, dtype=torch.int64, device=device)
+    status = torch.zeros(1, dtype=torch.int32, device=device)
     _greedy_blocked[(nprog,)](
         resid, score.float().contiguous(), tie.float().contiguous(), floor.float().reshape(g).contiguous(),
-        panels, order, part, n, rows, steps, nblocks, g,
+        panels, order, part, status, n, rows, steps, nblocks, g, max_polls,
         BLOCK_N=block_n, PANEL=size, BLOCK_C=max(16, TILE // block_n),
-        BLOCK_P=triton.next_power_of_2(nblocks), PRECISION=precision,
+        BLOCK_P=triton.next_power_of_2(nblocks), PRECISION=precision, FLAG_EVERY=FLAG_EVERY,
         num_warps=4 if block_n <= 64 else 8,
     )  # fmt: skip
+    if status.item():  # one host sync: the caller reads the picks' count back right after anyway
+        raise BarrierTimeout(
+            f"{nprog} programs for {g} kernels of {n} items were not all resident: a grid barrier "
+            f"stayed closed for {max_polls} polls (other work on this GPU?)"
+        )
     return order[:, :steps]

@@ -16,8 +16,9 @@ written or not. Here one kernel does a whole pick for every kernel of the batch 
 Same arithmetic as the eager loop (score ``d^2 + tie``, the rank floor and what an exhausted kernel
 does, ``e = (L_j - c_j^T C) / sqrt(d_j^2)``), float32 throughout; only the summation order of the
 projection differs, so picks agree with the eager loop's except where two residuals tie to float32
-rounding. ``PRUNE_BENCH_DPP``
-selects the path (``dpp.py``). Runs under ``TRITON_INTERPRET=1`` on the CPU for tests.
+rounding. ``selector.py`` decides when this path runs (``PRUNE_BENCH_DPP`` can force it); it is also
+what a persistent kernel whose grid barrier timed out falls back to. Runs under ``TRITON_INTERPRET=1``
+on the CPU for tests.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ import torch
 import triton
 import triton.language as tl
 
-from prune_bench.strategies.common.graph_steps import padded_steps, run_steps
+from prune_bench.kernels.graph_steps import padded_steps, run_steps
 
 #: Picks per captured CUDA graph (even: picks run in pairs). Capturing costs host time per launch, paid
 #: once per stage; replaying a short graph more often costs nothing on the GPU while the host stays
