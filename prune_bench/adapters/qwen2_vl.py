@@ -112,7 +112,7 @@ class Qwen2VLAdapter(Adapter):
         self.fps = fps
         factor = self.patch_size * self.merge
         side = DEFAULT_MERGED_SIDE * factor
-        self.frame_size = tuple(frame_size) if frame_size is not None else (side, side)
+        self.frame_size = tuple(frame_size) if frame_size is not None else (side, side)  # type: ignore[assignment]
         if any(s <= 0 or s % factor for s in self.frame_size):
             raise UserError(f"frame_size {self.frame_size} must be positive multiples of {factor}")
         if "sliding_attention" in (getattr(text, "layer_types", None) or []):

@@ -2,8 +2,17 @@
 
 VisionZip-style methods score patches by the attention they receive in the layer whose output feeds
 the projector. Switching the tower to eager attention for that materialises every layer's maps;
-here forward hooks keep that one layer's query and key projections, and the scores are computed
-from them only when a stage asks (chunked over frames to bound memory).
+here hooks keep that one layer's inputs, and the scores are computed from them only when a stage
+asks. Two towers, two hooks:
+
+* SigLIP / CLIP (LLaVA-OneVision): :func:`capture_vision_attention` keeps the outputs of the layer's
+  ``q_proj`` / ``k_proj`` (:class:`CapturedQK`; scores chunked over frames to bound memory);
+* Qwen2-VL's ViT: :func:`capture_block_attention` keeps the last block's attention inputs (hidden
+  states, ``cu_seqlens``, rotary embeddings) and rebuilds q/k from its fused ``qkv``
+  (:class:`CapturedBlockInput`; attention per frame pair, as the tower attends).
+
+Either way ``received`` is the attention a patch receives, mean over heads and queries, and ``keys``
+the head-averaged keys; the adapter pools both exactly as it pools the features.
 """
 
 from __future__ import annotations
@@ -11,9 +20,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import nn
+
+from prune_bench.core.attention import rotate_half
+from prune_bench.core.context import VisionAttention
 
 
 @dataclass
@@ -66,3 +79,69 @@ def capture_vision_attention(tower: nn.Module, feature_layer: int, *, enabled: b
     finally:
         for h in handles:
             h.remove()
+
+
+@dataclass
+class CapturedBlockInput:
+    """The inputs of a Qwen2-VL ViT block's attention, kept by a pre-hook; scores are computed when asked.
+
+    ``received`` is the attention each patch receives inside its own frame pair (the tower attends per
+    temporal patch), mean over heads and queries, from the block's own post-RoPE q/k; ``keys`` are the
+    pre-RoPE keys averaged over heads (content, not position). Both are then averaged over each
+    ``merge_unit`` consecutive patches, which is exactly the group the merger turns into one token.
+    """
+
+    attn: nn.Module
+    merge_unit: int
+    hidden: torch.Tensor | None = None
+    cu_seqlens: torch.Tensor | None = None
+    rope: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    def hook(self, module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        self.hidden = (args[0] if args else kwargs["hidden_states"]).detach()
+        self.cu_seqlens = kwargs["cu_seqlens"] if "cu_seqlens" in kwargs else args[1]
+        self.rope = kwargs.get("position_embeddings")
+
+    def qkv(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(post-RoPE q, post-RoPE k, v, pre-RoPE k), each ``[L, heads, hd]`` in float32."""
+        if self.hidden is None or self.rope is None:
+            raise RuntimeError("the vision tower's attention was not captured")
+        n, heads = self.hidden.shape[0], int(self.attn.num_heads)
+        q, k, v = self.attn.qkv(self.hidden).float().reshape(n, 3, heads, -1).unbind(1)
+        cos, sin = (x.float()[:, None] for x in self.rope)
+        return q * cos + rotate_half(q) * sin, k * cos + rotate_half(k) * sin, v, k
+
+    def segments(self) -> Iterator[tuple[int, int]]:
+        assert self.cu_seqlens is not None
+        bounds = self.cu_seqlens.tolist()
+        yield from zip(bounds[:-1], bounds[1:], strict=True)
+
+    def probs(self, q: torch.Tensor, k: torch.Tensor, start: int, end: int) -> torch.Tensor:
+        """Softmax attention of one segment, ``[heads, S, S]``."""
+        scores = torch.einsum("qhd,khd->hqk", q[start:end], k[start:end]) * float(self.attn.scaling)
+        return torch.softmax(scores, dim=-1)
+
+    def result(self) -> VisionAttention:
+        q, k, _, k_raw = self.qkv()
+        received = torch.cat([self.probs(q, k, s, e).mean(dim=(0, 1)) for s, e in self.segments()])
+        frames = len(self.cu_seqlens) - 1  # type: ignore[arg-type]
+        mu = self.merge_unit
+        received = received.view(frames, -1, mu).mean(-1)
+        keys = k_raw.mean(dim=1)
+        return VisionAttention(received=received, keys=keys.view(frames, -1, mu, keys.shape[-1]).mean(2))
+
+
+@contextmanager
+def capture_block_attention(
+    attn: nn.Module, merge_unit: int, *, enabled: bool
+) -> Iterator[CapturedBlockInput | None]:
+    """While active, keep the inputs of the ViT block attention ``attn`` (None when not ``enabled``)."""
+    if not enabled:
+        yield None
+        return
+    captured = CapturedBlockInput(attn, merge_unit)
+    handle = attn.register_forward_pre_hook(captured.hook, with_kwargs=True)
+    try:
+        yield captured
+    finally:
+        handle.remove()
