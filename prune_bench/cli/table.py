@@ -10,7 +10,7 @@ import click
 
 from prune_bench.core.flops import CONVENTIONS
 from prune_bench.report.data import load_results, report_rows
-from prune_bench.report.tables import FLOPS_NOTE, FORMATS, render
+from prune_bench.report.tables import FLOPS_NOTE, FORMATS, render, render_versus
 
 #: what ``click.option(...)`` returns: a decorator of a command function
 OptionDecorator = Callable[[Callable[..., Any]], Callable[..., Any]]
@@ -62,11 +62,28 @@ def emit(text: str, output: Path | None) -> None:
 @format_option("markdown")
 @flops_option()
 @output_option()
-def table(results: tuple[Path, ...], fmt: str, flops: str, output: Path | None) -> None:
+@click.option(
+    "--versus",
+    nargs=2,
+    metavar="A B",
+    default=None,
+    help="Instead of the table, compare strategy A with strategy B (as the table names them; 'none' "
+    "for the unpruned model) at every budget both ran, paired on the items both ran: the accuracy of "
+    "each, A - B with its 95% bootstrap interval, and the exact McNemar p-value.",
+)
+def table(
+    results: tuple[Path, ...], fmt: str, flops: str, output: Path | None, versus: tuple[str, str] | None
+) -> None:
     """Print the table of RESULTS (one or more results directories of one model and benchmark).
 
-    A column per task, the average, each accuracy also as a percentage of the unpruned model, the
-    best value of each column within a budget in bold (CSV: a 'best' column), retention (input,
-    layer-average, decode) and prefill FLOPs (absolute per item and relative).
+    A column per task, the average with its 95% bootstrap interval, each accuracy also as a
+    percentage of the unpruned model, the best value of each column within a budget in bold (CSV: a
+    'best' column), retention (input, layer-average, decode), prefill FLOPs (absolute per item and
+    relative), and the change vs the unpruned model with the p-value of an exact McNemar test on the
+    items both ran (CSV: every interval raw, per task too).
     """
-    emit(render(report_rows(load_results(results)), fmt, flops, paper_layout=True), output)
+    rows = report_rows(load_results(results))
+    if versus is not None:
+        emit(render_versus(rows, *versus, fmt=fmt), output)
+        return
+    emit(render(rows, fmt, flops, paper_layout=True), output)

@@ -7,6 +7,9 @@ Every strategy has one colour and marker in every figure (:func:`strategy_style`
 built-ins, derived from the name for plugins), and legends sit outside the axes so they never cover
 data. :func:`write_figures` writes the full set (``prune-bench plot``); :func:`write_plots` the
 three figures of ``prune-bench report --plots``.
+
+Every accuracy-vs-something point carries a vertical bar for the 95% bootstrap interval of its
+average (``SummaryRow.average_ci``), the unpruned reference a light band for its own interval.
 """
 
 from __future__ import annotations
@@ -128,6 +131,34 @@ def _unit_label(rows: Sequence[SummaryRow]) -> str | None:
     return units.pop() if len(units) == 1 else None
 
 
+ACCURACY_LABEL = "average accuracy (%; bars: 95% CI)"
+
+
+def _error_bars(ax: Axes, xs: Sequence[float], series: Sequence[SummaryRow], colour: str) -> None:
+    """A vertical bar from each point's interval low to high (rows without an interval get none).
+
+    Drawn as one line collection, so they never count among the axes' lines (markers, Pareto front)."""
+    bars = [(x, r.average_ci) for x, r in zip(xs, series, strict=True) if r.average_ci is not None]
+    if not bars:
+        return
+    ax.vlines(
+        [x for x, _ in bars],
+        [ci[0] for _, ci in bars],
+        [ci[1] for _, ci in bars],
+        colors=colour,
+        linewidth=1.1,
+        alpha=0.55,
+        zorder=2,
+    )
+
+
+def _reference_band(ax: Axes, ref: SummaryRow) -> None:
+    """The unpruned reference's interval as a light horizontal band behind the data."""
+    if ref.average_ci is not None:
+        low, high = ref.average_ci
+        ax.axhspan(low, high, color=REFERENCE_STYLE["color"], alpha=0.1, linewidth=0, zorder=0)
+
+
 # --------------------------------------------------------------------------- the report --plots set
 def accuracy_vs_keep(rows: Sequence[SummaryRow]) -> Figure:
     """Average accuracy against the requested keep, one line per strategy; ``none`` dashed."""
@@ -137,11 +168,14 @@ def accuracy_vs_keep(rows: Sequence[SummaryRow]) -> Figure:
     ref = reference_row(rows)
     if ref is not None:
         ax.axhline(ref.average, label=f"{REFERENCE} (unpruned)", **REFERENCE_STYLE)
+        _reference_band(ax, ref)
     for name, series in groups.items():
-        ax.plot([r.keep for r in series], [r.average for r in series], label=name, **_style_of(name))
+        style = _style_of(name)
+        ax.plot([r.keep for r in series], [r.average for r in series], label=name, **style)
+        _error_bars(ax, [r.keep for r in series], series, style["color"])
     unit = _unit_label(rows)
     ax.set_xlabel(f"keep, requested ({unit})" if unit else "keep, requested")
-    ax.set_ylabel("average accuracy (%)")
+    ax.set_ylabel(ACCURACY_LABEL)
     ax.set_title("Accuracy vs keep")
     ax.grid(alpha=0.3)
     _legend(ax)
@@ -156,17 +190,17 @@ def accuracy_vs_flops(rows: Sequence[SummaryRow], flops: str = "exact") -> Figur
     ref = reference_row(rows)
     if ref is not None:
         ax.axhline(ref.average, **REFERENCE_STYLE)
+        _reference_band(ax, ref)
         _reference_star(ax, ref.flops_ratio[flops], ref.average)
+        _error_bars(ax, [ref.flops_ratio[flops]], [ref], REFERENCE_STYLE["color"])
     for name, series in groups.items():
         series = sorted(series, key=lambda r: r.flops_ratio[flops])
-        ax.plot(
-            [r.flops_ratio[flops] for r in series],
-            [r.average for r in series],
-            label=name,
-            **_style_of(name),
-        )
+        style = _style_of(name)
+        xs = [r.flops_ratio[flops] for r in series]
+        ax.plot(xs, [r.average for r in series], label=name, **style)
+        _error_bars(ax, xs, series, style["color"])
     ax.set_xlabel(f"LLM prefill FLOPs relative to unpruned ({flops} convention)")
-    ax.set_ylabel("average accuracy (%)")
+    ax.set_ylabel(ACCURACY_LABEL)
     ax.set_title("Accuracy vs FLOPs")
     ax.grid(alpha=0.3)
     _legend(ax)
@@ -263,15 +297,18 @@ def accuracy_vs_retention(rows: Sequence[SummaryRow]) -> Figure:
     ref = reference_row(rows)
     if ref is not None:
         ax.axhline(ref.average, label=f"{REFERENCE} (unpruned)", **REFERENCE_STYLE)
+        _reference_band(ax, ref)
     for name, series in groups.items():
         series = sorted(series, key=lambda r: r.retention[measure])
         x = [100 * r.retention[measure] for r in series]
-        ax.plot(x, [r.average for r in series], label=name, **_style_of(name))
+        style = _style_of(name)
+        ax.plot(x, [r.average for r in series], label=name, **style)
+        _error_bars(ax, x, series, style["color"])
     what = "entering the LLM" if measure == "input" else "averaged over LLM layers"
     ax.set_xlabel(f"visual tokens kept, {what} (% of unpruned, achieved)")
     ax.xaxis.set_major_locator(MaxNLocator(steps=[1, 2, 5, 10]))
     ax.xaxis.set_major_formatter(PercentFormatter(decimals=0))
-    ax.set_ylabel("average accuracy (%)")
+    ax.set_ylabel(ACCURACY_LABEL)
     ax.set_title("Accuracy vs retention")
     ax.grid(alpha=0.3)
     _legend(ax)
@@ -314,18 +351,22 @@ def accuracy_vs_cost(rows: Sequence[SummaryRow], cost: str = "flops", flops: str
     points: list[tuple[float, float]] = []
     if ref is not None:
         ax.axhline(ref.average, **REFERENCE_STYLE)
+        _reference_band(ax, ref)
         _reference_star(ax, value(ref), ref.average)
+        _error_bars(ax, [value(ref)], [ref], REFERENCE_STYLE["color"])
         points.append((value(ref), ref.average))
     for name, series in groups.items():
         series = sorted(series, key=value)
         xs, ys = [value(r) for r in series], [r.average for r in series]
-        ax.plot(xs, ys, label=name, **_style_of(name))
+        style = _style_of(name)
+        ax.plot(xs, ys, label=name, **style)
+        _error_bars(ax, xs, series, style["color"])
         points += zip(xs, ys, strict=True)
     _draw_front(ax, pareto_front(points))
     if cost == "flops" and ref is not None and value(ref) > 0:
         _percent_axis(ax, value(ref), "% of unpruned prefill FLOPs")
     ax.set_xlabel(xlabel)
-    ax.set_ylabel("average accuracy (%)")
+    ax.set_ylabel(ACCURACY_LABEL)
     ax.set_title(title)
     ax.grid(alpha=0.3)
     _legend(ax)

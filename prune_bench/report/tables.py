@@ -5,6 +5,15 @@ LLM / averaged over its layers / visible while decoding), prefill FLOPs relative
 under one named convention, and the change of the average vs the ``none`` reference row (in points).
 The best pruned value of each scored column within one budget is bold (markdown, LaTeX).
 
+Uncertainty (:mod:`prune_bench.report.stats`, computed by ``summarize``): a ``95% CI`` column beside
+the average (percentile bootstrap, items resampled within each task) and a ``p vs none`` column (exact
+McNemar test against the unpruned row on the items both ran, ``<0.001``, ``0.03``, ...). CSV has them
+raw, with more: ``average_ci_low``/``_high``, ``p_vs_none``, and per task ``n_<task>`` and
+``acc_<task>_ci_low``/``_high``, then ``n_vs_none`` (shared items), ``delta_vs_none_paired`` (the
+difference on them) and its ``delta_vs_none_ci_low``/``_high``. When some row has fewer than
+:data:`~prune_bench.report.stats.SMALL_N` items the note says its intervals are wide.
+:func:`render_versus` compares two named strategies the same way, budget by budget.
+
 ``paper_layout=True`` prints it as pruning papers do: every accuracy also as a percentage of the
 unpruned model (``52.0 (94.5%)``), the absolute prefill FLOPs per item beside the relative ones, and in
 CSV a ``*_pct_full`` column per accuracy plus a ``best`` column naming the columns a row wins.
@@ -20,6 +29,8 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from prune_bench.core.flops import CONVENTIONS
+from prune_bench.errors import UserError
+from prune_bench.report import stats
 from prune_bench.report.data import REFERENCE, mixed_units, reference_row
 from prune_bench.runner.summary import SummaryRow
 
@@ -30,7 +41,8 @@ FLOPS_NOTE = {
     "paper": "paper: 4nd^2 + 2n^2d + 2ndm per LLM layer",
 }
 
-Cell = str | float | None  # None: not applicable (a task the row was not run on, no reference)
+#: None: not applicable (a task the row was not run on, no reference); a pair: an interval (low, high)
+Cell = str | float | tuple[float, float] | None
 
 
 @dataclass(frozen=True)
@@ -44,6 +56,10 @@ class Column:
     signed: bool = False
     relative: bool = False  # also shown as a percentage of the reference row (paper layout)
     significant: bool = False  # ``digits`` significant figures instead of decimals
+    count: bool = False  # a whole number (items)
+    interval: bool = False  # cells are (low, high): ``[low, high]`` in text, ``<csv>_low``/``_high`` in CSV
+    pvalue: bool = False  # shown as papers print p (``<0.001``, ``0.03``), raw in CSV
+    csv_only: bool = False  # a raw column of the CSV, not printed in markdown or LaTeX
 
 
 @dataclass
@@ -56,6 +72,11 @@ class Table:
     flops: str = "exact"
     reference: list[Cell] | None = None  # the reference row's cells, for percentages of it
     paper_layout: bool = False
+    note: str | None = None  # replaces the accuracy table's note (another kind of table)
+
+    def shown(self) -> list[int]:
+        """Indices of the columns markdown and LaTeX print (CSV has every column)."""
+        return [j for j, c in enumerate(self.columns) if not c.csv_only]
 
 
 def flops_scale(values: Sequence[float]) -> tuple[float, str]:
@@ -84,11 +105,12 @@ def build_table(rows: Sequence[SummaryRow], flops: str = "exact", paper_layout: 
     columns = [Column("strategy", "strategy"), Column("keep", "keep")]
     if with_unit:
         columns.append(Column("unit", "unit"))
-    columns.append(Column("n", "n"))  # items behind the row: every cell is a mean over these
+    columns.append(Column("n", "n", count=True))  # items behind the row: every cell is a mean over these
     rel = paper_layout and ref is not None
     columns += [Column(t, f"acc_{t}", better="high", relative=rel) for t in tasks]
     columns += [
         Column("avg", "average", better="high", relative=rel),
+        Column(f"{stats.CONFIDENCE:.0%} CI", "average_ci", interval=True),
         Column("ret. input", "retention_input", digits=3),
         Column("ret. layer-avg", "retention_layer_average", digits=3),
         Column("ret. decode", "retention_decode", digits=3),
@@ -101,6 +123,17 @@ def build_table(rows: Sequence[SummaryRow], flops: str = "exact", paper_layout: 
     columns += [
         Column(f"rel. FLOPs ({flops})", f"flops_{flops}", digits=3, better="low"),
         Column(f"Δ avg vs {REFERENCE}", f"delta_vs_{REFERENCE}", better="high", signed=True),
+        Column(f"p vs {REFERENCE}", f"p_vs_{REFERENCE}", pvalue=True),
+    ]
+    for t in tasks:  # the raw uncertainty of every cell, CSV only
+        columns += [
+            Column(f"n {t}", f"n_{t}", count=True, csv_only=True),
+            Column(f"{t} CI", f"acc_{t}_ci", interval=True, csv_only=True),
+        ]
+    columns += [
+        Column(f"n vs {REFERENCE}", f"n_vs_{REFERENCE}", count=True, csv_only=True),
+        Column(f"Δ paired vs {REFERENCE}", f"delta_vs_{REFERENCE}_paired", signed=True, csv_only=True),
+        Column(f"Δ CI vs {REFERENCE}", f"delta_vs_{REFERENCE}_ci", interval=True, csv_only=True),
     ]
     cells: list[list[Cell]] = []
     groups: list[tuple[float, str] | None] = []
@@ -110,15 +143,21 @@ def build_table(rows: Sequence[SummaryRow], flops: str = "exact", paper_layout: 
             line.append(r.unit)
         line.append(r.items)
         line += [r.accuracy.get(t) for t in tasks]
+        vs = r.vs_none if r is not ref else None
         line += [
             r.average,
+            r.average_ci,
             r.retention["input"],
             r.retention["layer_average"],
             r.retention["decode"],
             *([r.flops[flops] / scale] if paper_layout else []),
             r.flops_ratio[flops],
             None if ref is None else r.average - ref.average,
+            None if vs is None else vs.p,
         ]
+        for t in tasks:
+            line += [r.task_items.get(t), r.accuracy_ci.get(t)]
+        line += [None, None, None] if vs is None else [vs.n, vs.delta, vs.ci]
         cells.append(line)
         groups.append(None if r.strategy == REFERENCE else (r.keep, r.unit))
     reference = cells[rows.index(ref)] if ref is not None else None
@@ -130,7 +169,12 @@ def _fmt(value: Cell, col: Column) -> str:
         return "—"
     if isinstance(value, str):
         return value
-    if col.csv in ("keep", "n"):
+    if isinstance(value, tuple):
+        low, high = (_fmt(v, col) for v in value)
+        return f"[{low}, {high}]"
+    if col.pvalue:
+        return stats.format_p(value)
+    if col.csv == "keep" or col.count:
         return f"{value:g}"
     if col.significant:  # trailing zeros kept (1.30, not 1.3), no bare trailing point (123, not 123.)
         return f"{value:#.{col.digits}g}".rstrip(".")
@@ -173,18 +217,22 @@ def best_cells(table: Table) -> set[tuple[int, int]]:
 def to_markdown(table: Table) -> str:
     """A GitHub-flavoured markdown table, best per budget in bold, with a note on the units below it."""
     best = best_cells(table)
-    head = [c.header for c in table.columns]
-    align = [":---" if c.csv in ("strategy", "unit") else "---:" for c in table.columns]
+    shown = table.shown()
+    head = [table.columns[j].header for j in shown]
+    align = [":---" if table.columns[j].csv in _TEXT_COLUMNS else "---:" for j in shown]
     lines = ["| " + " | ".join(head) + " |", "| " + " | ".join(align) + " |"]
     for i, row in enumerate(table.rows):
         cells = []
-        for j in range(len(row)):
+        for j in shown:
             text = _display(row, j, i, table)
             text = f"**{text}**" if (i, j) in best else text
             pct = percent_of_reference(table, i, j)
             cells.append(text if pct is None else f"{text} ({pct:.1f}%)")
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n\n" + _note(table) + "\n"
+
+
+_TEXT_COLUMNS = ("strategy", "unit")  # left-aligned
 
 
 def _display(row: list[Cell], j: int, i: int, table: Table) -> str:
@@ -194,7 +242,29 @@ def _display(row: list[Cell], j: int, i: int, table: Table) -> str:
     return _fmt(row[j], col)
 
 
+def _counts(table: Table) -> list[int]:
+    j = next((j for j, c in enumerate(table.columns) if c.csv == "n"), None)
+    return [] if j is None else [int(v) for row in table.rows if isinstance(v := row[j], int | float)]
+
+
+def _stats_note(table: Table) -> str:
+    """What the intervals and p-values are, and the warning for small rows."""
+    text = (
+        f" {stats.CONFIDENCE:.0%} CI: percentile bootstrap of avg ({stats.RESAMPLES:,} resamples of the items, "
+        f"within each task); p vs {REFERENCE}: exact McNemar test against {REFERENCE} on the items both ran."
+    )
+    small = [n for n in _counts(table) if n < stats.SMALL_N]
+    if small:
+        text += (
+            f" Rows with n < {stats.SMALL_N} (here as few as {min(small)}) have wide intervals: "
+            "differences within them are noise, not a ranking."
+        )
+    return text
+
+
 def _note(table: Table) -> str:
+    if table.note is not None:
+        return table.note
     extra = ""
     if table.paper_layout:
         extra = (
@@ -205,7 +275,9 @@ def _note(table: Table) -> str:
     return (
         f"Accuracy in %, avg = mean over tasks; ret. = fraction of visual tokens kept (input to the LLM, "
         f"averaged over its layers, visible while decoding); rel. FLOPs = prefill FLOPs / unpruned "
-        f"({FLOPS_NOTE[table.flops]}); Δ in accuracy points vs {REFERENCE}; best per budget in bold." + extra
+        f"({FLOPS_NOTE[table.flops]}); Δ in accuracy points vs {REFERENCE}; best per budget in bold."
+        + extra
+        + _stats_note(table)
     )
 
 
@@ -235,22 +307,35 @@ def _latex_cell(text: str) -> str:
         return "$-$" + text[1:]
     if text.startswith("+"):
         return "$+$" + text[1:]
+    if text.startswith("<"):  # ``<0.001``: a bare < is another glyph in LaTeX's text fonts
+        return "$<$" + text[1:]
     return latex_escape(text)
+
+
+def _latex_display(row: list[Cell], j: int, i: int, table: Table) -> str:
+    value, col = row[j], table.columns[j]
+    if isinstance(value, tuple) and not (col.signed and table.groups[i] is None):
+        low, high = (_latex_cell(_fmt(v, col)) for v in value)
+        return f"[{low}, {high}]"
+    return _latex_cell(_display(row, j, i, table))
 
 
 def to_latex(table: Table) -> str:
     """A booktabs ``tabular``: reference row first, a rule between budgets, best per column in bold."""
     best = best_cells(table)
-    spec = "".join("l" if c.csv in ("strategy", "unit") else "r" for c in table.columns)
-    heads = [latex_escape(c.header).replace("Δ", r"$\Delta$") for c in table.columns]
-    note = latex_escape(_note(table)).replace("Δ", "Delta")
+    shown = table.shown()
+    spec = "".join("l" if table.columns[j].csv in _TEXT_COLUMNS else "r" for j in shown)
+    heads = [
+        latex_escape(table.columns[j].header).replace("Δ", r"$\Delta$").replace("−", "$-$") for j in shown
+    ]
+    note = latex_escape(_note(table)).replace("Δ", "Delta").replace("−", "-")
     out = [f"% {note}", rf"\begin{{tabular}}{{{spec}}}", r"\toprule", " & ".join(heads) + r" \\", r"\midrule"]
     for i, row in enumerate(table.rows):
         if i > 0 and table.groups[i] != table.groups[i - 1]:
             out.append(r"\midrule")
         cells = []
-        for j in range(len(row)):
-            text = _latex_cell(_display(row, j, i, table))
+        for j in shown:
+            text = _latex_display(row, j, i, table)
             text = rf"\textbf{{{text}}}" if (i, j) in best else text
             pct = percent_of_reference(table, i, j)
             cells.append(text if pct is None else rf"{text} {{\scriptsize({pct:.1f}\%)}}")
@@ -270,11 +355,17 @@ def to_csv(table: Table) -> str:
     best = best_cells(table)
     header: list[str] = []
     for c in table.columns:
-        header += [c.csv, f"{c.csv}_pct_full"] if c.relative else [c.csv]
+        if c.interval:
+            header += [f"{c.csv}_low", f"{c.csv}_high"]
+        else:
+            header += [c.csv, f"{c.csv}_pct_full"] if c.relative else [c.csv]
     writer.writerow(header + (["best"] if table.paper_layout else []))
     for i, row in enumerate(table.rows):
         line: list[str] = []
         for j, (v, c) in enumerate(zip(row, table.columns, strict=True)):
+            if c.interval:
+                line += [_csv_cell(x, c) for x in v] if isinstance(v, tuple) else ["", ""]
+                continue
             line.append(_csv_cell(v, c))
             if c.relative:
                 pct = percent_of_reference(table, i, j)
@@ -290,7 +381,9 @@ def _csv_cell(value: Cell, col: Column) -> str:
         return ""
     if isinstance(value, str):
         return value
-    if col.csv in ("keep", "n") or col.significant:
+    if isinstance(value, tuple):
+        raise TypeError(f"column {col.csv}: an interval outside an interval column")
+    if col.csv == "keep" or col.count or col.significant or col.pvalue:
         return f"{value:.6g}"
     return f"{value:.4f}"
 
@@ -304,3 +397,85 @@ def render(
     if fmt not in renderers:
         raise ValueError(f"format must be one of {FORMATS}, got {fmt!r}")
     return renderers[fmt](build_table(rows, flops, paper_layout))
+
+
+def versus_table(rows: Sequence[SummaryRow], a: str, b: str) -> Table:
+    """Strategy ``a`` against strategy ``b``, paired, at every budget both ran (one of them ``none``:
+    against each budget of the other): on the items both ran, each one's average over tasks, the
+    difference ``a - b`` with its paired-bootstrap interval and the exact McNemar p-value.
+
+    A name is a row's strategy as the table prints it (``fastv[k=6]``); a :class:`UserError` names
+    the strategies there are when one is not among them, or when the two share no budget."""
+    names = sorted({r.strategy for r in rows})
+    for name in (a, b):
+        if name not in names:
+            raise UserError(f"--versus: no row '{name}' in the results (there are: {', '.join(names)})")
+    if a == b:
+        raise UserError(f"--versus: name two different strategies, not '{a}' twice")
+    of_a = [r for r in rows if r.strategy == a]
+    of_b = {(r.keep, r.unit): r for r in rows if r.strategy == b}
+    if b == REFERENCE:
+        pairs = [(r, of_b[next(iter(of_b))]) for r in of_a]
+    elif a == REFERENCE:
+        pairs = [(of_a[0], r) for r in of_b.values()]
+    else:
+        pairs = [(r, of_b[(r.keep, r.unit)]) for r in of_a if (r.keep, r.unit) in of_b]
+    if not pairs:
+        budgets = {
+            n: ", ".join(sorted({f"{r.keep:g} ({r.unit})" for r in rows if r.strategy == n})) for n in (a, b)
+        }
+        raise UserError(
+            f"--versus: '{a}' and '{b}' share no budget ('{a}' ran at {budgets[a]}, '{b}' at {budgets[b]})"
+        )
+    budget_of = (lambda p: p[1]) if a == REFERENCE else (lambda p: p[0])
+    pairs.sort(key=lambda p: (budget_of(p).unit, -budget_of(p).keep))
+    with_unit = len({budget_of(p).unit for p in pairs}) > 1
+    columns = [Column("keep", "keep")] + ([Column("unit", "unit")] if with_unit else [])
+    columns += [
+        Column("n", "n", count=True),
+        Column(a, "average_a"),
+        Column(b, "average_b"),
+        Column(f"Δ {a} − {b}", "delta", signed=True),
+        Column(f"{stats.CONFIDENCE:.0%} CI", "delta_ci", signed=True, interval=True),
+        Column("p", "p", pvalue=True),
+        Column(f"only {a} right", "only_a", count=True, csv_only=True),
+        Column(f"only {b} right", "only_b", count=True, csv_only=True),
+    ]
+    cells: list[list[Cell]] = []
+    groups: list[tuple[float, str] | None] = []
+    for ra, rb in pairs:
+        budget = budget_of((ra, rb))
+        test = stats.paired(ra.outcomes, rb.outcomes)
+        line: list[Cell] = [budget.keep] + ([budget.unit] if with_unit else [])
+        if test is None:
+            line += [0, None, None, None, None, None, None, None]
+        else:
+            line += [test.n, test.accuracy_a, test.accuracy_b, test.delta, test.ci, test.p]
+            line += [test.only_a, test.only_b]
+        cells.append(line)
+        groups.append((budget.keep, budget.unit))
+    note = (
+        f"{a} vs {b} on the items both ran (n), at each budget: average accuracy over tasks in %; "
+        f"Δ = {a} − {b} in points with its {stats.CONFIDENCE:.0%} CI (paired bootstrap: {stats.RESAMPLES:,} "
+        "resamples of the shared items, within each task); p: exact McNemar test (two-sided binomial "
+        "on the items exactly one of them got right)."
+    )
+    n_at = 2 if with_unit else 1
+    counts: list[int] = []
+    for line in cells:
+        if isinstance(n := line[n_at], int):
+            counts.append(n)
+    if counts and min(counts) < stats.SMALL_N:
+        note += (
+            f" With n < {stats.SMALL_N} (here as few as {min(counts)}) the intervals are wide: differences "
+            "within them are noise."
+        )
+    return Table(columns, cells, groups, note=note)
+
+
+def render_versus(rows: Sequence[SummaryRow], a: str, b: str, fmt: str = "md") -> str:
+    """:func:`versus_table` in ``fmt`` (markdown/md, latex or csv)."""
+    renderers = {"md": to_markdown, "markdown": to_markdown, "latex": to_latex, "csv": to_csv}
+    if fmt not in renderers:
+        raise ValueError(f"format must be one of {FORMATS}, got {fmt!r}")
+    return renderers[fmt](versus_table(rows, a, b))

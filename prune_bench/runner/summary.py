@@ -3,7 +3,13 @@
 A row is one configuration (one ``config_hash``: strategy with every option, budget, mode, model,
 benchmark, frames), counted once per item: a record repeated for the same (configuration, item), by
 two runs or a re-run, counts once (the last one written). Two configurations that share a label (the
-same spec under another seed, say) stay two rows, told apart by their hash."""
+same spec under another seed, say) stay two rows, told apart by their hash.
+
+Each row also carries the uncertainty of its accuracies (:mod:`prune_bench.report.stats`, computed
+here once so every table format and figure shows the same numbers): the items per task, a 95%
+bootstrap interval of each task's accuracy and of the average (items resampled within each task), and
+for a pruned row its paired comparison with the unpruned ``none`` row on the items both ran (the
+difference of the averages with its paired-bootstrap interval, the exact McNemar p-value)."""
 
 from __future__ import annotations
 
@@ -14,6 +20,10 @@ from statistics import mean, median
 from typing import Any
 
 from prune_bench.core.flops import CONVENTIONS
+from prune_bench.report import stats
+from prune_bench.report.stats import Interval, Paired
+
+REFERENCE = "none"
 
 
 @dataclass
@@ -32,9 +42,25 @@ class SummaryRow:
     config_hash: str = ""
     #: the first LLM layer from which no item kept a visual token (None: every layer saw some)
     first_empty_layer: int | None = None
+    task_items: dict[str, int] = field(default_factory=dict)  # n per task
+    accuracy_ci: dict[str, Interval] = field(default_factory=dict)  # 95% bootstrap, per task, 0..100
+    average_ci: Interval | None = None  # 95% bootstrap of ``average``, items resampled within tasks
+    #: paired comparison with the ``none`` row on the items both ran (None: the reference itself, or
+    #: no reference sharing an item); ``vs_none.delta`` is this row minus ``none``
+    vs_none: Paired | None = None
+    #: item id -> (task, correct), what the statistics are computed from (for further paired tests)
+    outcomes: dict[str, tuple[str, bool]] = field(default_factory=dict, repr=False, compare=False)
 
 
-def summarize(records: Iterable[dict[str, Any]], hashes: set[str] | None = None) -> list[SummaryRow]:
+def summarize(
+    records: Iterable[dict[str, Any]],
+    hashes: set[str] | None = None,
+    resamples: int = stats.RESAMPLES,
+    seed: int = stats.SEED,
+) -> list[SummaryRow]:
+    """One row per configuration of ``records`` (only those of ``hashes`` when given), with its
+    bootstrap intervals (``resamples`` resamples, seeded by ``seed``) and, for a pruned row, its paired
+    test against the ``none`` row (the one budgeted in the same unit when there are several)."""
     latest: dict[str, dict[str, dict[str, Any]]] = defaultdict(dict)  # hash -> item -> record
     for r in records:
         if hashes is not None and r["config_hash"] not in hashes:
@@ -45,15 +71,16 @@ def summarize(records: Iterable[dict[str, Any]], hashes: set[str] | None = None)
         first = next(iter(by_item.values()))
         labels[(first["strategy"], first["keep"], first["unit"])].add(config_hash)
     rows = []
+    references: list[SummaryRow] = []
     for config_hash, by_item in latest.items():
         recs = list(by_item.values())
         strategy, keep, unit = recs[0]["strategy"], recs[0]["keep"], recs[0]["unit"]
+        is_reference = strategy == REFERENCE
         if len(labels[(strategy, keep, unit)]) > 1:
             strategy = f"{strategy} ({config_hash[:8]})"
-        by_task: dict[str, list[bool]] = defaultdict(list)
-        for r in recs:
-            by_task[r["task"]].append(bool(r["correct"]))
-        acc = {t: 100.0 * sum(v) / len(v) for t, v in sorted(by_task.items())}
+        items = stats.outcomes(recs)
+        by_task = stats.by_task(items)
+        acc = {t: 100.0 * sum(v) / len(v) for t, v in by_task.items()}
         rows.append(
             SummaryRow(
                 strategy=strategy,
@@ -75,8 +102,18 @@ def summarize(records: Iterable[dict[str, Any]], hashes: set[str] | None = None)
                 },
                 prefill_ms=median(r["timings_ms"].get("prefill", 0.0) for r in recs),
                 pruning_ms=median(r["timings_ms"].get("pruning", 0.0) for r in recs),
+                task_items={t: len(v) for t, v in by_task.items()},
+                accuracy_ci=stats.task_intervals(items, resamples, seed),
+                average_ci=stats.average_interval(by_task, resamples, seed),
+                outcomes=items,
             )
         )
+        if is_reference:
+            references.append(rows[-1])
+    for row in rows:
+        if references and not any(row is ref for ref in references):
+            ref = next((r for r in references if r.unit == row.unit), references[0])
+            row.vs_none = stats.paired(row.outcomes, ref.outcomes, resamples, seed)
     rows.sort(key=lambda r: (r.strategy != "none", r.strategy, r.keep))
     return rows
 

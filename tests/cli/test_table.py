@@ -96,3 +96,44 @@ def test_missing_directory_is_one_line(tmp_path: Path, run_cli) -> None:
     assert isinstance(result.exception, UserError)
     assert "does not exist" in str(result.exception) and "\n" not in str(result.exception)
     json.dumps(str(result.exception))
+
+
+def test_intervals_and_paired_tests_in_every_format(swept: Path, rows, run_cli) -> None:
+    md = run_cli("table", str(swept))
+    assert md.exit_code == 0, md.output
+    heads = [h.strip() for h in md.output.splitlines()[0].strip("|").split("|")]
+    assert heads[heads.index("avg") + 1] == "95% CI" and heads[-1] == "p vs none"
+    assert "n < 100" in md.output and "differences within them are noise" in md.output  # 6 items
+    parsed = list(csv.DictReader(io.StringIO(run_cli("table", str(swept), "--format", "csv").stdout)))
+    assert len(parsed) == len(rows)
+    for line in parsed:
+        r = next(r for r in rows if (r.strategy, r.keep) == (line["strategy"], float(line["keep"])))
+        assert float(line["average_ci_low"]) <= float(line["average"]) <= float(line["average_ci_high"])
+        if r.strategy == "none":
+            assert line["p_vs_none"] == ""
+            continue
+        assert 0 < float(line["p_vs_none"]) <= 1
+        assert float(line["p_vs_none"]) == pytest.approx(r.vs_none.p, rel=1e-5)
+        assert float(line["delta_vs_none_ci_low"]) <= float(line["delta_vs_none_paired"])
+        assert float(line["delta_vs_none_paired"]) <= float(line["delta_vs_none_ci_high"])
+        assert int(float(line["n_vs_none"])) == r.items  # every run here covers the same items
+    tex = run_cli("table", str(swept), "--format", "latex").stdout
+    assert "95\\% CI" in tex and "p vs none" in tex
+
+
+def test_versus_compares_two_strategies_paired(swept: Path, rows, run_cli) -> None:
+    result = run_cli("table", str(swept), "--versus", "random", "uniform", "--format", "csv")
+    assert result.exit_code == 0, result.output
+    parsed = list(csv.DictReader(io.StringIO(result.stdout)))
+    assert [float(r["keep"]) for r in parsed] == [0.4, 0.2]
+    for line in parsed:
+        a = next(r for r in rows if r.strategy == "random" and r.keep == float(line["keep"]))
+        b = next(r for r in rows if r.strategy == "uniform" and r.keep == float(line["keep"]))
+        assert float(line["delta"]) == pytest.approx(a.average - b.average, abs=1e-3)
+        assert float(line["delta_ci_low"]) <= float(line["delta"]) <= float(line["delta_ci_high"])
+        assert 0 < float(line["p"]) <= 1
+    md = run_cli("table", str(swept), "--versus", "random", "uniform")
+    assert md.exit_code == 0 and md.output.startswith("| keep | n | random | uniform | Δ random − uniform |")
+    wrong = run_cli("table", str(swept), "--versus", "random", "fastv")
+    assert isinstance(wrong.exception, UserError) and "no row 'fastv'" in str(wrong.exception)
+    assert "\n" not in str(wrong.exception)

@@ -64,3 +64,37 @@ def test_empty_rows_draw_without_warnings(tmp_path: Path) -> None:
     # filterwarnings=error: an empty legend or layout trouble would fail here
     paths = write_plots([], tmp_path)
     assert all(p.stat().st_size > 0 for p in paths)
+
+
+def _bars(ax) -> list[tuple[float, float, float]]:
+    """(x, low, high) of every vertical error bar of the axes."""
+    from matplotlib.collections import LineCollection
+
+    out = []
+    for coll in ax.collections:
+        if isinstance(coll, LineCollection):
+            out += [(float(s[0][0]), float(s[0][1]), float(s[1][1])) for s in coll.get_segments()]
+    return out
+
+
+def test_accuracy_points_carry_their_95_percent_intervals(records: list[dict[str, Any]]) -> None:
+    from prune_bench.report.plots import accuracy_vs_cost, accuracy_vs_retention
+
+    rows = report_rows(records)
+    none = next(r for r in rows if r.strategy == "none")
+    pruned = [r for r in rows if r.strategy != "none"]
+    for ax, x_of in (
+        (accuracy_vs_keep(rows).axes[0], lambda r: r.keep),
+        (accuracy_vs_flops(rows).axes[0], lambda r: r.flops_ratio["exact"]),
+        (accuracy_vs_retention(rows).axes[0], lambda r: 100 * r.retention["layer_average"]),
+        (accuracy_vs_cost(rows, "flops").axes[0], lambda r: r.flops["exact"]),
+        (accuracy_vs_cost(rows, "ttft").axes[0], lambda r: r.prefill_ms),
+    ):
+        assert "95% CI" in ax.get_ylabel()
+        bars = _bars(ax)
+        for r in pruned:  # a bar at the point's x from its interval's low to its high
+            want = (x_of(r), *r.average_ci)
+            assert any(got == pytest.approx(want) for got in bars), (ax.get_title(), r.strategy, r.keep)
+        # the reference's own interval: a light band behind the data
+        bands = [p.get_bbox() for p in ax.patches]
+        assert any((b.y0, b.y1) == pytest.approx(none.average_ci) for b in bands), ax.get_title()
