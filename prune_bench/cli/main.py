@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import signal
 import sys
+import threading
 import warnings
 
 import click
@@ -10,6 +12,7 @@ import click
 from prune_bench.core.plugins import registry
 from prune_bench.core.strategy import BudgetWarning
 from prune_bench.errors import UserError
+from prune_bench.runner.store import StoreError
 
 
 class PluginGroup(click.Group):
@@ -32,18 +35,32 @@ def _show_warning(message: Warning | str, category: type[Warning], *args: object
     click.secho(f"warning: {message}", fg="yellow", err=True)
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread so that a run ends the way Ctrl-C ends it (nothing lost)."""
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise Terminated
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: a user mistake is one line on stderr and exit code 2, never a traceback."""
     warnings.simplefilter("always", BudgetWarning)
     warnings.showwarning = _show_warning  # type: ignore[assignment]
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _terminate) if main_thread else None
     try:
         cli.main(args=argv, prog_name="prune-bench", standalone_mode=False)
-    except click.exceptions.Abort:
-        click.echo("aborted", err=True)
-        sys.exit(130)
+    except click.exceptions.Abort as exc:
+        terminated = isinstance(exc.__cause__, Terminated)
+        click.echo("terminated" if terminated else "aborted", err=True)
+        sys.exit(143 if terminated else 130)
     except click.ClickException as exc:
         exc.show()
         sys.exit(2 if isinstance(exc, click.UsageError) else exc.exit_code)
-    except UserError as exc:
+    except (UserError, StoreError) as exc:
         click.secho(f"error: {exc}", fg="red", err=True)
         sys.exit(2)
+    finally:
+        if main_thread:
+            signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)

@@ -42,9 +42,14 @@ def load_records(directory: str | Path) -> list[dict[str, Any]]:
         raise UserError(f"results directory '{directory}' does not exist (pass the --out directory of a run)")
     if not (path / "results.jsonl").is_file():
         raise UserError(f"'{directory}' holds no results.jsonl (pass the --out directory of a run)")
-    records = list(ResultStore(path).records())
+    store = ResultStore(path, read_only=True)  # reading never repairs, locks or writes anything
+    records = list(store.records())
     if not records:
-        raise UserError(f"'{directory}/results.jsonl' holds no results yet (run 'prune-bench compare' first)")
+        damaged = f" ({store.damage_summary()})" if store.damage else ""
+        raise UserError(
+            f"'{directory}/results.jsonl' holds no results yet{damaged} (run 'prune-bench compare' first)"
+        )
+    store.warn_damage()
     for n, r in enumerate(records, 1):
         missing = [k for k in REQUIRED if k not in r]
         if missing:
@@ -58,14 +63,14 @@ def run_context(directory: str | Path) -> dict[str, Any] | None:
     path = Path(directory)
     if path.is_file():
         path = path.parent
+    store = ResultStore(path, read_only=True)
     try:
-        runs = json.loads((path / "manifest.json").read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
-        return None
+        runs = store.manifests()
+    except UserError:
+        return None  # unreadable: nothing to check against
+    store.warn_damage()
     contexts = {
-        json.dumps({k: run.get(k) for k in ("model", "benchmark", "frames")}, sort_keys=True)
-        for run in runs
-        if isinstance(run, dict)
+        json.dumps({k: run.get(k) for k in ("model", "benchmark", "frames")}, sort_keys=True) for run in runs
     }
     return json.loads(contexts.pop()) if len(contexts) == 1 else None
 
