@@ -13,3 +13,8 @@ class PruneBenchError(Exception):
 
 class UserError(PruneBenchError):
     """A mistake in the user's input; the message says what is wrong and how to fix it."""
+
+
+class RunIncomplete(PruneBenchError):
+    """A run finished what it could, but some items failed (each recorded with its reason); the CLI
+    prints the message as one line and exits with code 1."""

@@ -141,7 +141,7 @@ class Session:
             raise UserError(f"mode must be drop or mask, got '{mode}'")
         self.adapter = adapter
         self.keep, self.unit, self.mode, self.seed = keep, unit, mode, seed
-        self.num_frames = num_frames or adapter.prompt_format.num_frames
+        self.num_frames = adapter.prompt_format.num_frames if num_frames is None else num_frames
         if self.num_frames < 1:
             raise UserError(f"--frames must be at least 1, got {self.num_frames}")
         if isinstance(strategy, Strategy):
@@ -211,7 +211,10 @@ class Session:
         """The plan for a video of ``frames`` frames (cached); refuses stages the model cannot serve."""
         if frames not in self._plans:
             info = self.adapter.model_info(frames)
-            plan = PruningPlan.of(self.strategy.stages(info), info.num_layers)
+            try:
+                plan = PruningPlan.of(self.strategy.stages(info), info.num_layers)
+            except ValueError as exc:  # a stage mounted past the model's last layer, say
+                raise UserError(f"{self.label}: {exc}; choose a layer below {info.num_layers}") from None
             missing = plan.needs - info.capabilities
             if missing:
                 raise UserError(
@@ -279,14 +282,20 @@ class Session:
     ) -> AnswerResult:
         """Prefill under this session's plan and score the options (``result.choice``); with
         ``max_new_tokens`` also greedily decode that many tokens (``result.generated``). ``item_id``
-        derives the item's own random stream (:meth:`seed_for`)."""
-        return self.adapter.run(
-            sample,
-            self._plan_for(sample),
-            mode=self.mode,
-            max_new_tokens=max_new_tokens,
-            seed=self.seed_for(item_id),
-        )
+        derives the item's own random stream (:meth:`seed_for`); ``result.kernels`` says which path
+        each hand-written kernel ran as (``{"gram": "triton", "dpp": "persistent"}``)."""
+        from prune_bench import kernels  # here, so that importing the CLI imports no kernel module
+
+        with kernels.record_paths() as paths:
+            result = self.adapter.run(
+                sample,
+                self._plan_for(sample),
+                mode=self.mode,
+                max_new_tokens=max_new_tokens,
+                seed=self.seed_for(item_id),
+            )
+        result.kernels = dict(paths)
+        return result
 
     def generate(
         self,

@@ -67,6 +67,8 @@ class AnswerResult:
     total_visual: int
     decode_visible_visual: int
     timings_ms: dict[str, float] = field(default_factory=dict)
+    #: which implementation each hand-written kernel ran as (``prune_bench.kernels.record_paths``)
+    kernels: dict[str, str] = field(default_factory=dict)
 
     @property
     def retention(self) -> Retention:
@@ -100,6 +102,8 @@ class Adapter(ABC):
 
     model: Any
     config: Any
+    #: the HF language model whose decoder layers ``runner`` runs
+    lm: Any
     runner: DecoderRunner
     prompt_format: PromptFormat
     tokenizer: Any | None = None

@@ -18,6 +18,14 @@ DEFAULT_MODEL_DIR = Path(str(files("prune_bench") / "assets" / "default_model"))
 def pick_device(device: str | None) -> str:
     if device is None:
         return "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, ValueError):
+        parsed = None
+    if parsed is None or parsed.type not in ("cpu", "cuda"):
+        raise UserError(f"--device must be cpu, cuda or cuda:N, got '{device}'")
+    if parsed.type == "cuda" and parsed.index is not None and parsed.index >= max(torch.cuda.device_count(), 1):
+        raise UserError(f"--device {device}: this machine has {torch.cuda.device_count()} CUDA device(s)")
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise UserError("--device cuda was asked for but no CUDA device is visible; use --device cpu")
     return device

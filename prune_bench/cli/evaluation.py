@@ -20,8 +20,11 @@ from prune_bench.cli.display import print_wide
 from prune_bench.core.compose import check_keep, parse_value, spec_names
 from prune_bench.core.plugins import Registry, registry
 from prune_bench.core.strategy import BUDGET_UNITS, BudgetUnit
-from prune_bench.errors import UserError
-from prune_bench.runner.evaluate import evaluate
+from prune_bench.errors import RunIncomplete, UserError
+from prune_bench.runner import distributed
+from prune_bench.runner.distributed import Ranks
+from prune_bench.runner.evaluate import evaluate, one_line
+from prune_bench.runner.failures import FailureLog
 from prune_bench.runner.store import ResultStore
 from prune_bench.runner.summary import SummaryRow, budget_warnings, summarize
 from prune_bench.session import Session
@@ -118,6 +121,11 @@ def evaluation_options(default_keeps: Sequence[float]) -> Callable[[F], F]:
             "--out", type=click.Path(file_okay=False), default=None, help="Results directory (resumable)."
         ),
         click.option("--seed", type=int, default=0, show_default=True),
+        click.option(
+            "--retry-failed",
+            is_flag=True,
+            help="Run again the items an earlier run recorded as failed (failures.jsonl); skipped otherwise.",
+        ),
         click.option("--no-progress", is_flag=True, help="Hide progress bars."),
     ]
 
@@ -147,6 +155,7 @@ class EvaluationSettings:
     seed: int
     no_progress: bool
     sample_fps: float | None = None
+    retry_failed: bool = False
 
 
 def parse_sets(values: tuple[str, ...]) -> dict[str, dict[str, Any]]:
@@ -155,7 +164,7 @@ def parse_sets(values: tuple[str, ...]) -> dict[str, dict[str, Any]]:
     for v in values:
         m = re.fullmatch(r"([\w-]+)\.(\w+)=(.*)", v)
         if not m:
-            raise UserError(f"--set expects STRATEGY.OPTION=VALUE, got '{v}' (e.g. --set fastv.layer=3)")
+            raise UserError(f"--set expects STRATEGY.OPTION=VALUE, got '{v}' (e.g. --set fastv.k=3)")
         name, key, raw = m.groups()
         out.setdefault(name, {})[key] = parse_value(raw)
     return out
@@ -174,6 +183,13 @@ def check_inputs(
         raise UserError(f"--fps must be a positive frame rate, got {settings.sample_fps:g} (e.g. --fps 1)")
     if settings.limit is not None and settings.limit < 1:
         raise UserError(f"--limit must be at least 1, got {settings.limit}")
+    if settings.frames is not None and settings.frames < 1:
+        raise UserError(f"--frames must be at least 1, got {settings.frames} (e.g. --frames 32)")
+    if settings.data_dir is not None and settings.benchmark == "synthetic":
+        raise UserError(
+            "--data-dir is for published benchmarks (--benchmark videomme ...); the synthetic benchmark is "
+            "generated, not read: drop --data-dir"
+        )
     options = parse_sets(settings.sets)
     for spec in specs:
         for name in spec_names(spec):
@@ -261,6 +277,19 @@ def refuse_mixing(out_dir: Path, context: dict[str, Any]) -> None:
             )
 
 
+def check_frames_fit(adapter: Any, num_frames: int) -> None:
+    """The video of ``num_frames`` frames must fit the model's context (positions it was trained for)."""
+    text = adapter.config.text_config
+    limit = getattr(text, "max_position_embeddings", None)
+    tokens = adapter.video_token_count(num_frames)
+    if limit and tokens >= limit:
+        most = next((f for f in range(num_frames, 0, -1) if adapter.video_token_count(f) < limit), 1)
+        raise UserError(
+            f"--frames {num_frames} makes {tokens} video tokens, more than this model's context of {limit} "
+            f"positions; use --frames {most} or fewer"
+        )
+
+
 def run_evaluation(specs: Sequence[str], settings: EvaluationSettings, reg: Registry | None = None) -> Path:
     """Evaluate ``specs`` (plus the unpruned ``none``) at every keep into the results store, resuming
     what it already holds; prints the summary table and returns the results directory.
@@ -271,10 +300,13 @@ def run_evaluation(specs: Sequence[str], settings: EvaluationSettings, reg: Regi
     options = check_inputs(specs, settings, reg)
     bench_options: dict[str, Any] = {"data_dir": settings.data_dir} if settings.data_dir else {}
     bench = reg.benchmark(settings.benchmark)(**bench_options)
-    device = pick_device(settings.device)
-    console = Console(width=max(Console().width, 120))
+    ranks = Ranks.from_env()
+    distributed.init(ranks)  # torchrun: join the job before anything heavy
+    device = ranks.device(pick_device(settings.device))
+    console = Console(width=max(Console().width, 120), quiet=not ranks.is_main)
     adapter, model_label = load_adapter(settings.model, device)
-    num_frames = settings.frames or adapter.prompt_format.num_frames
+    num_frames = settings.frames if settings.frames is not None else adapter.prompt_format.num_frames
+    check_frames_fit(adapter, num_frames)
     ordered = ["none", *dict.fromkeys(s for s in specs if s != "none")]
     unit = settings.budget_unit
     sessions = [
@@ -303,20 +335,64 @@ def run_evaluation(specs: Sequence[str], settings: EvaluationSettings, reg: Regi
     if settings.sample_fps is not None:  # only then, so earlier runs keep their config hashes
         context["fps"] = settings.sample_fps
     refuse_mixing(out_dir, context)
-    store = ResultStore(out_dir)
+    store = ResultStore(out_dir, shard=ranks.shard)
+    failures_file = FailureLog(out_dir)
+    skip = frozenset() if settings.retry_failed else failures_file.earlier_ids()
+    where = f"{device}" if not ranks.distributed else f"{ranks.world} ranks ({device} on rank 0)"
     console.print(
-        f"model: {model_label} on {device}; benchmark: {bench.name} ({len(items)} items, {num_frames} frames)"
-    )
-    evaluate(
-        sessions,
-        items,
-        store,
-        context,
-        show_progress=not settings.no_progress,
-        sample_fps=settings.sample_fps,
-        run_info={"device": device, "items": len(items), "seed": settings.seed, "model_identity": identity},
+        f"model: {model_label} on {where}; benchmark: {bench.name} ({len(items)} items, {num_frames} frames)"
     )
     hashes = {s.hash(context) for s in sessions}
+    done, job = None, None
+    if ranks.distributed:
+        done = distributed.done_everywhere(out_dir)
+        if ranks.is_main:
+            before = sum(done(h, i.item_id) for i in items for h in hashes)
+            poll = distributed.ProgressPoll(out_dir)
+            at_start = distributed.count_everywhere(out_dir)
+            job = (len(items) * len(hashes), lambda: before + poll() - at_start)
+    status: dict[str, Any] = {"rank": ranks.rank, "error": None, "failures": []}
+    try:
+        status["failures"] = evaluate(
+            sessions,
+            ranks.items(items),
+            store,
+            context,
+            show_progress=not settings.no_progress and ranks.is_main,
+            sample_fps=settings.sample_fps,
+            run_info={
+                "device": device, "items": len(items), "seed": settings.seed, "model_identity": identity,
+                "ranks": ranks.world,
+            },  # fmt: skip
+            done=done,
+            write_manifest=ranks.is_main,
+            job_progress=job,
+            skip=skip,
+        )
+    except Exception as exc:  # a data-parallel rank reports its error instead of leaving others waiting
+        if not ranks.distributed:
+            raise
+        status["error"] = one_line(exc)
+    finally:
+        store.close()
+    statuses = distributed.finish(ranks, status)
+    if not ranks.is_main:  # rank 0 merges, writes the failures and prints the summary
+        distributed.shutdown()
+        if status["error"]:
+            raise RunIncomplete(f"rank {ranks.rank} stopped: {status['error']}")
+        return out_dir
+    failures = failures_file.write([f for s in statuses for f in s["failures"]], retried=settings.retry_failed)
+    if ranks.distributed:
+        broken = [s for s in statuses if s["error"]]
+        added = distributed.merge_shards(out_dir)
+        distributed.shutdown()
+        console.print(f"merged {added} records from {ranks.world} ranks into {out_dir / 'results.jsonl'}")
+        if broken:
+            raise RunIncomplete(
+                "; ".join(f"rank {s['rank']} stopped: {s['error']}" for s in broken)
+                + " (finished records are kept; re-run the same command to finish)"
+            )
+    store = ResultStore(out_dir, read_only=True)
     title = f"{bench.name}: keep={', '.join(f'{k:g}' for k in settings.keeps)} ({unit})"
     rows = summarize(store.records(), hashes)
     print_table(rows, title, console)
@@ -327,4 +403,10 @@ def run_evaluation(specs: Sequence[str], settings: EvaluationSettings, reg: Regi
         for line in score_lines(store.records(), hashes):
             console.print(line, markup=False)
     console.print(f"results: {out_dir / 'results.jsonl'}")
+    if failures:
+        first = failures[0]
+        raise RunIncomplete(
+            f"{len(failures)} item(s) could not be evaluated (first: {first['item_id']}: {first['error']}); "
+            f"each is listed in {failures_file.path}; fix them and re-run with --retry-failed"
+        )
     return out_dir

@@ -11,7 +11,7 @@ import click
 
 from prune_bench.core.plugins import registry
 from prune_bench.core.strategy import BudgetWarning
-from prune_bench.errors import UserError
+from prune_bench.errors import RunIncomplete, UserError
 from prune_bench.runner.store import StoreError
 
 
@@ -55,12 +55,19 @@ def main(argv: list[str] | None = None) -> None:
         terminated = isinstance(exc.__cause__, Terminated)
         click.echo("terminated" if terminated else "aborted", err=True)
         sys.exit(143 if terminated else 130)
+    except click.UsageError as exc:  # one line, like every other mistake, with where to read more
+        where = exc.ctx.command_path if exc.ctx is not None else "prune-bench"
+        click.secho(f"error: {exc.format_message()} (see `{where} --help`)", fg="red", err=True)
+        sys.exit(2)
     except click.ClickException as exc:
         exc.show()
-        sys.exit(2 if isinstance(exc, click.UsageError) else exc.exit_code)
+        sys.exit(exc.exit_code)
     except (UserError, StoreError) as exc:
         click.secho(f"error: {exc}", fg="red", err=True)
         sys.exit(2)
+    except RunIncomplete as exc:
+        click.secho(f"error: {exc}", fg="red", err=True)
+        sys.exit(1)
     finally:
         if main_thread:
             signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)

@@ -182,9 +182,16 @@ def build_strategy(
 ) -> Strategy:
     """``spec`` is ``name``, ``name[opt=value,...]`` or ``a+b``; ``options[name]`` add config fields."""
     check_keep(keep)
-    parts_text = [p for p in split_specs(spec) if p]
-    if not parts_text:
-        raise UserError(f"empty strategy name in '{spec}'")
+    parts_text = split_specs(spec)
+    if not all(parts_text):
+        raise UserError(f"empty strategy name in '{spec}'; join strategies as a+b, e.g. visionzip+fastv")
+    names = [parse_part(p)[0] for p in parts_text]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise UserError(
+            f"'{spec}' mounts {', '.join(twice)} twice; a combination takes each strategy once "
+            "(set its options in brackets: fastv[k=3])"
+        )
     options = options or {}
     share = keep ** (1.0 / len(parts_text))
     parts: list[Strategy] = []

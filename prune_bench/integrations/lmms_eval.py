@@ -66,6 +66,17 @@ def frames_of_visual(visual: Sequence[Any], num_frames: int, sample_fps: float |
     return torch.from_numpy(np.ascontiguousarray(picked)).to(torch.uint8)
 
 
+def _accelerator() -> Any:
+    """The accelerate Accelerator lmms-eval's evaluator gathers through in a multi-process launch."""
+    try:
+        from accelerate import Accelerator
+    except ImportError:
+        raise UserError(
+            "a multi-process lmms-eval run needs accelerate (pip install accelerate), as lmms-eval does"
+        ) from None
+    return Accelerator()
+
+
 class PruneBenchLMM(_LmmsBase):  # type: ignore[misc,valid-type]
     """An lmms-eval model that answers through a prune-bench adapter with a pruning strategy mounted."""
 
@@ -89,10 +100,19 @@ class PruneBenchLMM(_LmmsBase):  # type: ignore[misc,valid-type]
         from prune_bench.core.compose import check_keep
         from prune_bench.session import Session
 
+        from prune_bench.runner.distributed import Ranks
+
         if HAVE_LMMS_EVAL:
             super().__init__()
         else:
-            self._rank, self._world_size, self.task_dict = 0, 1, {}
+            self.task_dict = {}
+        # The launcher's place for this process (accelerate launch and torchrun both set RANK and
+        # WORLD_SIZE): lmms-eval splits the documents by rank and gathers the answers, as with its own
+        # models, which take the same numbers from an accelerate Accelerator.
+        ranks = Ranks.from_env()
+        self._rank, self._world_size = ranks.rank, ranks.world
+        if ranks.distributed:
+            self.accelerator = _accelerator()
         if unknown:
             raise UserError(
                 f"unknown model_args for prune_bench: {', '.join(sorted(unknown))} (known: pretrained, "
@@ -103,7 +123,7 @@ class PruneBenchLMM(_LmmsBase):  # type: ignore[misc,valid-type]
         self.keep = _as_float("keep", keep)
         check_keep(self.keep)
         self.sample_fps = None if fps in (None, "", "none") else _as_float("fps", fps)
-        self.device_name = pick_device(device)
+        self.device_name = ranks.device(pick_device(device))
         adapter, self.model_label = load_adapter(pretrained, self.device_name)
         self.session = Session(
             adapter,

@@ -443,3 +443,37 @@ def test_compare_hieravid_fastv_on_a_qwen2_vl_dir_and_mvbench(datasets, tmp_path
     pruned = [r for r in records if r["strategy"] != "none"]
     assert all(r["retention"]["layer_average"] < 0.6 for r in pruned)
     assert [(r["task"], r["answer"]) for r in records if r["strategy"] == "none"] == expected[:2]
+
+
+def test_a_corrupt_video_in_the_middle_is_that_items_failure_and_the_run_finishes(tmp_path: Path) -> None:
+    """Issue 'Results you can trust': the item is recorded as failed with its one-line reason, the others
+    run, the run exits 1 with one line, and a re-run skips it unless --retry-failed."""
+    import shutil
+
+    root = tmp_path / "egoschema"
+    expected = MAKERS["egoschema_subset"](root)
+    (root / "videos" / "clip1.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42 this is not a video")
+    out = tmp_path / "out"
+    args = ["compare", "none", "--benchmark", "egoschema_subset", "--data-dir", str(root), "--limit", "3",
+            "--out", str(out), "--no-progress", "--frames", "4"]  # fmt: skip
+    with pytest.raises(SystemExit) as stop:
+        main(args)
+    assert stop.value.code == 1
+    records = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    assert sorted(r["item_id"] for r in records) == sorted(
+        i.item_id
+        for i in PUBLISHED["egoschema_subset"](data_dir=root).items(3)
+        if "clip1" not in str(i.video_path)
+    )
+    failed = [json.loads(line) for line in (out / "failures.jsonl").read_text().splitlines()]
+    assert len(failed) == 1 and failed[0]["error"] and "\n" not in failed[0]["error"]
+    # the re-run skips it (and says so again); fixed and retried, it runs and the log empties
+    with pytest.raises(SystemExit) as again:
+        main(args)
+    assert again.value.code == 1 and len((out / "results.jsonl").read_text().splitlines()) == 2
+    shutil.copy(root / "videos" / "clip0.mp4", root / "videos" / "clip1.mp4")
+    _cli(*args, "--retry-failed")
+    assert (
+        len((out / "results.jsonl").read_text().splitlines()) == 3 and not (out / "failures.jsonl").exists()
+    )
+    assert len(expected) == 3

@@ -68,3 +68,26 @@ def test_a_knob_the_budget_sets_is_one_line_with_exit_code_2(tmp_path, option, m
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0], proc.stderr
     assert not (tmp_path / "r" / "results.jsonl").exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("compare", "random+"), "empty strategy name in 'random+'"),
+        (("compare", "fastv+fastv"), "mounts fastv twice"),
+        (("compare", "random", "--frames", "-3"), "--frames must be at least 1, got -3"),
+        (("compare", "random", "--frames", "0"), "--frames must be at least 1, got 0"),
+        (("compare", "random", "--device", "tpu0"), "--device must be cpu, cuda or cuda:N, got 'tpu0'"),
+        (("compare", "random", "--data-dir", "/tmp"), "--data-dir is for published benchmarks"),
+        (("compare", "random", "--set", "fastv"), "(e.g. --set fastv.k=3)"),
+        (("compare", "random", "--kep", "0.3"), "No such option '--kep'"),
+        (("compare", "random[layer=99]", "--frames", "2", "--limit", "1"), "choose a layer below"),
+        (("compare", "random", "--frames", "100000", "--limit", "1"), "more than this model's context"),
+    ],
+)
+def test_more_mistakes_are_one_line_with_exit_code_2(tmp_path, args, message):
+    proc = _run(*args, "--out", str(tmp_path / "r"))
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], proc.stderr
+    assert not (tmp_path / "r").exists() or not (tmp_path / "r" / "results.jsonl").exists()

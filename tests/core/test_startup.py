@@ -11,8 +11,6 @@ import re
 import subprocess
 import sys
 
-import pytest
-
 KERNELS = ("dpp_triton", "dpp_persistent", "gram", "graph_steps", "triton_fallback")
 #: Triton, and the hand-written kernel modules (in prune_bench/kernels/, formerly strategies/common/)
 KERNEL_MODULES = re.compile(
@@ -59,11 +57,6 @@ def test_help_imports_no_kernel_and_no_strategy(tmp_path):
     assert [m for m in modules if m.startswith(("prune_bench.strategies", "prune_bench.kernels"))] == []
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="the kernel move to prune_bench/kernels/ is in progress: strategies still import graph_steps "
-    "and triton_fallback at module level",
-)
 def test_list_imports_no_kernel(tmp_path):
     modules = _imports(tmp_path, "list")
     assert "prune_bench.strategies.hieravid" in modules

@@ -190,3 +190,20 @@ def test_bad_model_args_are_one_readable_error(lmms_module) -> None:
         lmms_module.PruneBenchLMM(strategie="fastv")
     with pytest.raises(UserError, match="keep must be in"):
         lmms_module.PruneBenchLMM(keep="1.5")
+
+
+def test_rank_and_world_size_come_from_the_launcher(lmms_module, monkeypatch) -> None:
+    """Under ``accelerate launch --num_processes N`` (or torchrun) each process takes its rank, so
+    lmms-eval splits the documents instead of every process answering every one."""
+    made = []
+    monkeypatch.setattr(lmms_module, "_accelerator", lambda: made.append(1) or object())
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "1")
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    two = lmms_module.PruneBenchLMM.create_from_arg_string("strategy=none,frames=4,device=cpu")
+    assert (two._rank, two._world_size) == (1, 2) and made == [1]
+    monkeypatch.delenv("WORLD_SIZE")
+    monkeypatch.delenv("RANK")
+    monkeypatch.delenv("LOCAL_RANK")
+    one = lmms_module.PruneBenchLMM.create_from_arg_string("strategy=none,frames=4,device=cpu")
+    assert (one._rank, one._world_size) == (0, 1) and made == [1]
