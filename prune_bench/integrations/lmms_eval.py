@@ -98,9 +98,8 @@ class PruneBenchLMM(_LmmsBase):  # type: ignore[misc,valid-type]
     ) -> None:
         from prune_bench.adapters.loading import load_adapter, pick_device
         from prune_bench.core.compose import check_keep
-        from prune_bench.session import Session
-
         from prune_bench.runner.distributed import Ranks
+        from prune_bench.session import Session
 
         if HAVE_LMMS_EVAL:
             super().__init__()
