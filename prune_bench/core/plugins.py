@@ -62,6 +62,7 @@ BUILTIN_PLUGINS: dict[str, tuple[str, ...]] = {
     "prune_bench.strategies.vispruner": ("register_strategies",),
     "prune_bench.strategies.prunevid": ("register_strategies",),
     "prune_bench.strategies.holitom": ("register_strategies",),
+    "prune_bench.strategies.cdpruner": ("register_strategies",),
     "prune_bench.strategies.evs": ("register_strategies",),
     "prune_bench.strategies.pooling": ("register_strategies",),
     "prune_bench.adapters.qwen2_vl": ("register_adapters",),
