@@ -376,17 +376,16 @@ def run_evaluation(specs: Sequence[str], settings: EvaluationSettings, reg: Regi
     finally:
         store.close()
     statuses = distributed.finish(ranks, status)
-    if not ranks.is_main:  # rank 0 merges, writes the failures and prints the summary
-        distributed.shutdown()
+    added = distributed.merge_shards(out_dir) if ranks.distributed and ranks.is_main else 0
+    distributed.shutdown(ranks)  # every rank together, once rank 0 has merged
+    if not ranks.is_main:  # rank 0 writes the failures and prints the summary
         if status["error"]:
             raise RunIncomplete(f"rank {ranks.rank} stopped: {status['error']}")
         return out_dir
     failures = failures_file.write([f for s in statuses for f in s["failures"]], retried=settings.retry_failed)
     if ranks.distributed:
-        broken = [s for s in statuses if s["error"]]
-        added = distributed.merge_shards(out_dir)
-        distributed.shutdown()
         console.print(f"merged {added} records from {ranks.world} ranks into {out_dir / 'results.jsonl'}")
+        broken = [s for s in statuses if s["error"]]
         if broken:
             raise RunIncomplete(
                 "; ".join(f"rank {s['rank']} stopped: {s['error']}" for s in broken)

@@ -19,6 +19,7 @@ and one gather of each rank's status at the end.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from collections.abc import Callable, Iterator
@@ -121,11 +122,16 @@ def finish(ranks: Ranks, status: dict[str, Any]) -> list[dict[str, Any]]:
     return [s for s in statuses if s is not None]
 
 
-def shutdown() -> None:
+def shutdown(ranks: Ranks) -> None:
+    """Leave the process group together: a last bounded barrier (rank 0 has merged by then), so that
+    no rank tears its connections down while another still uses them."""
     import torch.distributed as dist
 
-    if dist.is_initialized():
-        dist.destroy_process_group()
+    if not ranks.distributed or not dist.is_initialized():
+        return
+    with contextlib.suppress(RuntimeError):  # a rank is gone: nothing left to wait for
+        dist.monitored_barrier(timeout=timedelta(seconds=timeout_s()), wait_all_ranks=True)
+    dist.destroy_process_group()
 
 
 def shard_paths(directory: Path) -> list[Path]:
