@@ -354,12 +354,14 @@ def load_hf_checkpoint(
     from transformers import AutoTokenizer
     from transformers.utils import logging as hf_logging
 
+    if Path(where).is_dir():
+        check_checkpoint_dir(Path(where))
     bar = hf_logging.is_progress_bar_enabled()
     hf_logging.disable_progress_bar()  # the commands print their own status; errors stay one line
     try:
         model = model_cls.from_pretrained(where, dtype=dtype, attn_implementation=attn)
         tokenizer = AutoTokenizer.from_pretrained(where)
-    except OSError as exc:
+    except (OSError, ValueError, RuntimeError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise UserError(
             f"could not load model '{path_or_id}' ({first}); download it first "
@@ -369,6 +371,39 @@ def load_hf_checkpoint(
         if bar:
             hf_logging.enable_progress_bar()
     return model, tokenizer
+
+
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json", "tokenizer_config.json")
+
+
+def check_checkpoint_dir(path: Path) -> None:
+    """What ``from_pretrained`` would fail on with a long traceback, or a misleading one, as one line:
+    weights that are missing, pickle-only, empty or truncated, and a missing tokenizer."""
+    safetensors = sorted(path.glob("*.safetensors"))
+    pickles = sorted(p for p in path.iterdir() if p.suffix in (".bin", ".pt", ".pth", ".ckpt"))
+    if not safetensors:
+        if pickles:
+            raise UserError(
+                f"'{path}' holds only pickle weights ({pickles[0].name}), which prune-bench does not load "
+                "(unpickling runs code); convert them once with save_pretrained(..., safe_serialization=True)"
+            )
+        raise UserError(f"'{path}' has no weights (*.safetensors); point --model at a complete checkpoint")
+    from safetensors import safe_open
+
+    for weights in safetensors:
+        try:
+            with safe_open(str(weights), framework="pt") as f:
+                f.keys()
+        except Exception as exc:  # safetensors raises its own error types for a bad header
+            reason = "empty" if weights.stat().st_size == 0 else f"unreadable: {str(exc).splitlines()[0]}"
+            raise UserError(
+                f"'{weights}' is {reason} (a truncated or interrupted download?); download it again"
+            ) from None
+    if not any((path / name).is_file() for name in TOKENIZER_FILES):
+        raise UserError(
+            f"'{path}' has no tokenizer ({', '.join(TOKENIZER_FILES[:3])}); copy the checkpoint's tokenizer "
+            "files into it"
+        )
 
 
 def random_hf_model(

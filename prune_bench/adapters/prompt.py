@@ -59,13 +59,13 @@ class PromptFormat:
         values: dict[str, Any] = {}
         pre = Path(path) / "preprocessor_config.json"
         if pre.is_file():
-            cfg = json.loads(pre.read_text())
+            cfg = _read_json(pre)
             if "image_mean" in cfg:
                 values["pixel_mean"] = tuple(cfg["image_mean"])
                 values["pixel_std"] = tuple(cfg["image_std"])
         own = Path(path) / "prune_bench.json"
         if own.is_file():
-            cfg = json.loads(own.read_text())
+            cfg = _read_json(own)
             values["template"] = cfg.get("prompt_template", cls.template)
             for key in ("answer_mode", "num_frames"):
                 if key in cfg:
@@ -132,3 +132,14 @@ def qwen_prompt_format(fmt: PromptFormat) -> PromptFormat:
     if fmt.pixel_mean == PromptFormat.pixel_mean:  # no preprocessor_config.json: Qwen's CLIP stats
         fmt = replace(fmt, pixel_mean=CLIP_MEAN, pixel_std=CLIP_STD)
     return fmt
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    """A model directory's JSON settings file, or one line saying which file is damaged."""
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise UserError(f"'{path}' is not valid JSON ({exc}); restore it from the checkpoint") from None
+    if not isinstance(value, dict):
+        raise UserError(f"'{path}' must hold a JSON object, not {type(value).__name__}")
+    return value

@@ -91,3 +91,44 @@ def test_more_mistakes_are_one_line_with_exit_code_2(tmp_path, args, message):
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0], proc.stderr
     assert not (tmp_path / "r").exists() or not (tmp_path / "r" / "results.jsonl").exists()
+
+
+def _broken_model(tmp_path, damage: str):
+    import shutil
+
+    from prune_bench.adapters.loading import DEFAULT_MODEL_DIR
+
+    model = tmp_path / "model"
+    shutil.copytree(DEFAULT_MODEL_DIR, model)
+    weights = model / "model.safetensors"
+    if damage == "truncated":
+        weights.write_bytes(weights.read_bytes()[:1000])
+    elif damage == "empty":
+        weights.write_bytes(b"")
+    elif damage == "pickle only":
+        weights.rename(model / "pytorch_model.bin")
+    elif damage == "no tokenizer":
+        for name in ("tokenizer.json", "tokenizer_config.json"):
+            (model / name).unlink()
+    elif damage == "corrupt prune_bench.json":
+        (model / "prune_bench.json").write_text("{not json")
+    return model
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        ("truncated", "model.safetensors' is unreadable"),
+        ("empty", "model.safetensors' is empty"),
+        ("pickle only", "holds only pickle weights (pytorch_model.bin)"),
+        ("no tokenizer", "has no tokenizer"),
+        ("corrupt prune_bench.json", "prune_bench.json' is not valid JSON"),
+    ],
+)
+def test_a_damaged_checkpoint_is_one_line_with_exit_code_2(tmp_path, damage, message):
+    model = _broken_model(tmp_path, damage)
+    proc = _run("compare", "none", "--model", str(model), "--limit", "1", "--out", str(tmp_path / "r"))
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], proc.stderr
+    assert "Traceback" not in proc.stderr
