@@ -277,6 +277,20 @@ def refuse_mixing(out_dir: Path, context: dict[str, Any]) -> None:
             )
 
 
+def benchmark_items(factory: Any, options: dict[str, Any], limit: int | None) -> tuple[Any, list[Any]]:
+    """The benchmark and its items, read before any model loads; an annotation that lacks a field is
+    one line naming the field."""
+    try:
+        bench = factory(**options)
+        return bench, list(bench.items(limit))
+    except KeyError as exc:
+        name = getattr(factory, "name", None) or getattr(factory, "__name__", "the benchmark")
+        raise UserError(
+            f"{name}: an annotation lacks the field {exc}; check the annotation files of --data-dir "
+            "against the layout in the README (Published benchmarks)"
+        ) from None
+
+
 def check_frames_fit(adapter: Any, num_frames: int) -> None:
     """The video of ``num_frames`` frames must fit the model's context (positions it was trained for)."""
     text = adapter.config.text_config
@@ -299,7 +313,7 @@ def run_evaluation(specs: Sequence[str], settings: EvaluationSettings, reg: Regi
     reg = reg or registry()
     options = check_inputs(specs, settings, reg)
     bench_options: dict[str, Any] = {"data_dir": settings.data_dir} if settings.data_dir else {}
-    bench = reg.benchmark(settings.benchmark)(**bench_options)
+    bench, items = benchmark_items(reg.benchmark(settings.benchmark), bench_options, settings.limit)
     ranks = Ranks.from_env()
     distributed.init(ranks)  # torchrun: join the job before anything heavy
     device = ranks.device(pick_device(settings.device))
@@ -317,7 +331,6 @@ def run_evaluation(specs: Sequence[str], settings: EvaluationSettings, reg: Regi
         for s in ordered
         for k in ([1.0] if s == "none" else settings.keeps)
     ]
-    items = list(bench.items(settings.limit))
     identity = model_identity(settings.model)
     model_tag = "default" if settings.model is None else f"{Path(settings.model).name}-{identity['digest'][:8]}"
     out_dir = Path(settings.out or Path("results") / f"{bench.name}-{model_tag}-{num_frames}f")

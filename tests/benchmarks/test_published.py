@@ -477,3 +477,19 @@ def test_a_corrupt_video_in_the_middle_is_that_items_failure_and_the_run_finishe
         len((out / "results.jsonl").read_text().splitlines()) == 3 and not (out / "failures.jsonl").exists()
     )
     assert len(expected) == 3
+
+
+def test_an_annotation_missing_a_field_is_one_line_before_the_model_loads(tmp_path: Path, capsys) -> None:
+    root = tmp_path / "lvb"
+    MAKERS["longvideobench_val_v"](root)
+    docs = json.loads((root / "lvb_val.json").read_text())
+    for doc in docs:
+        doc.pop("question")
+    (root / "lvb_val.json").write_text(json.dumps(docs))
+    with pytest.raises(SystemExit) as stop:
+        main(["compare", "none", "--benchmark", "longvideobench_val_v", "--data-dir", str(root),
+              "--out", str(tmp_path / "out"), "--no-progress"])  # fmt: skip
+    assert stop.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "an annotation lacks the field 'question'" in err[0], err
+    assert not (tmp_path / "out" / "results.jsonl").exists()
