@@ -258,14 +258,9 @@ IDENTITY_KEYS = ("model_digest", "benchmark", "frames", "data_dir", "fps")
 def refuse_mixing(out_dir: Path, context: dict[str, Any]) -> None:
     """One results directory holds one model, one benchmark (and its data), one frame count: a run
     that would add another is one error line naming a directory to use instead."""
-    import json
-
-    try:
-        runs = json.loads((out_dir / "manifest.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return  # no manifest yet (or a damaged one, which the store reports and repairs)
-    for run in runs if isinstance(runs, list) else []:
-        if not isinstance(run, dict) or "model_digest" not in run:
+    runs = ResultStore(out_dir, read_only=True).manifests()  # damage is the writer's to report
+    for run in runs:
+        if "model_digest" not in run:
             continue  # written before model identities were recorded
         differs = [k for k in IDENTITY_KEYS if run.get(k) != context.get(k)]
         if differs:

@@ -72,16 +72,6 @@ class Retention:
     def as_dict(self) -> dict[str, float]:
         return {"input": self.input, "layer_average": self.layer_average, "decode": self.decode}
 
-    def in_unit(self, unit: BudgetUnit, flops_ratio: float | None = None) -> float:
-        """The figure ``--budget-unit unit`` targets (``flops`` needs the run's exact FLOPs ratio)."""
-        if unit == "input":
-            return self.input
-        if unit == "layer-average":
-            return self.layer_average
-        if flops_ratio is None:
-            raise ValueError("the flops unit needs the run's FLOPs ratio")
-        return flops_ratio
-
 
 def layer_average(counts: Sequence[LayerCount], total_visual: int) -> float:
     """Mean over layers of the visual tokens a layer processed, as a fraction of ``total_visual``."""
