@@ -322,7 +322,9 @@ def greedy(step: int, logits: torch.Tensor) -> int:
 
 
 def resolve_model_path(path_or_id: str) -> str:
-    """A local directory as is; anything that looks like a path but is missing is a user error."""
+    """A local directory as is; a hub id as its folder in the local Hugging Face cache (downloaded there
+    first when it is not cached: :func:`prune_bench.adapters.hub.hub_checkpoint`); anything that looks
+    like a path but is missing is a user error."""
     p = Path(path_or_id).expanduser()
     if p.exists():
         if not (p / "config.json").is_file():
@@ -335,7 +337,9 @@ def resolve_model_path(path_or_id: str) -> str:
         raise UserError(
             f"model path '{path_or_id}' does not exist; pass an existing directory or a hub id like org/name"
         )
-    return path_or_id
+    from prune_bench.adapters.hub import hub_checkpoint
+
+    return hub_checkpoint(path_or_id)  # the cached folder, or one line when the Hub cannot provide it
 
 
 # ------------------------------------------------------------------- shared by every adapter
