@@ -41,6 +41,17 @@ Where we differ, and why:
   project's ledger (a layer pruned between its attention and its MLP counts half). The authors'
   own presets are in ``PRESETS`` and used verbatim with ``authors_preset=True``; by their own
   counting the 20% and 10% presets retain 21% and 11%.
+* The video's last visual token. The authors' adapters (``modeling_llava_video.py``, and
+  ``modeling_qwen2_vl.py`` alike) set the span end to ``start + length - 1``, an inclusive index,
+  and ``get_segment_id_tensor`` uses it as an exclusive slice end, so the sequence's last visual
+  token gets segment -1 like text: it is left out of the segment means behind the marginal values,
+  out of the relevance min-max and the DPP kernel (both take the tokens with segment != -1), and
+  the keep list of the first in-LLM stage (text before the span, the picks, text after it) leaves
+  it out, so it is always dropped there unless the input merge already folded it (it is still a
+  merge candidate: its patch type is set). A segment's budget can move by one token. By default we
+  treat it as the visual token it is; ``last_token_as_text=True`` reproduces the authors' handling,
+  and the ablation "authors' code" turns it on with ``authors_preset`` and ``match_stage_total=False``.
+  With a stage-1 ratio of 0 the authors' stage still runs (and drops the token); ours is not mounted.
 * Stage totals. The per-segment budgets keep the authors' proportions (dynamic ratio, clamp, int),
   but are rescaled (``match_total``) so a stage keeps ``int(keep_s * n)`` tokens: the z-scored
   marginal values are not weighted by segment size, so the authors' totals drift from the schedule
@@ -149,6 +160,12 @@ class HieraVidConfig(StrategyConfig):
         description="rescale the per-segment budgets so a stage keeps int(keep_s * n) tokens in all "
         "(False = the authors' sum of per-segment int() truncations)",
     )
+    last_token_as_text: bool = Field(
+        False,
+        description="the authors' off-by-one: the video's last visual token gets no segment, stays out of "
+        "the segment means, the relevance normalisation and the DPP kernel, and is dropped at the first "
+        "in-LLM stage (False = it is a visual token like the others)",
+    )
 
 
 def match_total(budgets: torch.Tensor, counts: torch.Tensor, total: int) -> torch.Tensor:
@@ -246,6 +263,11 @@ class HieraVid(Strategy):
         "relevance-spread first stage": {"first_stage_selector": "relevance_spread"},
         "w/o dynamic segment budget": {"dynamic_budget": False},
         "authors' preset ratios": {"authors_preset": True},
+        "authors' code (preset, their totals, last token as text)": {
+            "authors_preset": True,
+            "match_stage_total": False,
+            "last_token_as_text": True,
+        },
     }
 
     #: the authors' per-family settings, applied unless the user sets the option
@@ -281,10 +303,16 @@ class HieraVid(Strategy):
             frame_segment = segment_by_merge_ratio(sim, cfg.similarity_threshold, cfg.segment_beta)
         else:
             frame_segment = torch.zeros(frames, dtype=torch.long, device=state.device)
+        in_segment = None
+        if cfg.last_token_as_text:
+            # the authors' span end is inclusive (start + length - 1) and then used as an exclusive
+            # slice end: the sequence's last visual token gets segment -1, like text
+            in_segment = grid != state.visual_index[-1]
         # a handful of numbers, kept on the host with the budget arithmetic that reads them
-        ctx.memory[MV_KEY] = segment_marginal_value(feats, frame_segment, cfg.marginal_k).cpu()
+        ctx.memory[MV_KEY] = segment_marginal_value(feats, frame_segment, cfg.marginal_k, in_segment).cpu()
         segment = torch.full((len(state),), -1, dtype=torch.long, device=state.device)
-        segment[grid] = frame_segment[:, None].expand_as(grid)
+        frame_ids = frame_segment[:, None].expand_as(grid)
+        segment[grid] = frame_ids if in_segment is None else torch.where(in_segment, frame_ids, -1)
         state = state.with_segments(segment)
         k = int(cfg.prune_ratios[0] * grid.numel())
         if k <= 0:
@@ -300,8 +328,14 @@ class HieraVid(Strategy):
         return state.merge(target, weighting="uniform")
 
     # ------------------------------------------------------------------------ frame + layer level
-    def relevance(self, state: TokenState, ctx: StageContext) -> torch.Tensor:
+    def relevance(
+        self, state: TokenState, ctx: StageContext, among: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Min-max normalised relevance of the visual tokens (of those at ``among``, indices into
+        ``state.visual_index``, when given: the normalisation sees only them)."""
         a = last_token_visual_attention(state, ctx, self.config.query_tokens)
+        if among is not None:
+            a = a[among]
         r = -a if self.config.relevance_sign == "negative" else a
         return (r - r.min() + 1e-6) / (r.max() - r.min()).clamp_min(1e-12)
 
@@ -324,10 +358,18 @@ class HieraVid(Strategy):
             vis = state.visual_index
             if vis.numel() == 0:
                 return state
-            r = self.relevance(state, ctx)
+            # visual tokens without a segment (``last_token_as_text``) are dropped here, as the
+            # authors' keep list (text before, picks, text after the span) leaves them out
+            among = (
+                torch.nonzero(state.segment[vis] >= 0).squeeze(1) if self.config.last_token_as_text else None
+            )
+            r = self.relevance(state, ctx, among)
             if not self.config.frame_level:
-                return topk_visual(state, r, int(vis.numel() * keep))
-            seg = state.segment[vis]
+                if among is None:
+                    return topk_visual(state, r, int(vis.numel() * keep))
+                top = torch.topk(r.float(), int(among.numel() * keep), sorted=False).indices
+                return keep_visual_subset(state, among[top])
+            seg = state.segment[vis] if among is None else state.segment[vis[among]]
             # segment sizes and budgets are a handful of numbers: computed on the host, once the
             # sizes are read back (one sync), instead of as dozens of tiny device kernels with a sync each
             mv = ctx.memory.get(MV_KEY)  # on the host, one value per segment id
@@ -342,7 +384,10 @@ class HieraVid(Strategy):
             if fast:
                 chosen = relevance_spread(r, seg, counts.to(seg.device), budgets.to(seg.device))
             else:
-                chosen = segment_dpp(state.hidden[vis], r, seg, counts, budgets)
+                hidden = state.hidden[vis] if among is None else state.hidden[vis[among]]
+                chosen = segment_dpp(hidden, r, seg, counts, budgets)
+            if among is not None:
+                chosen = among[chosen]
             return keep_visual_subset(state, chosen)
 
         return prune
@@ -363,12 +408,19 @@ class HieraVid(Strategy):
         return out
 
 
-def segment_marginal_value(feats: torch.Tensor, frame_segment: torch.Tensor, k: float) -> torch.Tensor:
-    """z-scored marginal value of each segment (MMG-Vid Eq. 6 as HieraVid's code uses it), ``[G]``."""
+def segment_marginal_value(
+    feats: torch.Tensor, frame_segment: torch.Tensor, k: float, in_segment: torch.Tensor | None = None
+) -> torch.Tensor:
+    """z-scored marginal value of each segment (MMG-Vid Eq. 6 as HieraVid's code uses it), ``[G]``.
+    A segment's feature is the mean of its tokens (of those ``in_segment`` marks, ``[T, P]``, when given)."""
     n_seg = int(frame_segment.max()) + 1
-    per_frame = feats.float().mean(dim=1)  # [T, D]
+    x = feats.float()
+    if in_segment is None:
+        in_segment = torch.ones(x.shape[:2], dtype=torch.bool, device=x.device)
+    per_frame = (x * in_segment[..., None]).sum(dim=1)  # [T, D]
+    sizes = in_segment.sum(dim=1).to(x.dtype)  # [T]
     sums = torch.zeros(n_seg, per_frame.shape[1], device=feats.device).index_add_(0, frame_segment, per_frame)
-    f = sums / torch.bincount(frame_segment, minlength=n_seg)[:, None]
+    f = sums / torch.zeros(n_seg, device=feats.device).index_add_(0, frame_segment, sizes)[:, None]
     if n_seg == 1:
         return torch.zeros(1, device=feats.device)
     idx = torch.arange(n_seg, device=feats.device)

@@ -245,7 +245,9 @@ def test_authors_presets_and_scaled_stage_layers():
 def test_for_budget_schedule_hits_the_layer_average(keep):
     from prune_bench.core.strategy import ModelInfo
 
-    info = ModelInfo(num_layers=28, num_frames=32, tokens_per_frame=196, hidden_size=3584, family="llava_onevision")
+    info = ModelInfo(
+        num_layers=28, num_frames=32, tokens_per_frame=196, hidden_size=3584, family="llava_onevision"
+    )
     s = HieraVid.for_budget(keep, "layer-average", info)
     cum = cumulative_keep(s.config.prune_ratios)
     assert layer_average(cum, (7, 14, 21), 28) == pytest.approx(keep, abs=1e-6)
@@ -292,6 +294,9 @@ def test_hieravid_drop_mode_matches_mask_mode_with_every_ablation(eight_layer_ad
         {"first_stage_selector": "relevance_spread"},
         {"dynamic_budget": False},
         {"segment_level": False},
+        {"last_token_as_text": True},
+        {"last_token_as_text": True, "frame_level": False},
+        {"last_token_as_text": True, "first_stage_selector": "relevance_spread"},
     ]
     for options in variants:
         plan = PruningPlan.of(HieraVid.for_budget(0.3, "layer-average", info, **options).stages(info), 8)
@@ -353,7 +358,9 @@ def test_qwen2_vl_uses_the_authors_four_query_tokens():
     from prune_bench.core.strategy import ModelInfo
 
     qwen = ModelInfo(num_layers=28, num_frames=32, tokens_per_frame=144, hidden_size=3584, family="qwen2_vl")
-    llava = ModelInfo(num_layers=28, num_frames=32, tokens_per_frame=196, hidden_size=3584, family="llava_onevision")
+    llava = ModelInfo(
+        num_layers=28, num_frames=32, tokens_per_frame=196, hidden_size=3584, family="llava_onevision"
+    )
     assert HieraVid.for_budget(0.3, "layer-average", qwen).config.query_tokens == 4
     assert HieraVid.for_budget(0.3, "layer-average", llava).config.query_tokens == 1
     assert HieraVid.for_budget(0.3, "layer-average", qwen, query_tokens=2).config.query_tokens == 2
@@ -366,3 +373,81 @@ def test_segment_sizes_equal_bincount_with_and_without_the_number_of_ids() -> No
     for num_ids in (None, 4, 6):  # trailing empty ids (4, 5) are not counted, as bincount's
         assert _segment_sizes(seg, num_ids).tolist() == [2, 0, 3, 1]
     assert _segment_sizes(torch.tensor([0, 0]), 3).tolist() == [2]
+
+
+def _authors_segment_value(hidden: torch.Tensor, segment: torch.Tensor) -> torch.Tensor:
+    # segment_dynamic_prune_ratio1 of the authors' main.py: token means of each segment id >= 0
+    ids = sorted(set(segment[segment >= 0].tolist()))
+    f = torch.stack([hidden[segment == i].double().mean(0) for i in ids])
+    mv = []
+    for i in range(len(ids)):
+        a1 = torch.nn.functional.cosine_similarity(f[i], f[:i].mean(0), dim=0) if i > 0 else 0.0
+        a2 = (
+            torch.nn.functional.cosine_similarity(f[i], f[i + 1 :].mean(0), dim=0)
+            if i < len(ids) - 1
+            else 0.0
+        )
+        mv.append(0.5 * a1 + 0.5 * (1 - a2))
+    out = torch.tensor([float(v) for v in mv])
+    return (out - out.mean()) / (out.std(unbiased=False) + 1e-8)
+
+
+def _three_segment_state() -> TokenState:
+    # three scenes of two frames each (every position similar within a scene): segments [0, 0, 1, 1, 2, 2]
+    g = torch.Generator().manual_seed(5)
+    scenes = torch.randn(3, 4, 6, generator=g)
+    feats = scenes.repeat_interleave(2, dim=0)
+    feats = feats + 0.05 * torch.randn(feats.shape, generator=g)
+    return _state_from_frames(feats)
+
+
+def test_last_token_as_text_gives_the_last_visual_token_no_segment_and_leaves_it_out_of_the_means():
+    state = _three_segment_state()
+    last = int(state.visual_index[-1])
+    values = {}
+    for as_text in (False, True):
+        ctx = _ctx()
+        out = HieraVid(prune_ratios=(0.0, 0.3, 0.3, 0.57), last_token_as_text=as_text).segment_and_merge(
+            state, ctx
+        )
+        seg = out.segment[out.visual_index]
+        assert seg[:-1].tolist() == [0] * 8 + [1] * 8 + [2] * 7
+        assert int(out.segment[last]) == (-1 if as_text else 2)
+        values[as_text] = ctx.memory["hieravid.marginal_value"]
+        torch.testing.assert_close(values[as_text], _authors_segment_value(out.hidden, out.segment).float())
+    assert not torch.allclose(values[False], values[True])
+
+
+def test_last_token_as_text_leaves_it_out_of_the_relevance_and_kernel_and_drops_it_at_stage_one():
+    state = _three_segment_state()
+    strategy = HieraVid(prune_ratios=(0.0, 0.4, 0.3, 0.57), last_token_as_text=True, match_stage_total=False)
+    seg_ctx = _ctx()
+    state = strategy.segment_and_merge(state, seg_ctx)
+    attention = torch.rand(1, 1, len(state), generator=torch.Generator().manual_seed(6))
+    ctx = StageContext(
+        hook="layer",
+        num_layers=8,
+        generator=torch.Generator(),
+        memory=seg_ctx.memory,
+        layer=2,
+        _attention=lambda s, q: attention[:, :, s.source],
+    )
+    out = strategy.make_layer_stage(1)(state, ctx)
+    kept = set(out.source[out.visual_index].tolist())
+    # the authors' stage: relevance and kernel over the tokens with a segment, greedy MAP per segment
+    vis = state.visual_index
+    inside = vis[state.segment[vis] >= 0]
+    r = -attention[0, 0, inside]
+    r = (r - r.min() + 1e-6) / (r.max() - r.min())
+    x = torch.nn.functional.normalize(state.hidden[inside], dim=-1)
+    kernel = r[:, None] * (x @ x.T) * r[None, :]
+    mv = seg_ctx.memory["hieravid.marginal_value"]
+    expected: set[int] = set()
+    for g in range(3):
+        members = torch.nonzero(state.segment[inside] == g).squeeze(1)
+        ratio = min(max(0.6 + 0.1 * float(mv[g]), 0.05), 0.95)
+        picks = _naive_greedy(kernel[members][:, members], int(members.numel() * ratio))
+        expected |= {int(inside[members[p]]) for p in picks}
+    assert kept == expected
+    assert int(vis[-1]) not in kept
+    assert {int(s) for s in out.source} >= set(state.source[state.kind != TokenKind.VISUAL].tolist())
