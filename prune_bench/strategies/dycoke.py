@@ -30,8 +30,15 @@ What the official code actually does (``windows="code"``, ``stable_step="full_ca
   every layer below L on every step, and only recomputed when the similarity is below 0.9, so a
   stable step attends to the FULL cache, the opposite of the paper's "reuse the pruned cache".
   The cache itself is never shrunk (no memory saving).
-* The decode-time visual span is ``image_token_length = len(TTM output) - 1``: the last visual token
-  is outside the ranked span and therefore always kept (``exclude_last_visual=True``).
+* The decode-time visual span is ``image_token_length = len(TTM output) - 1``: the last entry of
+  TTM's output in the code's cache order is outside the ranked span and therefore always kept
+  (``exclude_last_visual=True``). That order puts a pruned frame's kept tokens in the order
+  ``topk(largest=False)`` returns them (ascending similarity), and with the code's windows the last
+  frame emitted is always a pruned odd frame (the last pair's; for odd T the dropped frame's
+  predecessor), so the spared entry is the last emitted frame's kept token MOST similar to its
+  reference, not the positionally last visual token. ``last_visual="ttm_output"`` (default) spares
+  that token, ``last_visual="position"`` the positionally last (with ``ttm=False`` both spare the
+  positionally last, as the code's span would).
 * ``dycoke_p`` is ``0.8`` in the lmms-eval wrapper and ``0.7`` in the README command; ``dycoke_k`` is
   ``0.3`` in ``builder.py`` and ``0.7`` in the wrapper and README. We use the README's 0.7 / 0.7.
 
@@ -48,6 +55,19 @@ ratio is then about ``(1 - p)`` of the prefill retention.
 
 Where we differ, and why:
 
+* Token order after TTM. The code concatenates each pruned frame's kept tokens in ascending-
+  similarity order (``frame2_tokens[topk(..., largest=False).indices]``); ours keeps them in spatial
+  order. The kept set is the same, but with the code's contiguous positions
+  (``position_policy="reindex"``) a pruned frame's kept tokens get its positions in a different
+  assignment (and a different causal order among themselves), so RoPE positions, and hence the
+  prefill outputs, differ from the code's; only whole frames (spatial in both) match position for
+  position.
+* Kept count per pruned frame. The code floors ``int((1 - k) * P)`` in floating point; ours adds
+  1e-6 before the floor (``ttm_keep_count``), so where ``(1 - k) * P`` lands a rounding error below
+  an integer ours keeps one more token per pruned frame: ``for_budget`` sets ``k = 1 - m / P``,
+  and at P = 196 the code would keep ``m - 1`` for 38 of the 197 counts m (m = 1, 3, 5, 7, 10, ...);
+  the README's k = 0.7 (58 tokens) is not among them. We keep the tolerance so that ``for_budget``'s
+  count is the count kept.
 * Nothing is hard-coded: the visual span, frames and tokens per frame come from the token layout,
   not from ``image_token_start_index = 14`` and 196 tokens per frame.
 * The previous step's attention lives in per-sample memory; the official code keeps it on the
@@ -76,6 +96,7 @@ KEEP_WHOLE, DROP_WHOLE = -1, -2
 VISUAL_SOURCES_KEY = "dycoke.visual_sources"
 PREVIOUS_ATTENTION_KEY = "dycoke.previous_attention"
 PRUNED_SET_KEY = "dycoke.pruned_set"
+LAST_EMITTED_KEY = "dycoke.last_emitted_source"
 
 
 class DyCokeConfig(StrategyConfig):
@@ -100,6 +121,11 @@ class DyCokeConfig(StrategyConfig):
     exclude_last_visual: bool = Field(
         True, description="the code's span is one short: the last visual token is never pruned at decode"
     )
+    last_visual: Literal["ttm_output", "position"] = Field(
+        "ttm_output",
+        description="which token exclude_last_visual spares: the last of TTM's output in the code's order "
+        "(a pruned frame's kept tokens by ascending similarity) or the positionally last",
+    )
     position_policy: PositionPolicy = Field(
         "reindex", description="positions after TTM (the code: contiguous)"
     )
@@ -123,7 +149,8 @@ def ttm_reference_frames(num_frames: int, windows: Literal["code", "paper"]) -> 
 
 
 def ttm_keep_count(tokens_per_frame: int, k: float) -> int:
-    """``int((1 - k) * P)`` as the code computes it (tolerant to float error at exact integers)."""
+    """``int((1 - k) * P)`` with a 1e-6 tolerance the code does not have: where ``(1 - k) * P`` is a
+    rounding error below an integer this keeps that integer, the code one token fewer."""
     return int((1.0 - k) * tokens_per_frame + 1e-6)
 
 
@@ -139,6 +166,21 @@ def ttm_keep_mask(feats: torch.Tensor, k: float, windows: Literal["code", "paper
         least_similar = sim.topk(m, dim=1, largest=False).indices
         keep[pruned] = keep[pruned].scatter(1, least_similar, True)
     return keep
+
+
+def ttm_last_emitted(feats: torch.Tensor, keep: torch.Tensor, windows: Literal["code", "paper"]) -> int:
+    """Flat index (into ``[T * P]``) of the last token of TTM's output in the official code's order:
+    frame after frame, a whole frame in spatial order, a pruned frame's kept tokens as
+    ``topk(largest=False)`` returns them (ascending similarity to its reference frame), so the last
+    one is its kept token MOST similar to the reference."""
+    frames, per_frame, _ = feats.shape
+    ref = ttm_reference_frames(frames, windows)
+    last = int(torch.nonzero(keep.any(dim=1)).max())
+    kept = torch.nonzero(keep[last]).flatten()
+    if int(ref[last]) < 0:
+        return last * per_frame + int(kept[-1])
+    sim = F.cosine_similarity(feats[last].float(), feats[int(ref[last])].float(), dim=-1)
+    return last * per_frame + int(kept[sim[kept].argmax()])
 
 
 def ttm_frame_counts(num_frames: int, windows: Literal["code", "paper"]) -> tuple[int, int]:
@@ -187,9 +229,15 @@ class DyCoke(Strategy):
     def temporal_merge(self, state: TokenState, ctx: StageContext) -> TokenState:
         grid = frame_grid_index(state)  # [T, P]
         keep = torch.ones(len(state), dtype=torch.bool, device=state.device)
-        keep[grid.flatten()] = ttm_keep_mask(state.hidden[grid], self.config.k, self.config.windows).flatten()
+        feats = state.hidden[grid]
+        frame_keep = ttm_keep_mask(feats, self.config.k, self.config.windows)
+        keep[grid.flatten()] = frame_keep.flatten()
         out = state.keep_mask(keep)
         ctx.memory[VISUAL_SOURCES_KEY] = out.source[out.is_visual]
+        if self.config.exclude_last_visual and self.config.last_visual == "ttm_output" and frame_keep.any():
+            # one host read per sample, not per token: the cache entry the code's span leaves out
+            last = ttm_last_emitted(feats, frame_keep, self.config.windows)
+            ctx.memory[LAST_EMITTED_KEY] = state.source[grid.flatten()[last]]
         return out
 
     # ------------------------------------------------------------------------------- stage 2
@@ -201,8 +249,14 @@ class DyCoke(Strategy):
         if alive is not None:  # mask mode caches every token; rank only those TTM kept
             visual &= torch.isin(layout.source, alive)
         index = torch.nonzero(visual).flatten()
-        always = index[-1:] if cfg.exclude_last_visual else index[:0]
-        ranked = index[:-1] if cfg.exclude_last_visual else index
+        spared = ctx.memory.get(LAST_EMITTED_KEY)
+        if not cfg.exclude_last_visual:
+            always, ranked = index[:0], index
+        elif spared is not None:  # the last entry of TTM's output in the code's cache order
+            is_spared = layout.source[index] == spared
+            always, ranked = index[is_spared], index[~is_spared]
+        else:  # positionally last (also what the code spares when TTM is off)
+            always, ranked = index[-1:], index[:-1]
         attention = ctx.attention()[ranked].float()
         previous = ctx.memory.get(PREVIOUS_ATTENTION_KEY)
         ctx.memory[PREVIOUS_ATTENTION_KEY] = attention

@@ -79,7 +79,9 @@ def test_decode_pruning_reprunes_on_change_and_on_stable_steps_follows_the_chose
 
 
 def test_for_budget_solves_k_for_the_exact_ttm_retention_and_warns_below_it():
-    info = ModelInfo(num_layers=28, num_frames=32, tokens_per_frame=196, hidden_size=3584, family="llava_onevision")
+    info = ModelInfo(
+        num_layers=28, num_frames=32, tokens_per_frame=196, hidden_size=3584, family="llava_onevision"
+    )
     s = DyCoke.for_budget(3098 / 6272, "layer-average", info)
     assert ttm_retention(32, 196, s.config.k, "code") == pytest.approx(3098 / 6272)
     s = DyCoke.for_budget(0.35, "input", info)
@@ -90,7 +92,10 @@ def test_for_budget_solves_k_for_the_exact_ttm_retention_and_warns_below_it():
     assert ttm_retention(32, 196, 1.0, "code") == pytest.approx(9 / 32)
 
 
-@pytest.mark.parametrize("options", [{}, {"stable_step": "reuse_pruned", "windows": "paper"}, {"ttm": False}])
+@pytest.mark.parametrize(
+    "options",
+    [{}, {"stable_step": "reuse_pruned", "windows": "paper"}, {"ttm": False}, {"last_visual": "position"}],
+)
 def test_drop_mode_equals_mask_mode_with_ttm_and_decode_pruning(tiny_adapter, tiny_sample, options):
     _, _, sample = tiny_sample
     info = tiny_adapter.model_info(6)
@@ -115,3 +120,57 @@ def test_ttm_retention_text_positions_and_determinism_on_the_tiny_model(tiny_ada
     assert torch.equal(pre.state.source[pre.state.kind != TokenKind.VISUAL], text)
     assert torch.equal(pre.state.position, torch.arange(len(pre.state)))
     assert torch.equal(tiny_adapter.runner.prefill(sample.state, plan).state.source, pre.state.source)
+
+
+def _code_ttm_emission_order(feats: torch.Tensor, k: float) -> list[tuple[int, int]]:
+    # dycole_ttm's output as (frame, position) pairs: pairs (i, i+1), then frame i+2 of the windows
+    # range(0, T - 4, 4) replaced by its tokens least similar to frame i, each in topk(largest=False) order
+    t, p, _ = feats.shape
+    m = int((1 - k) * p)
+    out: list[list[tuple[int, int]]] = []
+    for i in range(0, t - 1, 2):
+        sim = torch.nn.functional.cosine_similarity(feats[i + 1], feats[i], dim=-1)
+        out.append([(i, j) for j in range(p)])
+        out.append([(i + 1, int(j)) for j in sim.topk(m, largest=False).indices])
+    for i in range(0, t - 4, 4):
+        sim = torch.nn.functional.cosine_similarity(feats[i + 2], feats[i], dim=-1)
+        out[i + 2] = [(i + 2, int(j)) for j in sim.topk(m, largest=False).indices]
+    return [token for frame in out for token in frame]
+
+
+def test_ttm_last_emitted_is_the_last_frames_most_similar_kept_token():
+    from prune_bench.strategies.dycoke import ttm_last_emitted
+
+    f0 = torch.stack([A, A, B, B])
+    f1 = torch.stack([A, C, B * 0.5 + A * 0.2, A])  # vs f0: 1, .707, .93, 0 -> keep 3 (0) and 1 (.707)
+    feats = torch.stack([f0, f1])
+    keep = ttm_keep_mask(feats, k=0.5, windows="code")
+    assert keep[1].tolist() == [False, True, False, True]
+    assert ttm_last_emitted(feats, keep, "code") == 4 + 1  # .707 > 0: position 1, not the spatially last 3
+    assert ttm_last_emitted(feats[:1], keep[:1], "code") == 3  # a whole frame: its spatially last token
+
+
+def test_decode_pruning_spares_the_last_entry_of_ttm_output_in_the_codes_order(tiny_adapter, tiny_sample):
+    _, _, sample = tiny_sample
+    info = tiny_adapter.model_info(6)
+    strategy = DyCoke(k=0.25, p=0.5)
+    pre = tiny_adapter.runner.prefill(sample.state, PruningPlan.of(strategy.stages(info), info.num_layers))
+    from prune_bench.strategies.common.temporal import frame_grid_index
+
+    grid = frame_grid_index(sample.state)
+    frame, pos = _code_ttm_emission_order(sample.state.hidden[grid], 0.25)[-1]
+    spared = int(sample.state.source[grid[frame, pos]])
+    assert int(pre.memory["dycoke.last_emitted_source"]) == spared
+    assert frame == 5 and spared != int(pre.state.source[pre.state.is_visual][-1])
+    # at decode: that entry is always kept, and not ranked (an attention of 0 would otherwise drop it)
+    layout = pre.state
+    attention = torch.where(layout.source == spared, 0.0, 1.0 + torch.arange(len(layout)).float())
+    memory = dict(pre.memory)
+    ctx = DecodeContext(step=0, layer=3, cache_layout=layout, memory=memory, _attention=lambda: attention)
+    chosen = strategy.decode_prune(ctx).tolist()
+    visual = layout.source[layout.is_visual].tolist()
+    assert spared in chosen and len(chosen) == int((len(visual) - 1) * 0.5) + 1
+    positional = DyCoke(p=0.5, last_visual="position").decode_prune(
+        DecodeContext(step=0, layer=3, cache_layout=layout, memory={}, _attention=lambda: attention)
+    )
+    assert spared not in positional.tolist() and visual[-1] in positional.tolist()
