@@ -16,6 +16,7 @@ from rich.table import Table
 
 from prune_bench.adapters.base import resolve_model_path
 from prune_bench.adapters.loading import load_adapter, model_identity, pick_device
+from prune_bench.benchmarks.probe import unreadable_items
 from prune_bench.cli.display import print_wide
 from prune_bench.core.compose import check_keep, parse_value, spec_names
 from prune_bench.core.plugins import Registry, registry
@@ -26,7 +27,7 @@ from prune_bench.runner.distributed import Ranks
 from prune_bench.runner.evaluate import evaluate, one_line
 from prune_bench.runner.failures import FailureLog
 from prune_bench.runner.store import ResultStore
-from prune_bench.runner.summary import SummaryRow, budget_warnings, summarize
+from prune_bench.runner.summary import SummaryRow, budget_warnings, repeated_frame_warnings, summarize
 from prune_bench.session import Session
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -313,6 +314,14 @@ def run_evaluation(specs: Sequence[str], settings: EvaluationSettings, reg: Regi
     distributed.init(ranks)  # torchrun: join the job before anything heavy
     device = ranks.device(pick_device(settings.device))
     console = Console(width=max(Console().width, 120), quiet=not ranks.is_main)
+    unreadable = unreadable_items(ranks.items(items), show_progress=not settings.no_progress)
+    if unreadable:  # found before the model loads; recorded as those items' failures, the rest run
+        console.print(
+            f"warning: {len(unreadable)} item(s) have a video that cannot be read (first: "
+            f"{unreadable[0]['error']}); they are recorded as failed and skipped",
+            markup=False,
+            style="yellow",
+        )
     adapter, model_label = load_adapter(settings.model, device)
     num_frames = settings.frames if settings.frames is not None else adapter.prompt_format.num_frames
     check_frames_fit(adapter, num_frames)
@@ -346,6 +355,7 @@ def run_evaluation(specs: Sequence[str], settings: EvaluationSettings, reg: Regi
     store = ResultStore(out_dir, shard=ranks.shard)
     failures_file = FailureLog(out_dir)
     skip = frozenset() if settings.retry_failed else failures_file.earlier_ids()
+    skip |= {f["item_id"] for f in unreadable}
     where = f"{device}" if not ranks.distributed else f"{ranks.world} ranks ({device} on rank 0)"
     console.print(
         f"model: {model_label} on {where}; benchmark: {bench.name} ({len(items)} items, {num_frames} frames)"
@@ -359,9 +369,9 @@ def run_evaluation(specs: Sequence[str], settings: EvaluationSettings, reg: Regi
             poll = distributed.ProgressPoll(out_dir)
             at_start = distributed.count_everywhere(out_dir)
             job = (len(items) * len(hashes), lambda: before + poll() - at_start)
-    status: dict[str, Any] = {"rank": ranks.rank, "error": None, "failures": []}
+    status: dict[str, Any] = {"rank": ranks.rank, "error": None, "failures": list(unreadable)}
     try:
-        status["failures"] = evaluate(
+        status["failures"] += evaluate(
             sessions,
             ranks.items(items),
             store,
@@ -403,7 +413,7 @@ def run_evaluation(specs: Sequence[str], settings: EvaluationSettings, reg: Regi
     title = f"{bench.name}: keep={', '.join(f'{k:g}' for k in settings.keeps)} ({unit})"
     rows = summarize(store.records(), hashes)
     print_table(rows, title, console)
-    for line in budget_warnings(rows):
+    for line in budget_warnings(rows) + repeated_frame_warnings(store.records(), hashes, num_frames):
         console.print(line, markup=False, style="yellow")
     score_lines = getattr(bench, "score_lines", None)  # published benchmarks: lmms-eval's own number
     if score_lines is not None:

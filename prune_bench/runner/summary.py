@@ -154,3 +154,24 @@ def budget_warnings(rows: Iterable[SummaryRow]) -> list[str]:
                 f"{r.first_empty_layer} on: those layers saw only text"
             )
     return lines
+
+
+def repeated_frame_warnings(records: Iterable[dict[str, Any]], hashes: set[str], frames: int) -> list[str]:
+    """One line when some items' videos have fewer frames than were asked for: their sampled indices
+    repeat (lmms-eval's uniform sampling does the same), so those items saw fewer distinct frames."""
+    short: dict[str, int] = {}
+    for r in records:
+        if r.get("config_hash") not in hashes or not isinstance(r.get("frames"), dict):
+            continue
+        indices = r["frames"].get("indices") or []
+        distinct = len(set(indices))
+        if len(indices) == frames and distinct < frames:
+            short[str(r.get("item_id"))] = distinct
+    if not short:
+        return []
+    first, distinct = next(iter(short.items()))
+    return [
+        f"warning: {len(short)} item(s) have videos shorter than --frames {frames} (first: {first}, "
+        f"{distinct} distinct frames); their frames repeat, as lmms-eval's sampling does; pass --frames "
+        f"{min(short.values())} to give every item distinct frames"
+    ]
