@@ -33,10 +33,16 @@ contiguous (``position_policy="reindex"``, the default); ``"keep"`` keeps origin
 
 Where we differ, and why:
 
-* Order. The port emits each frame as [dominant tokens by decreasing attention, then contextual
-  tokens]; we keep every token in its original (spatial) place, merged tokens at their target's
-  place. With re-indexed positions this changes which RoPE position a token gets inside its frame;
-  we prefer not to scramble spatial order, which the framework's layout (frame/row/col) relies on.
+* Order. For video (``mm_newline_position="one_token"``) the port emits each frame as [the
+  dominant tokens in position order (``masked_select`` of the top-k mask, not the top-k order),
+  then the contextual tokens in their targets' position order]; only its ``"grid"`` branch (images)
+  sorts all of them back by position. We keep every token in its original (spatial) place, merged
+  tokens at their target's place, so the two orders agree within the dominant tokens and within the
+  contextual ones but interleave differently: with re-indexed positions each contextual token
+  spatially before the frame's last dominant token gets an earlier RoPE position than in the port
+  (where all contextual tokens follow all dominant ones), and the dominant tokens after it a later
+  one; the kept set and the merged values are the same. We prefer not to scramble spatial order,
+  which the framework's layout (frame/row/col) relies on.
 * Edge cases the port crashes on (``contextual = 0`` divides by zero; fewer remaining tokens than
   contextual targets mismatches shapes) are handled: no contextual tokens, or fewer targets.
 * Attention is computed from the tower's captured q/k (no eager tower).
