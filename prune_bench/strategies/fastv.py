@@ -1,8 +1,12 @@
 """FastV: "An Image is Worth 1/2 Tokens After Layer 2" (Chen et al., ECCV 2024, arXiv 2403.06764).
 
-Followed: the authors' code, github.com/pkunlp-icler/FastV at commit d165972, the "inplace" branch
-of ``LlamaModel.fastv_forward`` in
-``src/FastV/llava-hf/transformers/src/transformers/models/llama/modeling_llama.py``:
+Followed: the authors' code, github.com/pkunlp-icler/FastV at commit d165972. The in-place selection
+(the ``use_fast_v and fast_v_inplace`` branch) is in ``LlamaModel.forward`` of the transformers fork
+the README names as the main implementation and its LLaVA-1.5 inference scripts use,
+``src/transformers/src/transformers/models/llama/modeling_llama.py``, which keeps a given count
+``fast_v_attention_rank``; the llava-hf fork's ``LlamaModel.fastv_forward``
+(``src/FastV/llava-hf/transformers/src/transformers/models/llama/modeling_llama.py``) drops the same
+way and computes that count as ``round(N * (1 - R))``, which is the count we use:
 
 1. layers ``0 .. K-1`` run on every token; layer ``K-1`` returns its attention weights;
 2. score = attention of the **last prompt token** (the code's ``[-1]`` row, not the paper's average
@@ -40,6 +44,11 @@ Where we differ, and why:
   set to the whole video placeholder run (FastV issue #28).
 * Attention rows are computed exactly from q/k (no eager layer, no second forward of layer K-1 and
   so no duplicated KV cache, FastV issues #18/#46).
+* Precision at the cut-off. Both forks' attention softmax runs in float32 and is then cast to the
+  model dtype (``softmax(..., dtype=torch.float32).to(query_states.dtype)``: fp16 or bf16), and
+  the head mean and ``topk`` run on that; ours rank the float32 rows. Scores that differ by less
+  than an fp16/bf16 step tie in the official code (``topk``'s tie order decides) and are ordered
+  by their float32 values here, so at the cut-off the kept set can differ by the tied tokens.
 * FastV's ``K = 0`` random-drop fallback is not offered; use the ``random`` strategy.
 """
 
