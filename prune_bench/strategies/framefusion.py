@@ -40,6 +40,15 @@ Where we differ, and why:
 * Accounting, as above (the official formula is off by the half layers and on non-28-layer models).
 * The similarity threshold 0.6 is the README's LLaVA-Video value; the paper lists per-model values
   (0.5 for Qwen2-VL); LLaVA-OneVision has no official value.
+* A spent budget. With a very small ``ratio_lower_bound`` (or a small ``cost``) merging can go on
+  round after round, each merging a little; once the rounds so far have used the whole budget, the
+  official ``_compute_pruning_ratio`` raises ``ValueError("The cost is too small")`` (its remaining
+  compute is negative) at the next merge or prune step and the sample fails. Ours goes on: the
+  remaining per-layer target is then zero or negative, so the merge bound no longer binds (rounds
+  merge by the threshold alone while they merge at least ``ratio_lower_bound``), and the prune step
+  keeps no visual token for the layers left (the target clamped at 0); the run overshoots ``cost``
+  and its row gets the budget warning. Why: one sample's budget arithmetic should not abort a sweep,
+  and the overshoot stays visible in the measured retention.
 * The LLaVA-OneVision newline token is not visual: never merged or pruned.
 """
 

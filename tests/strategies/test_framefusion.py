@@ -93,3 +93,31 @@ def test_layer_average_meets_the_cost_text_and_positions_are_kept(tiny_adapter, 
     assert torch.equal(pre.state.source[pre.state.kind != TokenKind.VISUAL], text)
     assert torch.equal(pre.state.position, full.position[pre.state.source])
     assert torch.equal(tiny_adapter.runner.prefill(sample.state, plan).state.source, pre.state.source)
+
+
+def test_a_spent_budget_goes_on_merging_by_threshold_and_then_prunes_every_visual_token():
+    # the official _compute_pruning_ratio raises "The cost is too small" once the rounds so far have
+    # used the budget; ours goes on: the merge bound no longer binds, and the prune keeps nothing
+    from prune_bench.core.context import StageContext
+
+    frames = torch.stack([torch.stack([A, B]), torch.stack([2 * A, A + 0.3 * B]), torch.stack([3 * A, A])])
+    state = _video_state(frames)
+    spent = {"n_input": 6, "num_layers": 4, "halves": 0.3 * 6 * 2 * 4 + 1.0, "sparsity": [0.1]}
+    strategy = FrameFusion(cost=0.3, ratio_lower_bound=0.0)
+    memory = {"framefusion": {**spent, "finish_merging": False, "finish_pruning": False}}
+    merged = strategy._merge_round(state, memory["framefusion"], remaining_halves=3)
+    assert merged.num_visual == 3  # all 3 similar tokens (threshold), not a bounded top-k
+    assert memory["framefusion"]["sparsity"] == [0.1, 0.5]
+    assert not memory["framefusion"]["finish_merging"] and not memory["framefusion"]["finish_pruning"]
+    memory["framefusion"]["finish_merging"] = True
+    ctx = StageContext(
+        hook="layer",
+        num_layers=4,
+        generator=torch.Generator(),
+        memory=memory,
+        layer=2,
+        _attention=lambda s, q: torch.rand(1, q, len(s)),
+    )
+    pruned = strategy.after_attention(merged, ctx)
+    assert pruned.num_visual == 0 and len(pruned) == 2  # the text stays
+    assert memory["framefusion"]["finish_pruning"]
