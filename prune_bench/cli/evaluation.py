@@ -22,6 +22,7 @@ from prune_bench.core.compose import check_keep, parse_value, spec_names
 from prune_bench.core.plugins import Registry, registry
 from prune_bench.core.strategy import BUDGET_UNITS, BudgetUnit
 from prune_bench.errors import RunIncomplete, UserError
+from prune_bench.report.stats import format_p
 from prune_bench.runner import distributed
 from prune_bench.runner.distributed import Ranks
 from prune_bench.runner.evaluate import evaluate, one_line
@@ -217,8 +218,10 @@ def print_table(rows: list[SummaryRow], title: str, console: Console) -> None:
         "strategy",
         "keep",
         "n",
-        *(t[:6] for t in tasks),
+        *tasks,  # full names: MVBench's start alike (action_antonym, action_count, ...)
         "avg",
+        "95% CI",
+        "p vs none",
         "%full",
         "ret",
         "FLOPs",
@@ -230,12 +233,16 @@ def print_table(rows: list[SummaryRow], title: str, console: Console) -> None:
         table.add_column(col, justify="right", no_wrap=True)
     for r in rows:
         rel = f"{100 * r.average / full.average:.1f}" if full and full.average else "-"
+        ci = f"{r.average_ci[0]:.1f}-{r.average_ci[1]:.1f}" if r.average_ci else "-"
+        p = "" if r.strategy == "none" else format_p(r.vs_none.p if r.vs_none else None)
         table.add_row(
             escape(r.strategy),  # 'hieravid[segment_level=false]' is not rich markup
             f"{r.keep:g}",
             str(r.items),
             *(f"{r.accuracy.get(t, float('nan')):.0f}" for t in tasks),
             f"{r.average:.1f}",
+            ci,
+            p,
             rel,
             f"{r.retention['layer_average']:.3f}",
             f"{r.flops_ratio['exact']:.3f}",
@@ -243,8 +250,18 @@ def print_table(rows: list[SummaryRow], title: str, console: Console) -> None:
             f"{r.pruning_ms:.1f}",
         )
     print_wide(console, table)
+    fewest = min((r.items for r in rows), default=0)
+    if 0 < fewest < 100:
+        console.print(
+            f"note: a row holds as few as {fewest} items, so its interval is wide; differences inside "
+            "the intervals are noise (run more items, e.g. without --limit)",
+            markup=False,
+            style="yellow",
+        )
     console.print(
-        "n = items behind the row; accuracy in % per task; avg = mean over tasks; %full = avg relative to 'none'; ret = visual tokens "
+        "n = items behind the row; accuracy in % per task; avg = mean over tasks, with its 95% bootstrap interval "
+        "(items resampled within tasks) and the exact McNemar p against 'none' on the same items; %full = avg "
+        "relative to 'none'; ret = visual tokens "
         "kept, averaged over LLM layers; FLOPs = LLM prefill FLOPs relative to 'none', exact (GQA-aware, "
         "causal), FLOPs* = the papers' convention 4nd^2 + 2n^2d + 2ndm; prune ms = median selection time. "
         "`prune-bench table DIR` prints every column (input and decode retention too) as markdown, LaTeX "

@@ -70,3 +70,15 @@ def test_mistakes_are_one_line_before_any_model_loads(
     result = run_cli("sweep", *args)
     assert isinstance(result.exception, UserError), result.output
     assert message in str(result.exception) and "\n" not in str(result.exception)
+
+
+def test_the_console_table_names_tasks_in_full_with_intervals_and_tests(swept: Path, run_cli, fast) -> None:
+    """Issue 'Numbers a paper can print': full task names (MVBench's start alike), the average's 95%
+    interval and the McNemar p against 'none', and a note when rows are too small to tell apart."""
+    result = run_cli("sweep", "random", "--keep", "0.2", "--out", str(swept), *fast)
+    assert result.exit_code == 0, result.output
+    tasks = {r["task"] for r in _records(swept)}
+    header = next(line for line in result.output.splitlines() if "strategy" in line and "keep" in line)
+    assert all(t in header for t in tasks), header
+    assert "95% CI" in header and "p vs none" in header
+    assert "note: a row holds as few as 6 items" in " ".join(result.output.split())
