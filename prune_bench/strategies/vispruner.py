@@ -14,9 +14,7 @@ encoder, per image; on video we apply it per frame (the code is image-only), on 
    until ``T - T_imp`` remain: split alternately into A (even places) and B (odd places); each
    A-token's score is its largest cosine similarity to B; the ``min(8, R - (T - T_imp))`` A-tokens
    with the highest scores are removed; the survivors are re-ordered as [A by decreasing score, B]
-   and the next round splits that order again. When A is shorter than the round's quota, all of A
-   goes (the code's ``argsort(...)[:, r:]``), so a round can overshoot towards fewer tokens,
-   never below ``T - T_imp``.
+   and the next round splits that order again, until ``T - T_imp`` remain.
 3. The kept tokens stay in spatial order (an index mask); LLaVA splices them into the prompt, so
    positions are contiguous afterwards (``position_policy="reindex"``).
 
@@ -34,6 +32,16 @@ Where we differ, and why:
   ``similarity="keys"`` uses the keys.
 * LLaVA-OneVision pools the grid 2x2 after the projector; we score the pooled grid (the
   attention is pooled exactly like the features), as the SigLIP ports of VisionZip do.
+* Inputs the code stops on. Its round indexes the kept A-tokens with
+  ``arange(B).unsqueeze(-1).expand(-1, R // 2 - r)`` while ``argsort(...)[:, r:]`` has
+  ``ceil(R / 2) - r`` entries, so it raises (indices that do not broadcast) whenever a round starts
+  with an odd ``R`` (unless ``r = R // 2``): the first round's ``R`` is ``P - T_imp`` (196 - ``T_imp``
+  on LLaVA-OneVision's pooled grid, ``T_imp = int(T * important_ratio)``), so about half of all
+  budgets; and it raises
+  (a negative ``expand``) when a round's quota ``r = min(8, R - (T - T_imp))`` exceeds ``R // 2``,
+  which the last round can reach when fewer than 8 diverse tokens are asked for. Ours runs
+  both: A is the ``ceil(R / 2)`` even places, a quota larger than A removes all of A and the
+  next round goes on, so every frame ends with exactly ``T - T_imp`` diverse tokens.
 * The attention ranking uses a stable sort so equal scores resolve by index.
 """
 
@@ -79,7 +87,8 @@ def remove_duplicates(features: torch.Tensor, residual: torch.Tensor, keep: int,
     :param features: ``[F, N, D]`` features of every token of every frame.
     :param residual: ``[F, R]`` candidate tokens of each frame, in the order the matching alternates.
     :param keep: tokens to leave per frame. :param step: most A-tokens removed per round.
-    :returns: ``[F, R']`` surviving tokens, ``keep <= R'`` (``R' = keep`` unless a round overshoots).
+    :returns: ``[F, keep]`` surviving tokens (fewer only when ``R < keep`` to begin with): a round
+        whose quota exceeds its A set removes all of A and the next round goes on.
     """
     x = F.normalize(features.float(), dim=-1)
     while keep > 0:

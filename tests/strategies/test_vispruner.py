@@ -25,12 +25,27 @@ def test_matching_removes_the_most_duplicated_a_tokens_round_by_round():
     assert remove_duplicates(_features(), residual, keep=2, step=1).tolist() == [[2, 1]]
 
 
-def test_a_round_whose_quota_exceeds_a_drops_all_of_a_like_the_code():
+def test_a_round_whose_quota_exceeds_a_drops_all_of_a_where_the_code_stops_with_an_error():
     residual = torch.tensor([[0, 1, 2, 3]])
-    # r = min(8, 4 - 1) = 3 but A has 2 tokens: all of A goes, B = {1, 3} remains
-    # next round: A = {1}, B = {3}, r = 1 -> drop 1
+    # r = min(8, 4 - 1) = 3 > R // 2 = 2 (the code's expand(-1, R // 2 - r) fails): all of A goes,
+    # B = {1, 3} remains; next round: A = {1}, B = {3}, r = 1 -> drop 1
     assert remove_duplicates(_features(), residual, keep=1, step=8).tolist() == [[3]]
     assert remove_duplicates(_features(), residual, keep=2, step=8).tolist() == [[1, 3]]
+
+
+@pytest.mark.parametrize(("candidates", "keep"), [(193, 1), (149, 16), (10, 1), (9, 2), (31, 3)])
+def test_odd_residuals_and_oversized_quotas_end_with_exactly_the_diverse_count(candidates, keep):
+    # odd R (the code's index shapes [B, R // 2 - r] and [B, ceil(R / 2) - r] do not broadcast) and
+    # quotas above R // 2 (a negative expand) stop the official code; ours leaves `keep` per frame
+    g = torch.Generator().manual_seed(candidates)
+    features = torch.randn(2, 200, 5, generator=g)
+    residual = torch.stack([torch.randperm(200, generator=g)[:candidates] for _ in range(2)])
+    out = remove_duplicates(features, residual, keep=keep, step=8)
+    assert out.shape == (2, keep)
+    assert all(
+        set(row.tolist()) <= set(res.tolist()) and len(set(row.tolist())) == keep
+        for row, res in zip(out, residual, strict=True)
+    )
 
 
 def test_keep_mask_is_important_by_attention_plus_diverse_rest():
@@ -71,7 +86,9 @@ def test_retention_is_tokens_per_frame_and_text_is_untouched(tiny_adapter, tiny_
 
 
 def test_budget_below_one_token_per_frame_warns():
-    info = ModelInfo(num_layers=28, num_frames=32, tokens_per_frame=196, hidden_size=3584, family="llava_onevision")
+    info = ModelInfo(
+        num_layers=28, num_frames=32, tokens_per_frame=196, hidden_size=3584, family="llava_onevision"
+    )
     assert VisPruner.for_budget(0.1, "input", info).config.visual_token_num == 20
     with pytest.warns(BudgetWarning):
         assert VisPruner.for_budget(0.001, "input", info).config.visual_token_num == 1
