@@ -28,6 +28,10 @@ from prune_bench.core.timing import Clock
 
 Mode = Literal["drop", "mask"]
 RopeFn = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+#: ``residual(layer, source) -> [len(source), D]`` or None: what an adapter adds to the hidden states of the
+#: tokens with these ``source`` ids after decoder layer ``layer`` (Qwen3-VL's DeepStack features); the
+#: loop adds it to the tokens alive after that layer only (a pruned token receives nothing)
+ResidualFn = Callable[[int, torch.Tensor], torch.Tensor | None]
 
 
 @dataclass
@@ -103,10 +107,18 @@ class DecoderRunner:
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         attn = layer.self_attn
         n = x.shape[0]
-        q = attn.q_proj(x).view(n, self.num_heads, self.head_dim).transpose(0, 1)
-        k = attn.k_proj(x).view(n, self.num_kv_heads, self.head_dim).transpose(0, 1)
+        q = attn.q_proj(x).view(n, self.num_heads, self.head_dim)
+        k = attn.k_proj(x).view(n, self.num_kv_heads, self.head_dim)
         v = attn.v_proj(x).view(n, self.num_kv_heads, self.head_dim).transpose(0, 1)
-        return apply_rope(q, cos, sin), apply_rope(k, cos, sin), v
+        if getattr(attn, "q_norm", None) is not None:  # Qwen3: RMSNorm over each head before RoPE
+            q, k = attn.q_norm(q), attn.k_norm(k)
+        return apply_rope(q.transpose(0, 1), cos, sin), apply_rope(k.transpose(0, 1), cos, sin), v
+
+    @staticmethod
+    def _mlp(layer: nn.Module, h: torch.Tensor) -> torch.Tensor:
+        """The layer's MLP on ``[n, D]``, called on a batch of one as HF does (a sparse MoE block reads
+        ``(batch, seq, D)``; a dense MLP is the same either way)."""
+        return layer.mlp(layer.post_attention_layernorm(h)[None])[0]  # type: ignore[no-any-return]
 
     def _attend(
         self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None
@@ -183,7 +195,9 @@ class DecoderRunner:
         clock: Clock | None = None,
         generator: torch.Generator | None = None,
         vision: Callable[[], VisionAttention] | None = None,
+        residual: ResidualFn | None = None,
     ) -> PrefillResult:
+        """The prompt through every layer under ``plan``; ``residual`` as :data:`ResidualFn`."""
         clock = clock or Clock(state.device)
         generator = generator or torch.Generator(device=state.device).manual_seed(0)
         memory: dict[str, Any] = {}
@@ -193,9 +207,11 @@ class DecoderRunner:
                 if mode == "drop":
                     state = self.pre_llm(state, plan, clock, memory, generator, vision)
                     input_visual = state.num_visual
-                    out = self._prefill_drop(state, plan, max_new_tokens, clock, memory, generator)
+                    out = self._prefill_drop(state, plan, max_new_tokens, clock, memory, generator, residual)
                 else:
-                    out = self._prefill_mask(state, plan, max_new_tokens, clock, memory, generator, vision)
+                    out = self._prefill_mask(
+                        state, plan, max_new_tokens, clock, memory, generator, vision, residual
+                    )
                     input_visual = out.counts[0].attn_visual if out.counts else state.num_visual
             _raise_for_text_checks(self._text_checks)
         finally:
@@ -210,6 +226,7 @@ class DecoderRunner:
         memory: dict[str, Any],
         generator: torch.Generator,
         rows: Callable[[TokenState, int], torch.Tensor],
+        keys: Callable[[TokenState], torch.Tensor] | None = None,
     ) -> StageContext:
         return StageContext(
             hook="layer",
@@ -218,7 +235,19 @@ class DecoderRunner:
             memory=memory,
             layer=layer_idx,
             _attention=rows,
+            _keys=keys or self._pre_keys(self.layers[layer_idx]),
+            _final_norm=self.norm,
         )
+
+    def _pre_keys(self, layer: nn.Module) -> Callable[[TokenState], torch.Tensor]:
+        """Post-RoPE keys of ``layer`` computed from its own projections on a state not yet attended."""
+
+        def keys(st: TokenState) -> torch.Tensor:
+            x = layer.input_layernorm(st.hidden)
+            cos, sin = self.rope(x, st.position)
+            return self._qkv(layer, x, cos, sin)[1]
+
+        return keys
 
     def _pre_rows(self, layer: nn.Module) -> Callable[[TokenState, int], torch.Tensor]:
         """Attention rows of ``layer`` computed from its own q/k on a state not yet attended."""
@@ -241,6 +270,7 @@ class DecoderRunner:
         clock: Clock,
         memory: dict[str, Any],
         generator: torch.Generator,
+        residual: ResidualFn | None = None,
     ) -> PrefillResult:
         caches: list[LayerCache] = []
         # Token counts stay on the device until the end: reading them per layer would synchronise
@@ -286,11 +316,19 @@ class DecoderRunner:
                     out = attention_rows(q[:, qi], k, qi, self.scaling)
                     return out if len(st) == n else out[..., torch.searchsorted(src, st.source)]
 
+                def keys(st: TokenState, k: torch.Tensor = k, src: torch.Tensor = attended) -> torch.Tensor:
+                    return k if len(st) == k.shape[1] else k[:, torch.searchsorted(src, st.source)]
+
                 state = self.run_stages(
-                    post, state, lambda s, i=idx, r=rows: self._layer_ctx(i, memory, generator, r), clock
+                    post,
+                    state,
+                    lambda s, i=idx, r=rows, ks=keys: self._layer_ctx(i, memory, generator, r, ks),
+                    clock,
                 )
             h = state.hidden
-            h = h + layer.mlp(layer.post_attention_layernorm(h))
+            h = h + self._mlp(layer, h)
+            if residual is not None and (extra := residual(idx, state.source)) is not None:
+                h = h + extra.to(h.dtype)
             state = state.with_hidden(h)
             sizes.append((attn_n, len(state)))
             visual.append(state.is_visual.sum())
@@ -308,6 +346,7 @@ class DecoderRunner:
         memory: dict[str, Any],
         generator: torch.Generator,
         vision: Callable[[], VisionAttention] | None,
+        residual: ResidualFn | None = None,
     ) -> PrefillResult:
         n = len(full)
         alive = torch.ones(n, dtype=torch.bool, device=full.device)
@@ -368,9 +407,20 @@ class DecoderRunner:
                     out = attention_rows(q[:, ai[qi]], k[:, ai], qi, self.scaling)
                     return out if len(st) == m else out[..., torch.searchsorted(src, st.source)]
 
-                apply(post, lambda s, i=idx, r=rows: self._layer_ctx(i, memory, generator, r))
+                def keys(
+                    st: TokenState,
+                    k: torch.Tensor = k,
+                    ai: torch.Tensor = alive_idx,
+                    src: torch.Tensor = attended,
+                ) -> torch.Tensor:
+                    seen_k = k[:, ai]
+                    return seen_k if len(st) == ai.numel() else seen_k[:, torch.searchsorted(src, st.source)]
+
+                apply(post, lambda s, i=idx, r=rows, ks=keys: self._layer_ctx(i, memory, generator, r, ks))
             h = full.hidden
-            h = h + layer.mlp(layer.post_attention_layernorm(h))
+            h = h + self._mlp(layer, h)
+            if residual is not None and (extra := residual(idx, full.source)) is not None:
+                h = h + torch.where(alive[:, None], extra.to(h.dtype), 0)  # the pruned receive nothing
             full = full.with_hidden(h)
             counts.append(
                 LayerCount(
@@ -429,7 +479,7 @@ class DecoderRunner:
             if keep is not None:
                 keys, values = keys[:, keep], values[:, keep]
             h = h + layer.self_attn.o_proj(self._attend(q, keys, values, None))
-            h = h + layer.mlp(layer.post_attention_layernorm(h))
+            h = h + self._mlp(layer, h)
             stage = decode_stages.get(idx + 1)
             if stage is not None:
                 with clock.measure("decode_pruning"), clock.measure(f"stage:{stage.name}"):
