@@ -54,12 +54,29 @@ Where we differ, and why:
   a contextual centre at itself) instead of the code's order [window's static tokens, then each
   frame's dynamic tokens]; with re-indexed positions this changes which RoPE position a token gets
   inside its window; we keep spatial order, which the framework's layout relies on.
-* The inner merge runs between layer ``k - 1``'s attention and its MLP (the framework's ``post``
-  site), so it averages the states before that MLP rather than after it; the selection (layer
-  ``k - 1``'s last-token attention) and the set of tokens layers ``>= k`` see are the code's.
-* The inner span is the visual tokens only: the LLaVA-OneVision newline token (inside the code's
-  image span) is never merged; on ``grid`` layouts the framework keeps every row's newline token,
-  where the code drops the newline of a row left empty.
+* Inner merge site. The code merges at layer ``k``'s input, i.e. after layer ``k - 1``'s MLP
+  (``hidden_states`` between two decoder layers); ours runs between layer ``k - 1``'s attention and
+  its MLP (the framework's ``post`` site). The selection (layer ``k - 1``'s last-token attention,
+  the same rows in both) and the set of tokens layers ``>= k`` see are the code's; what changes is
+  the merged values and possibly the assignment: the most-similar kept token is found, and the
+  average taken, on the states before that MLP, and the MLP then runs once on the average, where
+  the code averages the MLP's outputs. A kept token that absorbs nothing enters layer ``k``
+  exactly as in the code; one that absorbs others does not (the MLP is not linear). In exchange
+  the merged-away tokens skip layer ``k - 1``'s MLP (the ledger counts that layer as half).
+* Inner span. The code's span is the whole image feature (``image_tokens = image_feature.shape[0]``),
+  which on LLaVA-OneVision ends with the newline token: it is ranked with the visual tokens, takes
+  one of the ``round((n + 1) * (1 - r))`` kept places when its attention is high enough and is
+  otherwise averaged into its most similar kept token and removed. Ours ranks and merges the ``n``
+  visual tokens only (``round(n * (1 - r))`` kept) and always keeps the newline token, so the inner
+  budget can differ by one visual token (and the newline survives layer ``k``). On ``grid``
+  layouts the framework keeps every row's newline token, where the code drops the newline of a
+  row left empty.
+* ``D > 0``. The code fails whenever ``D`` leaves a frame at least one contextual token:
+  ``merge_tokens_by_attention_density`` takes ``pos.masked_select(mask.unsqueeze(-1))`` of a
+  ``[W, n]`` position tensor with a ``[W, n, 1]`` mask, which broadcasts to ``[W, n, n]`` (or
+  does not broadcast at all) and cannot be viewed as ``[W, n - dominant]``, so only ``D = 0`` (the
+  scripts' value) ever ran. Ours runs it as step 5 describes (contextual centres by DPC-kNN over the
+  non-dominant tokens, beta-merged), with the positions of those centres.
 * ``inner_layer = 18`` is for the 28-layer Qwen2-7B; on a model too shallow for it we scale it by
   ``num_layers / 28``. Attention comes from the tower's captured q/k (no patched SigLIP, no eager
   layer). Density tie-break noise is left out (deterministic).
