@@ -61,6 +61,8 @@ Where we differ, and why:
 * The "text after the span" is every non-visual token after the last visual token: on
   LLaVA-OneVision that includes the ``image_newline`` token that closes the video (the newline token
   is not visual here, so it is never pruned; it can be a pivot, as the code's span end would make it).
+* LLaVA-NeXT's count (``retain_token_num_for_llava_next``, 320 capped at ``N - 4``, used when the
+  eval script sets ``text_length``) is not offered: ``max_num_truncation`` is the one absolute count.
 * Counts are capped by what is available (the code's ``topk`` raises when fewer than 4 text tokens
   follow the span, or when fewer candidates remain than ``TOKEN_TOPK``).
 * Precision: key norms and cosines in float32 (the code: fp16/bf16, ``cosine_similarity``'s eps).

@@ -56,6 +56,8 @@ Where we differ, and why:
   never scored or dropped either.
 * The grid must be complete (every position of every frame), as at the LLM input: mounted after
   another pre-LLM stage that removed tokens, VidCom2 stops with an error instead of guessing a layout.
+* At least one channel is scored (``max(1, int(D * ratio))``; the code's ``int`` gives none for
+  ``D * ratio < 1``, which only a toy model reaches).
 * ``frame_budgets="uniform"`` (every frame keeps ``round(R P)``) and ``token_score="video"`` /
   ``"frame"`` (one of the two similarities) are the paper's ablations, not code paths.
 """
