@@ -224,3 +224,22 @@ def test_internvl3_8b_on_cuda_keeps_hf_logits_at_keep_one_and_runs_visionzip() -
     visionzip, _ = build_session(big, "visionzip", 0.3)
     result = visionzip.answer(sample)
     assert result.input_retention < 0.5
+
+
+def test_a_saved_checkpoint_loads_with_its_tokenizer_and_answers(tmp_path, frames: torch.Tensor) -> None:
+    from prune_bench.adapters.loading import load_adapter
+    from prune_bench.contract import build_session
+
+    tok = byte_level_tokenizer()
+    config = tiny_internvl3_config(num_layers=2)
+    config.text_config.vocab_size = len(tok)  # type: ignore[arg-type]
+    config.image_token_id = tok.convert_tokens_to_ids("<IMG_CONTEXT>")  # type: ignore[attr-defined]
+    InternVLAdapter.from_config(config).model.save_pretrained(tmp_path)
+    tok.save_pretrained(tmp_path)  # type: ignore[attr-defined]
+    adapter, _ = load_adapter(str(tmp_path), "cpu")
+    assert isinstance(adapter, InternVLAdapter) and adapter.prompt_format == INTERNVL_PROMPT_FORMAT
+    sample = adapter.encode(frames, "What is the man doing?", ["running", "sitting"], capture_vision=True)
+    assert sample.state.num_visual == FRAMES * adapter.tokens_per_frame
+    session, _ = build_session(adapter, "visionzip", 0.3)
+    result = session.answer(sample)
+    assert result.choice in (0, 1) and result.input_retention < 0.5
