@@ -43,6 +43,8 @@ class StageContext:
     layer: int | None = None
     _attention: Callable[[TokenState, int], torch.Tensor] | None = None
     _vision: Callable[[], VisionAttention] | None = None
+    _keys: Callable[[TokenState], torch.Tensor] | None = None
+    _final_norm: Callable[[torch.Tensor], torch.Tensor] | None = None
     _cache: dict[Any, Any] = field(default_factory=dict)
 
     def last_token_attention(self, state: TokenState, num_queries: int = 1) -> torch.Tensor:
@@ -60,6 +62,21 @@ class StageContext:
             self._cache[key] = (state, self._attention(state, num_queries))
         rows: torch.Tensor = self._cache[key][1]
         return rows
+
+    def layer_keys(self, state: TokenState) -> torch.Tensor:
+        """This layer's post-RoPE keys of the tokens of ``state``, ``[KV, N, hd]`` (key-value heads, not
+        expanded for grouped queries): computed from ``state`` for a ``pre`` stage (what the layer is
+        about to attend with), the ones its attention used for a ``post`` stage. Only for ``layer`` stages.
+        """
+        if self._keys is None:
+            raise RuntimeError(f"layer keys are only available to 'layer' stages, not at {self.hook!r}")
+        return self._keys(state)
+
+    def final_norm(self, hidden: torch.Tensor) -> torch.Tensor:
+        """The LLM's final norm (the one before the LM head) applied to ``hidden`` ``[n, D]``."""
+        if self._final_norm is None:
+            raise RuntimeError(f"the final norm is only available to 'layer' stages, not at {self.hook!r}")
+        return self._final_norm(hidden)
 
     def vision_attention(self) -> VisionAttention:
         """The vision tower's attention (declare ``needs={"vision_attention"}`` on the stage)."""

@@ -65,7 +65,11 @@ BUILTIN_PLUGINS: dict[str, tuple[str, ...]] = {
     "prune_bench.strategies.cdpruner": ("register_strategies",),
     "prune_bench.strategies.evs": ("register_strategies",),
     "prune_bench.strategies.pooling": ("register_strategies",),
+    "prune_bench.strategies.vidcom2": ("register_strategies",),
+    "prune_bench.strategies.dart": ("register_strategies",),
     "prune_bench.adapters.qwen2_vl": ("register_adapters",),
+    "prune_bench.adapters.internvl": ("register_adapters",),
+    "prune_bench.adapters.qwen3_vl": ("register_adapters",),
 }
 DEFAULT_PLUGINS: tuple[str, ...] = tuple(BUILTIN_PLUGINS)
 
