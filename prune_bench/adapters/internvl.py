@@ -41,7 +41,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import replace
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -96,11 +96,11 @@ class InternVLAdapter(Adapter):
     """Runs ``InternVLForConditionalGeneration`` checkpoints (InternVL3) under a pruning plan."""
 
     name = "internvl"
-    architectures: dict[str, Callable[[], Any]] = {
+    architectures: ClassVar[dict[str, Callable[[], Any]]] = {
         "internvl3-8b": internvl3_8b_config,
         "tiny-internvl3": tiny_internvl3_config,
     }
-    tiny_architectures: dict[str, Callable[..., Any]] = {"tiny-internvl3": tiny_internvl3_config}
+    tiny_architectures: ClassVar[dict[str, Callable[..., Any]]] = {"tiny-internvl3": tiny_internvl3_config}
 
     def __init__(
         self, model: Any, tokenizer: Any | None = None, prompt_format: PromptFormat | None = None
@@ -110,7 +110,7 @@ class InternVLAdapter(Adapter):
         self.prompt_format = prompt_format or INTERNVL_PROMPT_FORMAT
         self.config = model.config
         inner = model.model
-        self.vision_tower: nn.Module = inner.vision_tower
+        self.vision_tower: Any = inner.vision_tower  # InternViT: encoder.layer[i].attention
         self.projector: nn.Module = inner.multi_modal_projector
         self.lm: nn.Module = inner.language_model
         self._pixel_shuffle = inner.pixel_shuffle
