@@ -14,9 +14,15 @@ token ids are read from the config, the input ids and the pixel tensor.
 
 We run the vision tower ourselves on patches we cut from the frames (no processor needed), and call
 the language model's layers through :class:`DecoderRunner`. Vision attention for VisionZip-style
-strategies is captured for Qwen2-VL (last ViT block, per frame pair, pooled over each 2x2 merge unit);
-Qwen2.5-VL's tower runs on window-permuted patches and is not supported yet: a stage that asks for
-its vision attention gets a clear error.
+strategies is captured from one ViT block's own q/k, per frame pair, pooled over each 2x2 merge unit
+as the merger pools the features: Qwen2-VL's last block; Qwen2.5-VL's last full-attention block
+(``max(fullatt_block_indexes)``, the last block, 31, in every released checkpoint), whose output is
+the merger's input. Its window-attention blocks attend only inside 112-pixel windows, so their
+received attention ranks a patch against its window, not its frame, which is not what VisionZip's
+dominant tokens are; the full-attention block attends over the whole frame pair as Qwen2-VL's does.
+Qwen2.5-VL's tower runs on merge units permuted into windows; the capture undoes that permutation
+with the tower's own window index (HF's ``get_window_index`` / ``get_vision_window_index``), so the
+scores are in the original patch order, the order of the merged features.
 """
 
 from __future__ import annotations
@@ -219,7 +225,7 @@ class Qwen2VLAdapter(Adapter):
             tokens_per_frame=rows * cols,
             hidden_size=text.hidden_size,
             family=self.name,
-            capabilities=frozenset({"vision_attention"}) if self.captures_vision_attention else frozenset(),
+            capabilities=frozenset({"vision_attention"}),
         )
 
     # -------------------------------------------------------------------------------- vision
@@ -228,26 +234,42 @@ class Qwen2VLAdapter(Adapter):
         return temporal_patches(pixels, self.temporal_patch, self.patch_size, self.merge)
 
     @property
-    def captures_vision_attention(self) -> bool:
-        """Qwen2-VL only: Qwen2.5-VL's window attention permutes the patches inside the tower."""
-        return not hasattr(self.config.vision_config, "fullatt_block_indexes")
+    def vision_attention_block(self) -> int:
+        """The ViT block whose attention is captured: the last block (Qwen2-VL), the last full-attention
+        block (Qwen2.5-VL)."""
+        full = getattr(self.config.vision_config, "fullatt_block_indexes", None)
+        return max(full) if full else len(self.visual.blocks) - 1
+
+    def window_index(self, grid: torch.Tensor) -> torch.Tensor | None:
+        """Qwen2.5-VL's merge-unit order inside its tower (HF's own window index; None for Qwen2-VL)."""
+        vision = self.config.vision_config
+        if not hasattr(vision, "fullatt_block_indexes"):
+            return None
+        method = getattr(self.visual, "get_window_index", None)
+        if method is not None:  # transformers up to 5.2x: a method of the tower
+            return method(grid)[0]  # type: ignore[no-any-return]
+        from transformers.vision_utils import get_vision_window_index  # 5.25: shared by the Qwen towers
+
+        index, _ = get_vision_window_index(
+            grid, spatial_merge_size=self.merge, window_size=vision.window_size, patch_size=self.patch_size
+        )
+        return index  # type: ignore[no-any-return]
 
     @contextmanager
-    def _capture(self, enabled: bool) -> Iterator[CapturedBlockInput | None]:
-        on = enabled and self.captures_vision_attention
-        with capture_block_attention(self.visual.blocks[-1].attn, self.merge**2, enabled=on) as captured:
+    def _capture(self, enabled: bool, grid: torch.Tensor) -> Iterator[CapturedBlockInput | None]:
+        attn = self.visual.blocks[self.vision_attention_block].attn
+        order = self.window_index(grid) if enabled else None
+        with capture_block_attention(attn, self.merge**2, enabled=enabled, unit_order=order) as captured:
             yield captured
 
     def _video_features(
         self, flat: torch.Tensor, grid: torch.Tensor, capture_vision: bool = False
     ) -> tuple[torch.Tensor, Callable[[], VisionAttention] | None]:
-        with self._capture(capture_vision) as captured:
+        with self._capture(capture_vision, grid) as captured:
             out = self.visual(flat.to(self.visual.dtype), grid_thw=grid)
         # The tower returns BaseModelOutputWithPooling (merged tokens in pooler_output) in 5.x; a tensor before.
         feats = getattr(out, "pooler_output", out)
-        if not capture_vision:
-            return feats, None
-        return feats, captured.result if captured is not None else _no_vision_attention
+        return feats, captured.result if captured is not None else None
 
     def _rope_kwargs(self, ids: torch.Tensor, grid: torch.Tensor) -> dict[str, Any]:
         """What the model's ``get_rope_index`` (and forward) take besides the ids ``[1, N]``."""
@@ -303,13 +325,6 @@ class Qwen2VLAdapter(Adapter):
         flat, grid = self.patchify(frames_pixels.to(self.device))
         input_ids = torch.tensor([list(ids)], device=self.device)
         return {"input_ids": input_ids, "pixel_values_videos": flat, **self._rope_kwargs(input_ids, grid)}
-
-
-def _no_vision_attention() -> VisionAttention:
-    raise UserError(
-        "vision-tower attention is not captured for Qwen2.5-VL yet (its window attention permutes the "
-        "patches); strategies that need it (VisionZip-style) run on qwen2_vl and llava_onevision checkpoints"
-    )
 
 
 @hookimpl

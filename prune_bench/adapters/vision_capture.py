@@ -3,13 +3,16 @@
 VisionZip-style methods score patches by the attention they receive in the layer whose output feeds
 the projector. Switching the tower to eager attention for that materialises every layer's maps;
 here hooks keep that one layer's inputs, and the scores are computed from them only when a stage
-asks. Two towers, two hooks:
+asks. Two kinds of hook:
 
 * SigLIP / CLIP (LLaVA-OneVision): :func:`capture_vision_attention` keeps the outputs of the layer's
-  ``q_proj`` / ``k_proj`` (:class:`CapturedQK`; scores chunked over frames to bound memory);
-* Qwen2-VL's ViT: :func:`capture_block_attention` keeps the last block's attention inputs (hidden
-  states, ``cu_seqlens``, rotary embeddings) and rebuilds q/k from its fused ``qkv``
-  (:class:`CapturedBlockInput`; attention per frame pair, as the tower attends).
+  ``q_proj`` / ``k_proj`` (:class:`CapturedQK`; scores chunked over frames to bound memory); InternViT
+  (InternVL3) the outputs of its ``q_norm`` / ``k_norm`` through the same :func:`capture_projections`;
+* Qwen2-VL's and Qwen2.5-VL's ViT: :func:`capture_block_attention` keeps a block's attention inputs
+  (hidden states, ``cu_seqlens``, rotary embeddings) and rebuilds q/k from its fused ``qkv``
+  (:class:`CapturedBlockInput`; attention per frame pair, as the tower attends); Qwen2.5-VL's tower
+  runs on window-ordered merge units, and ``unit_order`` (its window index) puts them back in the
+  original patch order.
 
 Either way ``received`` is the attention a patch receives, mean over heads and queries, and ``keys``
 the head-averaged keys; the adapter pools both exactly as it pools the features.
@@ -66,13 +69,23 @@ def capture_vision_attention(tower: nn.Module, feature_layer: int, *, enabled: b
     # hidden_states[0] is the patch embedding, hidden_states[i] the output of encoder layer i-1.
     index = (feature_layer % (len(layers) + 1)) - 1
     attn = layers[index].self_attn
-    captured = CapturedQK(num_heads=int(getattr(attn, "num_heads", None) or attn.config.num_attention_heads))
-    if not enabled or index < 0:
+    num_heads = int(getattr(attn, "num_heads", None) or attn.config.num_attention_heads)
+    with capture_projections(attn.q_proj, attn.k_proj, num_heads, enabled=enabled and index >= 0) as captured:
+        yield captured
+
+
+@contextmanager
+def capture_projections(q: nn.Module, k: nn.Module, num_heads: int, *, enabled: bool) -> Iterator[CapturedQK]:
+    """While active, record the outputs of the modules that give a layer's queries and keys (``[T, P,
+    heads * hd]``, before the head split): SigLIP's ``q_proj`` / ``k_proj``, InternViT's ``q_norm`` /
+    ``k_norm``."""
+    captured = CapturedQK(num_heads=num_heads)
+    if not enabled:
         yield captured
         return
     handles = [
-        attn.q_proj.register_forward_hook(lambda m, i, o: captured.q.append(o.detach())),
-        attn.k_proj.register_forward_hook(lambda m, i, o: captured.k.append(o.detach())),
+        q.register_forward_hook(lambda m, i, o: captured.q.append(o.detach())),
+        k.register_forward_hook(lambda m, i, o: captured.k.append(o.detach())),
     ]
     try:
         yield captured
@@ -89,10 +102,14 @@ class CapturedBlockInput:
     temporal patch), mean over heads and queries, from the block's own post-RoPE q/k; ``keys`` are the
     pre-RoPE keys averaged over heads (content, not position). Both are then averaged over each
     ``merge_unit`` consecutive patches, which is exactly the group the merger turns into one token.
+    ``unit_order``: the merge units' order inside the tower, when it is not the original one
+    (Qwen2.5-VL's ``window_index``: tower position ``i`` holds original unit ``unit_order[i]``); the
+    result is put back in the original order, the order of the merged features.
     """
 
     attn: nn.Module
     merge_unit: int
+    unit_order: torch.Tensor | None = None
     hidden: torch.Tensor | None = None
     cu_seqlens: torch.Tensor | None = None
     rope: tuple[torch.Tensor, torch.Tensor] | None = None
@@ -126,20 +143,24 @@ class CapturedBlockInput:
         received = torch.cat([self.probs(q, k, s, e).mean(dim=(0, 1)) for s, e in self.segments()])
         frames = len(self.cu_seqlens) - 1  # type: ignore[arg-type]
         mu = self.merge_unit
-        received = received.view(frames, -1, mu).mean(-1)
-        keys = k_raw.mean(dim=1)
-        return VisionAttention(received=received, keys=keys.view(frames, -1, mu, keys.shape[-1]).mean(2))
+        received = received.view(-1, mu).mean(-1)
+        keys = k_raw.mean(dim=1).view(received.shape[0], mu, -1).mean(1)
+        if self.unit_order is not None:  # windows never cross a frame pair, so segments stay frames
+            original = torch.argsort(self.unit_order.to(received.device))
+            received, keys = received[original], keys[original]
+        return VisionAttention(received=received.view(frames, -1), keys=keys.view(frames, -1, keys.shape[-1]))
 
 
 @contextmanager
 def capture_block_attention(
-    attn: nn.Module, merge_unit: int, *, enabled: bool
+    attn: nn.Module, merge_unit: int, *, enabled: bool, unit_order: torch.Tensor | None = None
 ) -> Iterator[CapturedBlockInput | None]:
-    """While active, keep the inputs of the ViT block attention ``attn`` (None when not ``enabled``)."""
+    """While active, keep the inputs of the ViT block attention ``attn`` (None when not ``enabled``);
+    ``unit_order`` as in :class:`CapturedBlockInput`."""
     if not enabled:
         yield None
         return
-    captured = CapturedBlockInput(attn, merge_unit)
+    captured = CapturedBlockInput(attn, merge_unit, unit_order=unit_order)
     handle = attn.register_forward_pre_hook(captured.hook, with_kwargs=True)
     try:
         yield captured

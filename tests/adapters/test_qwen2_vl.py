@@ -104,10 +104,6 @@ def test_vision_attention_reproduces_the_towers_last_attention(qwen):
     ctx = StageContext(
         hook="input", num_layers=4, generator=torch.Generator(), memory={}, _vision=sample.vision
     )
-    if not adapter.captures_vision_attention:  # Qwen2.5-VL: window-permuted patches
-        with pytest.raises(UserError, match="not captured for Qwen2.5-VL"):
-            ctx.vision_attention()
-        return
     va = ctx.vision_attention()
     rows, cols = sample.state.frame_grid
     assert va.received.shape == (3, rows * cols) and va.keys.shape[:2] == (3, rows * cols)
@@ -117,8 +113,8 @@ def test_vision_attention_reproduces_the_towers_last_attention(qwen):
     # the captured q/k/v rebuild the block's actual attention output (rope, scaling, segments are right)
     flat, grid = adapter.patchify(pixels)
     outputs: list[torch.Tensor] = []
-    attn = adapter.visual.blocks[-1].attn
-    with adapter._capture(True) as cap:
+    attn = adapter.visual.blocks[adapter.vision_attention_block].attn
+    with adapter._capture(True, grid) as cap:
         handle = attn.register_forward_hook(lambda m, i, o: outputs.append(o))
         try:
             adapter.visual(flat, grid_thw=grid)
@@ -137,7 +133,7 @@ def test_registered_and_architectures_have_the_7b_shapes():
     assert set(Qwen2VLAdapter.tiny_architectures) == {"tiny-qwen2-vl", "tiny-qwen2.5-vl"}
     tiny = Qwen2VLAdapter.tiny("tiny-qwen2.5-vl", num_layers=2)
     assert (tiny.config.text_config.num_hidden_layers, tiny.frame_size) == (2, (32, 32))
-    assert tiny.model_info(16).capabilities == frozenset()  # window attention: no vision attention yet
+    assert tiny.model_info(16).capabilities == frozenset({"vision_attention"})
     for make in (qwen2_vl_7b_config, qwen2_5_vl_7b_config):
         cfg = make()
         assert Qwen2VLAdapter.handles(cfg)
