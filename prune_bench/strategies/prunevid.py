@@ -30,10 +30,19 @@ position ids of the survivors.
 How it maps onto this framework, and where we differ:
 
 * Merged tokens. The code emits each segment as [static cluster means, then each frame's dynamic
-  cluster means], clusters in DPC-score order, and splices them contiguously. Here a cluster mean
-  sits at its centre token's place (static clusters at the segment's first frame) so the layout
-  stays spatial; positions are then re-indexed contiguously like the splice
-  (``position_policy="reindex"``); stage 2 keeps them, as the code does.
+  cluster means], clusters in DPC-score order (groups of at most 14 tokens in position order),
+  and splices them contiguously. By default (``merged_order="spatial"``) a cluster mean sits at
+  its centre token's place (static clusters at the segment's first frame) so the layout stays
+  spatial; positions are then re-indexed contiguously like the splice
+  (``position_policy="reindex"``); stage 2 keeps them, as the code does. The tokens and their
+  values are the code's, but their order, and so their RoPE positions and causal order, are not,
+  and that changes the layer-``selected_layer`` attention and so WHICH tokens stage 2 keeps: issue
+  24 measured 35-45 % of them different on a RoPE test decoder; on three two-scene 16-frame clips
+  of the 8-layer tiny LLaVA-OneVision 3 %, 13 % and 83 % of the kept tokens differ.
+  ``merged_order="official"`` reproduces the code's order: each frame's merged tokens (the
+  segment's static ones sit in its first frame) are put in the code's order into the frame's
+  occupied slots, so the sequence (and, re-indexed, the numbering) is the code's; a slot then
+  carries its content's hidden state, weight, row and column, but keeps its source and frame.
 * Early KV caches. A layer-``post`` drop leaves the dropped tokens in the caches of layers
   ``<= selected_layer``. To match the code's cache slicing while decoding, a ``decode`` stage at
   layer 1 hides them from layers ``>= 1``; only layer 0 (which no decode stage can reach) still
@@ -56,7 +65,8 @@ promised before the video is seen and ``for_budget`` always raises a ``BudgetWar
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, ClassVar, cast
+from dataclasses import replace
+from typing import Any, ClassVar, Literal, cast
 
 import torch
 import torch.nn.functional as F
@@ -102,6 +112,11 @@ class PruneVidConfig(StrategyConfig):
     )
     position_policy: PositionPolicy = Field(
         "reindex", description="positions after stage 1: 'reindex' like the splice, or 'keep'"
+    )
+    merged_order: Literal["spatial", "official"] = Field(
+        "spatial",
+        description="order of the merged tokens: at their centres' places ('spatial'), or the code's "
+        "[static clusters, then each frame's dynamic clusters], clusters by DPC score ('official')",
     )
 
 
@@ -172,11 +187,15 @@ def static_positions(feats: torch.Tensor, frame_segment: torch.Tensor, tau: floa
     return sim > tau
 
 
-def group_representatives(features: torch.Tensor, valid: torch.Tensor, ratio: float, k: int) -> torch.Tensor:
-    """``[G, P]`` slot whose token represents each slot after PruneVid's spatial merge.
+def group_clusters(
+    features: torch.Tensor, valid: torch.Tensor, ratio: float, k: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """PruneVid's spatial merge of ``[G, P]`` slot groups: ``(rep, rank)``, both ``[G, P]``.
 
-    A group of ``n > 14`` valid slots is clustered by DPC-kNN into ``int(n * ratio)`` clusters and
-    each slot points at its cluster's centre; smaller groups keep every slot (it points at itself).
+    A group of ``n > 14`` valid slots is clustered by DPC-kNN into ``int(n * ratio)`` clusters:
+    ``rep`` points each slot at its cluster's centre and ``rank`` is that cluster's place in the
+    code's output (by decreasing centre score, the order ``topk`` hands ``compute_cluster_vectors``).
+    Smaller groups keep every slot: it is its own ``rep``, ranked by position (``masked_select``).
     """
     g, p, _ = features.shape
     n = valid.sum(dim=1)
@@ -184,10 +203,39 @@ def group_representatives(features: torch.Tensor, valid: torch.Tensor, ratio: fl
     counts = torch.where(clustered, (n.float() * ratio).long().clamp_min(1), n)
     slots = torch.arange(p, device=features.device)[None, :].expand(g, p)
     if not bool(clustered.any()):
-        return slots
+        return slots, slots
     centres, assignment = dpc_knn_cluster(features.float(), counts, k, valid)
     rep = centres.gather(1, assignment)
-    return torch.where(clustered[:, None], rep, slots)
+    return torch.where(clustered[:, None], rep, slots), torch.where(clustered[:, None], assignment, slots)
+
+
+def group_representatives(features: torch.Tensor, valid: torch.Tensor, ratio: float, k: int) -> torch.Tensor:
+    """``[G, P]`` slot whose token represents each slot after PruneVid's spatial merge
+    (:func:`group_clusters`)."""
+    return group_clusters(features, valid, ratio, k)[0]
+
+
+def official_visual_order(state: TokenState, emit_key: torch.Tensor) -> torch.Tensor:
+    """Indices of ``state``'s visual tokens in the code's output order: frame by frame, and inside
+    a frame by ``emit_key`` (one key per token of ``state``), stable."""
+    vis = state.visual_index
+    by_key = vis[torch.argsort(emit_key[vis], stable=True)]
+    return by_key[torch.argsort(state.frame[by_key], stable=True)]
+
+
+def in_official_order(state: TokenState, order: torch.Tensor) -> TokenState:
+    """Move the visual tokens' contents (hidden state, weight, row, col) so that the ``i``-th visual
+    slot in sequence order holds token ``order[i]``'s; the slots keep their source, kind, frame and
+    position, so a re-index numbers the contents in ``order``."""
+    vis = state.visual_index
+    moved = {}
+    for name in ("weight", "row", "col"):
+        values = getattr(state, name).clone()
+        values[vis] = getattr(state, name)[order]
+        moved[name] = values
+    hidden = state.hidden.clone()
+    hidden[vis] = state.hidden[order]
+    return replace(state.with_hidden(hidden), **moved)
 
 
 def group_keep_counts(sizes: torch.Tensor, alpha: float, total: int | None) -> torch.Tensor:
@@ -221,6 +269,7 @@ class PruneVid(Strategy):
     ablations: ClassVar[dict[str, dict[str, Any]]] = {
         "early caches not sliced": {"slice_early_caches": False},
         "original positions (no reindex)": {"position_policy": "keep"},
+        "the code's merged-token order": {"merged_order": "official"},
     }
 
     @classmethod
@@ -258,7 +307,7 @@ class PruneVid(Strategy):
         # one batch of groups: every segment's static tokens, then every frame's dynamic tokens
         features = torch.cat([time_mean, feats])
         valid = torch.cat([static, ~static[frame_segment]])
-        rep = group_representatives(features, valid, cfg.cluster_ratio, cfg.knn)  # [S + T, P]
+        rep, rank = group_clusters(features, valid, cfg.cluster_ratio, cfg.knn)  # [S + T, P]
 
         frame = torch.arange(frames, device=device)
         first_frame = torch.full((segments,), frames, dtype=torch.long, device=device)
@@ -270,11 +319,24 @@ class PruneVid(Strategy):
         target[grid] = torch.where(is_static, static_target, dynamic_target)
         group = torch.where(is_static, frame_segment[:, None], segments + frame[:, None]).expand_as(grid)
         table = torch.full((int(state.source.max().item()) + 1,), -1, dtype=torch.long, device=device)
-        table[state.source[grid]] = group
-        ctx.memory[GROUP_KEY] = table
         segment = torch.full((len(state),), -1, dtype=torch.long, device=device)
         segment[grid] = frame_segment[:, None].expand_as(grid)
-        return state.with_segments(segment).merge(target, weighting="uniform")
+        merged = state.with_segments(segment).merge(target, weighting="uniform")
+        if cfg.merged_order == "official":
+            # per frame (a segment's static clusters sit in its first frame): static clusters, then
+            # the frame's dynamic ones, each in the code's cluster order; the slots stay in place
+            emit = torch.zeros(len(state), dtype=torch.long, device=device)
+            emit[grid] = torch.where(is_static, rank[frame_segment], per_frame + rank[segments:])
+            group_of = torch.zeros(len(state), dtype=torch.long, device=device)
+            group_of[grid] = group
+            kept = torch.nonzero(target == torch.arange(len(state), device=device)).flatten()
+            order = official_visual_order(merged, emit[kept])
+            table[merged.source[merged.visual_index]] = group_of[kept][order]  # the moved contents' groups
+            merged = in_official_order(merged, order)
+        else:
+            table[state.source[grid]] = group
+        ctx.memory[GROUP_KEY] = table
+        return merged
 
     # ------------------------------------------------------------------------------- stage 2
     def attention_prune(self, state: TokenState, ctx: StageContext) -> TokenState:

@@ -128,7 +128,14 @@ def test_stage_two_ranks_by_max_over_heads_then_queries_of_the_text_after_the_vi
 
 
 @pytest.mark.parametrize(
-    "options", [{}, {"slice_early_caches": False}, {"tau": 0.0}, {"position_policy": "keep"}]
+    "options",
+    [
+        {},
+        {"slice_early_caches": False},
+        {"tau": 0.0},
+        {"position_policy": "keep"},
+        {"merged_order": "official"},
+    ],
 )
 def test_drop_mode_equals_mask_mode(tiny_adapter, tiny_sample, options):
     _, _, sample = tiny_sample
@@ -151,6 +158,79 @@ def test_budget_mode_solves_alpha_for_the_layer_average_and_warns(tiny_adapter, 
 
 
 def test_selected_layer_is_ten_unless_the_model_is_too_shallow():
-    deep = ModelInfo(num_layers=28, num_frames=32, tokens_per_frame=196, hidden_size=3584, family="llava_onevision")
+    deep = ModelInfo(
+        num_layers=28, num_frames=32, tokens_per_frame=196, hidden_size=3584, family="llava_onevision"
+    )
     assert PruneVid().selected_layer(deep.num_layers) == 10
     assert PruneVid().selected_layer(8) == 2  # 10 * 8 / 32, rounded
+
+
+def _frames_state(feats: torch.Tensor, side: int) -> TokenState:
+    """2 text, ``feats`` [T, P, D] as T frames of side x side tokens, 2 text."""
+    t, p, d = feats.shape
+    n = 2 + t * p + 2
+    kind = torch.zeros(n, dtype=torch.int8)
+    kind[2 : 2 + t * p] = int(TokenKind.VISUAL)
+    frame, row, col = (torch.full((n,), -1) for _ in range(3))
+    idx = torch.arange(t * p)
+    frame[2 : 2 + t * p], row[2 : 2 + t * p], col[2 : 2 + t * p] = idx // p, (idx % p) // side, idx % side
+    hidden = torch.zeros(n, d)
+    hidden[2 : 2 + t * p] = feats.reshape(t * p, d)
+    return TokenState.from_layout(hidden, kind, frame, row, col)
+
+
+def _segment_ctx() -> StageContext:
+    return StageContext(hook="segment", num_layers=4, generator=torch.Generator(), memory={})
+
+
+def test_official_order_puts_a_segments_static_tokens_before_the_first_frames_dynamic_ones():
+    # 2 frames of 2x2: position 0 changes, positions 1-3 are static
+    e = torch.eye(4)
+    feats = torch.stack([torch.stack([e[0], e[1], e[2], e[3]]), torch.stack([-e[0], e[1], e[2], 0.9 * e[3]])])
+    state = _frames_state(feats, side=2)
+    ctx = _segment_ctx()
+    out = PruneVid(merged_order="official").merge_frames(state, ctx)
+    vis = out.visual_index
+    expected = torch.stack([e[1], e[2], 0.95 * e[3], e[0], -e[0]])  # statics (time means), dynamic f0, f1
+    torch.testing.assert_close(out.hidden[vis], expected)
+    assert out.weight[vis].tolist() == [2, 2, 2, 1, 1]
+    assert ctx.memory[GROUP_KEY][out.source[vis]].tolist() == [0, 0, 0, 1, 2]
+    assert out.frame[vis].tolist() == [0, 0, 0, 0, 1]
+    spatial = PruneVid().merge_frames(state, _segment_ctx())
+    torch.testing.assert_close(spatial.hidden[spatial.visual_index], expected[[3, 0, 1, 2, 4]])
+
+
+def _dpc_clusters_in_score_order(x: torch.Tensor, clusters: int, k: int) -> list[torch.Tensor]:
+    # the code's cluster_dpc_knn without its tie-break noise: members of each cluster, best centre first
+    dist = torch.cdist(x, x) / x.shape[-1] ** 0.5
+    density = (-(dist.topk(k, dim=-1, largest=False).values ** 2).mean(dim=-1)).exp()
+    higher = density[None, :] > density[:, None]
+    delta = torch.where(higher, dist, dist.max()).min(dim=-1).values
+    centres = (delta * density).topk(clusters).indices
+    assign = dist[centres].argmin(dim=0)
+    assign[centres] = torch.arange(clusters)
+    return [torch.nonzero(assign == c).flatten() for c in range(clusters)]
+
+
+def test_official_order_emits_each_frames_dynamic_cluster_means_in_density_peak_score_order():
+    feats = torch.randn(2, 16, 6, generator=torch.Generator().manual_seed(3))  # dissimilar: all dynamic
+    state = _frames_state(feats, side=4)
+    out = PruneVid(merged_order="official", tau=2.0).merge_frames(state, _segment_ctx())
+    expected = torch.cat(
+        [
+            torch.stack(
+                [feats[f, members].mean(dim=0) for members in _dpc_clusters_in_score_order(feats[f], 8, 7)]
+            )
+            for f in range(2)
+        ]
+    )
+    vis = out.visual_index
+    torch.testing.assert_close(out.hidden[vis], expected)
+    reindexed = out.reindexed()  # the stage's position policy: numbered contiguously in this order
+    assert reindexed.position[vis].tolist() == list(range(2, 18))
+    spatial = PruneVid(tau=2.0).merge_frames(state, _segment_ctx())
+    assert not torch.allclose(spatial.hidden[spatial.visual_index], expected)
+    # the same clusters, only placed differently
+    torch.testing.assert_close(
+        spatial.hidden[spatial.visual_index].sum(dim=0), expected.sum(dim=0), atol=1e-5, rtol=1e-5
+    )
