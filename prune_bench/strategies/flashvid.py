@@ -5,11 +5,14 @@ Followed: the authors' code, github.com/Fanziyang-v/FlashVID at commit 1d37422
 (``flashvid/utils.py``: ``flashvid_compression``, ``segment_compression``, ``segment``,
 ``additional_segment``, ``spatiotemporal_compression``, ``dpc_knn``, ``fastv_prune``;
 ``flashvid/token_selection.py``; the LLaVA-OneVision path ``flashvid/llava_arch.py`` +
-``siglip_encoder.py`` + ``modeling_qwen2.py`` and the Qwen2.5-VL path ``modeling_qwen2_5_vl.py``),
-with the settings of ``scripts/llava_ov.sh`` and ``scripts/qwen2_5_vl.sh`` (``retention_ratio`` 0.10
-to 0.25, ``expansion=1.25``, ``alpha=0.7``, ``temporal_threshold=0.8``, ``segment_threshold=0.9``,
-``min_segment_num`` 8 for LLaVA / 4 for Qwen2.5-VL, ``token_selection_method`` ``attn_div_v2`` for LLaVA
-/ ``attn_div`` for Qwen2.5-VL, ``pruning_layer=20``, ``llm_retention_ratio=0.3``). Text-agnostic
+``siglip_encoder.py`` + ``modeling_qwen2.py``, the Qwen2.5-VL path ``modeling_qwen2_5_vl.py`` and the
+Qwen3-VL path ``modeling_qwen3_vl.py``), with the settings of ``scripts/llava_ov.sh``,
+``qwen2_5_vl.sh`` and ``qwen3_vl.sh`` (``retention_ratio`` 0.10 to 0.25, ``expansion=1.25``,
+``alpha=0.7``, ``temporal_threshold=0.8``, ``segment_threshold=0.9``; ``min_segment_num`` 8 for LLaVA,
+4 for Qwen; ``token_selection_method`` ``attn_div_v2`` for LLaVA, ``attn_div`` for Qwen;
+``pruning_layer=20`` and ``llm_retention_ratio=0.3``, on Qwen3-VL 28 (of 36) and 0.1). These per-family
+settings are the defaults of the ``None`` options (family ``llava_onevision``, ``qwen2_vl`` for
+Qwen2/2.5-VL, ``qwen3_vl``; a family the code does not cover, InternVL, gets LLaVA's). Text-agnostic
 before the LLM, on the projected, pooled tokens (``P`` a frame):
 
 1. **DySeg**: cosine similarity of consecutive frames' mean tokens; a cut wherever it is below
@@ -40,9 +43,10 @@ before the LLM, on the projected, pooled tokens (``P`` a frame):
    token's attention at that layer, mean over heads, keeps ``ceil(n * llm_retention_ratio)`` of the
    visual tokens; positions are kept. ``pruning_layer=20`` is for 28-layer models; ``None`` scales it
    as PyramidDrop's module does, ``round(20 * L / 28)`` within ``1 .. L - 1`` (6 on the 8-layer tiny
-   models). ``llm_retention_ratio=1`` mounts no in-LLM stage.
+   models; Qwen3-VL: ``round(28 * L / 36)``). ``llm_retention_ratio=1`` mounts no in-LLM stage.
 
-Budgets (``for_budget``), FlashVID acts in two places and every unit is honoured:
+Budgets (``for_budget``): FlashVID acts before the LLM and inside it, and honours every unit
+(``"input"``, ``"layer-average"``, ``"flops"``):
 
 * ``"input"``: ``keep`` is the share of visual tokens entering the LLM: the per-frame budget is
   ``round(keep * P)``, and ``retention_ratio`` is set a hair below ``budget / (P * expansion)`` so that
@@ -69,14 +73,19 @@ Where we differ, and why:
 * ``attn_div_v2`` does not exclude tokens already picked (``attn_div`` and ``div`` do); when every
   remaining score is below a pick's ~0 self-distance (negative event relevance) the code picks a token
   twice. We never pick twice. The ``* 1e6`` attention scale is dropped (a positive constant).
-* Similarities, tree sums and the frame means of DySeg are float32 (the code: the model dtype,
-  bf16); attention rows are float32 (the code casts the softmax to bf16 before the head mean).
+* TSTM's similarities and tree sums and DySeg's frame means are float32 (the code: the model dtype,
+  bf16; its ADTS is float32 too); the in-LLM attention rows are float32 (the code casts the softmax
+  to bf16 before the head mean).
 * The DPC-kNN density tie-break noise (``rand * 1e-6``) is left out for determinism. It matters where
   a frame gets one cluster: ``k = min(1, 7)`` makes every density ``exp(0)``, so the code places the
   cluster (the mean of all the frame's roots) at a random root; we place it at the frame's first root.
 * DySeg never cuts one transition twice (the code can when fewer frames than ``min_segment_num``,
   giving an empty segment); ``temporal_threshold >= 1`` means no temporal links (the code divides by
-  zero there); a per-frame budget of ``P`` or more keeps every token (the code fails in ``topk``).
+  zero there); a per-frame budget of ``P`` or more keeps every token (the code's lower bound then asks
+  ``topk`` for ``k <= 0``).
+* Qwen3-VL: the code also removes every ``<|vision_start|>`` / ``<|vision_end|>`` marker of the video
+  (it keeps the selected video tokens and the tokens that are neither video nor markers); they are
+  text here and stay.
 * The LLaVA-OneVision newline token is not visual: never merged, never pruned in the LLM (the code's
   in-LLM span excludes it too on ``one_token`` layouts). The vision attention comes from the tower's
   captured q/k (no patched eager SigLIP). ``div`` needs no vision attention, so only it runs where an
