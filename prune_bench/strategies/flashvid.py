@@ -424,7 +424,7 @@ class FlashVID(Strategy):
         if layer >= model.num_layers:
             raise UserError(
                 f"flashvid: pruning_layer={layer} must be below the model's {model.num_layers} layers "
-                "(leave it unset to scale the authors' 20 of 28)"
+                "(leave it unset to scale the authors' layer to this depth)"
             )
         ratio = cfg.llm_retention_ratio or family["llm_retention_ratio"]
         policy = family["position_policy"] if cfg.position_policy == "auto" else cfg.position_policy
