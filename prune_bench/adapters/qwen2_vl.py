@@ -237,8 +237,9 @@ class Qwen2VLAdapter(Adapter):
     def vision_attention_block(self) -> int:
         """The ViT block whose attention is captured: the last block (Qwen2-VL), the last full-attention
         block (Qwen2.5-VL)."""
-        full = getattr(self.config.vision_config, "fullatt_block_indexes", None)
-        return max(full) if full else len(self.visual.blocks) - 1
+        vision = self.config.vision_config
+        full = getattr(vision, "fullatt_block_indexes", None)
+        return int(max(full)) if full else int(vision.depth) - 1
 
     def window_index(self, grid: torch.Tensor) -> torch.Tensor | None:
         """Qwen2.5-VL's merge-unit order inside its tower (HF's own window index; None for Qwen2-VL)."""

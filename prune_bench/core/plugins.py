@@ -65,6 +65,7 @@ BUILTIN_PLUGINS: dict[str, tuple[str, ...]] = {
     "prune_bench.strategies.cdpruner": ("register_strategies",),
     "prune_bench.strategies.evs": ("register_strategies",),
     "prune_bench.strategies.pooling": ("register_strategies",),
+    "prune_bench.strategies.flashvid": ("register_strategies",),
     "prune_bench.strategies.vidcom2": ("register_strategies",),
     "prune_bench.strategies.dart": ("register_strategies",),
     "prune_bench.adapters.qwen2_vl": ("register_adapters",),

@@ -17,3 +17,5 @@ def test_every_registered_adapter_has_a_tiny_architecture_for_the_contracts():
     covered = {adapter for adapter, _ in contract_architectures()}
     assert covered == set(registry().adapters)
     assert ("qwen2_vl", "tiny-qwen2.5-vl") in contract_architectures()
+    assert {("qwen3_vl", "tiny-qwen3-vl"), ("qwen3_vl", "tiny-qwen3-vl-moe")} <= set(contract_architectures())
+    assert ("internvl", "tiny-internvl3") in contract_architectures()
