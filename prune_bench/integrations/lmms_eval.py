@@ -15,11 +15,26 @@ objects whose ``args`` are ``(context, gen_kwargs, doc_to_visual, doc_id, task, 
 whole ``doc_to_text`` prompt; it goes into the model's chat template in place of the default
 question/options text (:meth:`PromptFormat.with_benchmark_prompt`), so a letter-answering checkpoint
 sees exactly what lmms-eval's own ``llava_onevision``/``qwen2_vl`` models would show it.
+
+What pruning achieved, per request: lmms-eval's per-sample log (``--log_samples``) keeps, of what a
+model returns, only the text and a ``TokenCounts`` (input, output and reasoning token counts; the doc
+and the request arguments are dropped before writing). So ``generate_until`` returns lmms-eval's
+``GenerationResult`` with the prompt's and the answer's token counts, and writes the rest, the achieved
+retention in its three units and the prefill FLOPs (run and unpruned, both conventions), one JSON line
+per request to a sidecar file joinable with lmms-eval's samples on ``(task, doc_id)``: ``model_args
+pruning_log=PATH``, by default ``prune_bench_pruning.jsonl`` in the ``--output_path`` folder lmms-eval was
+started with (none without one; ``.rank<N>`` added per process in a multi-process launch).
+
+Followed: lmms-eval commit 75571cfe0fa36ca5ec2e6aa2bb268f9d38295af3 (``api/instance.py``,
+``evaluator.py``, ``loggers/evaluation_tracker.py``, ``api/task.py``).
 """
 
 from __future__ import annotations
 
+import json
+import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -35,7 +50,13 @@ except ImportError:  # the class still works (and is tested) without it
     _LmmsBase = object  # type: ignore[assignment,misc]
     HAVE_LMMS_EVAL = False
 
+try:  # lmms-eval >= 0.7's typed results (per-sample token counts); a plain string otherwise
+    from lmms_eval.api.instance import GenerationResult, TokenCounts
+except ImportError:
+    GenerationResult = TokenCounts = None  # type: ignore[assignment,misc]
+
 MODEL_NAME = "prune_bench"
+PRUNING_LOG = "prune_bench_pruning.jsonl"
 
 
 def manifests() -> list[Any]:
@@ -66,6 +87,29 @@ def frames_of_visual(visual: Sequence[Any], num_frames: int, sample_fps: float |
     return torch.from_numpy(np.ascontiguousarray(picked)).to(torch.uint8)
 
 
+def output_path_arg(argv: Sequence[str]) -> str | None:
+    """The ``--output_path`` lmms-eval's command line names (it hands models no output folder)."""
+    for n, arg in enumerate(argv):
+        if arg == "--output_path" and n + 1 < len(argv):
+            return argv[n + 1]
+        if arg.startswith("--output_path="):
+            return arg.split("=", 1)[1]
+    return None
+
+
+def pruning_log_path(pruning_log: str | None, rank: int, world: int) -> Path | None:
+    """Where this process writes its per-request pruning records (None: nowhere)."""
+    if pruning_log in ("none", ""):
+        return None
+    if pruning_log is None:
+        out = output_path_arg(sys.argv)
+        if out is None:
+            return None
+        pruning_log = str(Path(out) / PRUNING_LOG)
+    path = Path(pruning_log).expanduser()
+    return path.with_name(f"{path.name}.rank{rank}") if world > 1 else path
+
+
 def _accelerator() -> Any:
     """The accelerate Accelerator lmms-eval's evaluator gathers through in a multi-process launch."""
     try:
@@ -94,6 +138,7 @@ class PruneBenchLMM(_LmmsBase):  # type: ignore[misc,valid-type]
         mode: str = "drop",
         seed: int | str = 0,
         batch_size: int | str = 1,
+        pruning_log: str | None = None,
         **unknown: Any,
     ) -> None:
         from prune_bench.adapters.loading import load_adapter, pick_device
@@ -104,7 +149,7 @@ class PruneBenchLMM(_LmmsBase):  # type: ignore[misc,valid-type]
         if HAVE_LMMS_EVAL:
             super().__init__()
         else:
-            self.task_dict = {}
+            self.task_dict: dict[str, Any] = {}
         # The launcher's place for this process (accelerate launch and torchrun both set RANK and
         # WORLD_SIZE): lmms-eval splits the documents by rank and gathers the answers, as with its own
         # models, which take the same numbers from an accelerate Accelerator.
@@ -115,7 +160,7 @@ class PruneBenchLMM(_LmmsBase):  # type: ignore[misc,valid-type]
         if unknown:
             raise UserError(
                 f"unknown model_args for prune_bench: {', '.join(sorted(unknown))} (known: pretrained, "
-                "strategy, keep, frames, device, budget_unit, fps, mode, seed)"
+                "strategy, keep, frames, device, budget_unit, fps, mode, seed, pruning_log)"
             )
         if str(batch_size) != "1":
             raise UserError(f"prune_bench runs one sample at a time; pass --batch_size 1, got {batch_size}")
@@ -134,6 +179,10 @@ class PruneBenchLMM(_LmmsBase):  # type: ignore[misc,valid-type]
             num_frames=int(frames) if frames not in (None, "") else None,
         )
         self.prompt_format = adapter.prompt_format.with_benchmark_prompt()
+        self.pruning_log = pruning_log_path(pruning_log, self._rank, self._world_size)
+        if self.pruning_log is not None:
+            self.pruning_log.parent.mkdir(parents=True, exist_ok=True)
+            self.pruning_log.write_text("")  # this run's requests only
 
     # ------------------------------------------------------------------------------ helpers
     @property
@@ -148,9 +197,32 @@ class PruneBenchLMM(_LmmsBase):  # type: ignore[misc,valid-type]
         frames = frames_of_visual(visual, self.session.num_frames, self.sample_fps)
         return self.session.encode(frames, context, prompt_format=self.prompt_format)
 
+    def _log_pruning(self, request: Any, result: Any, text: str, input_tokens: int) -> None:
+        """One sidecar line: what pruning achieved on this request (retention, FLOPs)."""
+        from prune_bench.core.flops import LMShape
+        from prune_bench.core.ledger import flops_record
+
+        if self.pruning_log is None:
+            return
+        _, _, _, doc_id, task, split = request.args
+        shape = LMShape.from_config(self.session.adapter.config.text_config)
+        line = {
+            "task": task, "doc_id": doc_id, "split": split, "model": self.model_label,
+            "strategy": self.session.label, "keep": self.keep, "unit": self.session.unit, "mode": self.session.mode,
+            "retention": result.retention.as_dict(), "visual_per_layer": [c.visual for c in result.counts],
+            "total_visual": result.total_visual, "flops": flops_record(shape, result.counts, result.total_visual),
+            "input_tokens": input_tokens, "output_tokens": len(result.generated), "response": text,
+        }  # fmt: skip
+        with self.pruning_log.open("a", encoding="utf-8") as f:
+            f.write(json.dumps(line, default=str) + "\n")
+
     # ------------------------------------------------------------------------ lmms-eval API
-    def generate_until(self, requests: list[Any]) -> list[str]:
-        """Greedy answers, cut at the first ``until`` string (lmms-eval's ``gen_kwargs``)."""
+    def generate_until(self, requests: list[Any]) -> list[Any]:
+        """Greedy answers, cut at the first ``until`` string (lmms-eval's ``gen_kwargs``; at most
+        ``max_new_tokens``, 1024 where the task names none, as lmms-eval's Hugging Face video models
+        cap). Each is lmms-eval's ``GenerationResult`` with its token counts where lmms-eval has it."""
+        from prune_bench.benchmarks.published.scoring import DEFAULT_MAX_NEW_TOKENS
+
         out = []
         for request in requests:
             context, gen_kwargs, doc_to_visual, doc_id, task, split = request.args
@@ -158,8 +230,14 @@ class PruneBenchLMM(_LmmsBase):  # type: ignore[misc,valid-type]
             gen_kwargs = dict(gen_kwargs or {})
             until = gen_kwargs.get("until") or []
             until = [until] if isinstance(until, str) else list(until)
-            text, _ = self.session.generate(sample, int(gen_kwargs.get("max_new_tokens", 16)), until)
-            out.append(text)
+            max_new = int(gen_kwargs.get("max_new_tokens", DEFAULT_MAX_NEW_TOKENS))
+            text, result = self.session.generate(sample, max_new, until, item_id=f"{task}/{doc_id}")
+            self._log_pruning(request, result, text, len(sample.state))
+            if GenerationResult is not None:
+                counts = TokenCounts(input_tokens=len(sample.state), output_tokens=len(result.generated))
+                out.append(GenerationResult(text=text, token_counts=counts))
+            else:
+                out.append(text)
             if HAVE_LMMS_EVAL:
                 self.cache_hook.add_partial("generate_until", (context, gen_kwargs), text)
         return out

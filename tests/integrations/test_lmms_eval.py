@@ -1,104 +1,29 @@
-"""The lmms-eval model class against lmms-eval's documented interface (a stand-in module when it is absent).
-
-The stand-in copies what prune_bench relies on from lmms-eval 0.7: ``lmms_eval.api.model.lmms`` (an
-ABC with ``task_dict``, ``cache_hook`` and ``create_from_arg_string``), ``Instance.args`` and
-``lmms_eval.models.registry_v2.ModelManifest``.
-"""
+"""The lmms-eval model class against lmms-eval's interface (tests/lmms_eval_standin.py when lmms-eval is
+absent, as it is on CPU test machines: its install pulls a CUDA torchvision)."""
 
 from __future__ import annotations
 
-import abc
 import importlib
-import importlib.util
-import sys
+import json
 import tomllib
-import types
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
+from lmms_eval_standin import imported_against_lmms_eval
 
 from prune_bench.benchmarks.video import write_mp4
 from prune_bench.errors import UserError
 
 ROOT = Path(__file__).resolve().parents[2]
-REAL = importlib.util.find_spec("lmms_eval") is not None
-
-
-def _fake_lmms_eval() -> dict[str, types.ModuleType]:
-    class CacheHook:
-        def __init__(self) -> None:
-            self.calls: list[tuple[str, Any, Any]] = []
-
-        def add_partial(self, attr: str, req: Any, res: Any) -> None:
-            self.calls.append((attr, req, res))
-
-    class lmms(abc.ABC):  # noqa: N801 - lmms-eval's name
-        is_simple = True
-
-        def __init__(self) -> None:
-            self._rank, self._world_size = 0, 1
-            self.cache_hook = CacheHook()
-            self.task_dict: dict[str, Any] = {}
-
-        @abc.abstractmethod
-        def loglikelihood(self, requests): ...  # type: ignore[no-untyped-def]
-
-        @abc.abstractmethod
-        def generate_until(self, requests): ...  # type: ignore[no-untyped-def]
-
-        @abc.abstractmethod
-        def generate_until_multi_round(self, requests): ...  # type: ignore[no-untyped-def]
-
-        @classmethod
-        def create_from_arg_string(cls, arg_string: str, additional_config: dict | None = None):  # type: ignore[no-untyped-def]
-            args = dict(kv.split("=", 1) for kv in arg_string.split(",") if kv)
-            extra = {k: v for k, v in (additional_config or {}).items() if v is not None}
-            return cls(**args, **extra)
-
-    @dataclass
-    class Instance:
-        request_type: str
-        arguments: tuple
-        idx: int
-        metadata: dict = field(default_factory=dict)
-
-        @property
-        def args(self) -> tuple:
-            return self.arguments
-
-    @dataclass(frozen=True)
-    class ModelManifest:
-        model_id: str
-        simple_class_path: str | None = None
-        chat_class_path: str | None = None
-        aliases: tuple[str, ...] = ()
-
-    mods = {n: types.ModuleType(n) for n in ("lmms_eval", "lmms_eval.api", "lmms_eval.api.model",
-                                             "lmms_eval.api.instance", "lmms_eval.models",
-                                             "lmms_eval.models.registry_v2")}  # fmt: skip
-    mods["lmms_eval.api.model"].lmms = lmms  # type: ignore[attr-defined]
-    mods["lmms_eval.api.instance"].Instance = Instance  # type: ignore[attr-defined]
-    mods["lmms_eval.models.registry_v2"].ModelManifest = ModelManifest  # type: ignore[attr-defined]
-    return mods
 
 
 @pytest.fixture(scope="module")
 def lmms_module():
     """prune_bench.integrations.lmms_eval imported against lmms-eval (the stand-in if it is absent)."""
-    saved = {n: sys.modules.get(n) for n in _fake_lmms_eval()}
-    if not REAL:
-        sys.modules.update(_fake_lmms_eval())
-    module = importlib.reload(importlib.import_module("prune_bench.integrations.lmms_eval"))
-    yield module
-    for name, mod in saved.items():
-        if mod is None:
-            sys.modules.pop(name, None)
-        else:
-            sys.modules[name] = mod
-    importlib.reload(module)
+    with imported_against_lmms_eval() as module:
+        yield module
 
 
 @pytest.fixture(scope="module")
@@ -143,9 +68,10 @@ def test_generate_until_and_loglikelihood_agree_on_the_greedy_answer(model, vide
     model.task_dict = {"t": {"test": {0: {"video": video, "answer": "?"}}}}
     to_visual = lambda doc: [doc["video"]]  # noqa: E731
     context = "What is shown?"
-    (text,) = model.generate_until(
+    (out,) = model.generate_until(
         [_instance("generate_until", (context, {"max_new_tokens": 1}, to_visual, 0, "t", "test"))]
     )
+    text = out.text
     assert isinstance(text, str) and text.strip()
     ids = model.tokenizer(text.strip(), add_special_tokens=False)["input_ids"]
     vocab = model.tokenizer.get_vocab()
@@ -162,9 +88,10 @@ def test_generate_until_and_loglikelihood_agree_on_the_greedy_answer(model, vide
 
 def test_generation_stops_at_until(model, video) -> None:
     model.task_dict = {"t": {"test": {0: {"video": video}}}}
-    (full,) = model.generate_until(
+    (full_out,) = model.generate_until(
         [_instance("generate_until", ("Q?", {"max_new_tokens": 4}, lambda d: [d["video"]], 0, "t", "test"))]
     )
+    full = full_out.text
     words = full.split()
     if len(words) > 1:
         (cut,) = model.generate_until(
@@ -182,7 +109,7 @@ def test_generation_stops_at_until(model, video) -> None:
                 )
             ]  # fmt: skip
         )
-        assert cut == full.split(" " + words[1])[0]
+        assert cut.text == full.split(" " + words[1])[0]
 
 
 def test_bad_model_args_are_one_readable_error(lmms_module) -> None:
@@ -207,3 +134,39 @@ def test_rank_and_world_size_come_from_the_launcher(lmms_module, monkeypatch) ->
     monkeypatch.delenv("LOCAL_RANK")
     one = lmms_module.PruneBenchLMM.create_from_arg_string("strategy=none,frames=4,device=cpu")
     assert (one._rank, one._world_size) == (0, 1) and made == [1]
+
+
+def test_each_answer_carries_token_counts_and_the_sidecar_what_pruning_achieved(
+    lmms_module, video, tmp_path
+) -> None:
+    log = tmp_path / "out" / "pruning.jsonl"
+    lmm = lmms_module.PruneBenchLMM(
+        strategy="random", keep="0.5", frames="8", device="cpu", pruning_log=str(log)
+    )
+    lmm.task_dict = {"t": {"test": {3: {"video": video}}}}
+    (out,) = lmm.generate_until(
+        [_instance("generate_until", ("Q?", {"max_new_tokens": 3}, lambda d: [d["video"]], 3, "t", "test"))]
+    )
+    counts = out.token_counts
+    assert 0 < counts.output_tokens <= 3 and counts.input_tokens > lmm.session.adapter.video_token_count(8)
+    (line,) = [json.loads(x) for x in log.read_text().splitlines()]
+    assert (line["task"], line["doc_id"], line["split"], line["response"]) == ("t", 3, "test", out.text)
+    assert set(line["retention"]) == {"input", "layer_average", "decode"}
+    assert line["retention"]["layer_average"] < 0.75 and line["strategy"].startswith("random")
+    assert (
+        0 < line["flops"]["exact"] < line["flops"]["exact_full"]
+        and line["output_tokens"] == counts.output_tokens
+    )
+
+
+def test_the_sidecar_goes_beside_lmms_evals_output_path(lmms_module, monkeypatch, tmp_path) -> None:
+    argv = ["lmms-eval", "--model", "prune_bench", "--output_path", str(tmp_path / "logs"), "--log_samples"]
+    assert lmms_module.output_path_arg(argv) == str(tmp_path / "logs")
+    assert lmms_module.output_path_arg(["x", f"--output_path={tmp_path}"]) == str(tmp_path)
+    monkeypatch.setattr(lmms_module.sys, "argv", argv)
+    assert lmms_module.pruning_log_path(None, 0, 1) == tmp_path / "logs" / "prune_bench_pruning.jsonl"
+    assert lmms_module.pruning_log_path(None, 1, 2).name == "prune_bench_pruning.jsonl.rank1"
+    assert lmms_module.pruning_log_path("none", 0, 1) is None
+    monkeypatch.setattr(lmms_module.sys, "argv", ["lmms-eval"])
+    # no output folder: lmms-eval saves nothing either
+    assert lmms_module.pruning_log_path(None, 0, 1) is None

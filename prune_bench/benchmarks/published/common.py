@@ -2,7 +2,9 @@
 
 Each benchmark reads a local copy laid out as lmms-eval lays it out (the Hugging Face metadata files
 of the dataset repo plus the unpacked video folder of its cache directory), so one download serves
-both tools. A benchmark checks its annotation files, video folders and every question's video when it is
+both tools. Each also carries its lmms-eval task's ``generation_kwargs`` (``generation``), its answer
+parser (``parse``, over :mod:`.parsing`) and its headline rule (``score``), as lmms-eval commit
+75571cfe0fa36ca5ec2e6aa2bb268f9d38295af3 has them. A benchmark checks its annotation files, video folders and every question's video when it is
 built (when the command starts, before any model loads) and says in one line what is missing, where
 it looked and how to fix it.
 """
@@ -11,6 +13,7 @@ from __future__ import annotations
 
 import csv
 import json
+import random
 import re
 import string
 from abc import abstractmethod
@@ -22,6 +25,8 @@ from statistics import mean
 from typing import Any, ClassVar, Literal
 
 from prune_bench.benchmarks.base import Benchmark, VideoQAItem
+from prune_bench.benchmarks.published.parsing import Parsed
+from prune_bench.benchmarks.published.scoring import Generation
 from prune_bench.errors import UserError
 
 LETTERS = string.ascii_uppercase
@@ -107,23 +112,47 @@ class PublishedScore:
     breakdown: dict[str, dict[str, float]] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class Judged:
+    """A generated response as the task's ``process_results`` reads it: the parsed letter (``""``: none),
+    the option it names (None: no option, or one past the item's), whether the letter was guessed."""
+
+    letter: str
+    choice: int | None
+    guessed: bool = False
+
+
 def accuracy(records: Sequence[dict[str, Any]]) -> float:
     return 100.0 * sum(bool(r["correct"]) for r in records) / len(records) if records else 0.0
+
+
+def answered(record: dict[str, Any]) -> bool:
+    """Whether a record has an answer: a logit-scored one always, a generated one unless it is empty."""
+    response = record.get("response")
+    return response is None or bool(str(response).strip())
 
 
 class PublishedBenchmark(Benchmark):
     """A benchmark read from a local copy in lmms-eval's layout.
 
     Subclasses set ``name``, ``tasks``, ``layout`` (the expected layout, one line, for messages),
-    ``score_rule`` and implement :meth:`load`.
+    ``score_rule``, ``generation`` and implement :meth:`load` and :meth:`parse`.
     """
 
     #: the expected directory layout, as one line for error messages
     layout: ClassVar[str]
     #: lmms-eval's headline number: accuracy over all items, or the mean of per-task accuracies
     score_rule: ClassVar[Literal["items", "tasks"]] = "items"
+    #: with ``score_rule="tasks"``: divide by every task in ``tasks``, an absent one counting 0 (MLVU)
+    mean_over_all_tasks: ClassVar[bool] = False
+    #: leave questions with an empty response out of the accuracies (MVBench's ``answered`` count)
+    skip_unanswered: ClassVar[bool] = False
     #: further breakdowns the records carry in ``groups`` (besides ``task``)
     group_keys: ClassVar[tuple[str, ...]] = ()
+    #: the task's ``generation_kwargs`` (max_new_tokens; ``until`` as lmms-eval's TaskConfig fills it)
+    generation: ClassVar[Generation] = Generation(max_new_tokens=16)
+    #: the rule a score line names
+    rule_text: ClassVar[str] = ""
 
     def __init__(self, data_dir: str | Path | None = None) -> None:
         if data_dir is None:
@@ -181,34 +210,69 @@ class PublishedBenchmark(Benchmark):
     def __len__(self) -> int:
         return len(self._items)
 
+    # ------------------------------------------------------------------------------ answers
+    @abstractmethod
+    def parse(self, item: VideoQAItem, response: str, rng: random.Random) -> Parsed:
+        """The letter the task's ``process_results`` reads from a (stripped) response; ``rng`` draws
+        the letter of a parser that guesses when nothing matches."""
+
+    def judge(self, item: VideoQAItem, response: str) -> Judged:
+        """A generated response, read as lmms-eval reads it (stripped first, as its Task does); the
+        guess of an unreadable one is drawn from a generator seeded by the item, the same every run."""
+        parsed = self.parse(item, response.strip(), random.Random(f"{self.name}/{item.item_id}"))
+        letter = parsed.letter
+        index = LETTERS.index(letter) if len(letter) == 1 and letter in LETTERS else None
+        choice = index if index is not None and index < len(item.options) else None
+        return Judged(letter, choice, parsed.guessed)
+
     # ------------------------------------------------------------------------------ scores
     def score(self, records: Iterable[dict[str, Any]]) -> PublishedScore:
         """lmms-eval's number for one row's records, with the per-task and per-group breakdowns."""
-        recs = list(records)
+        recs = [r for r in records if answered(r)] if self.skip_unanswered else list(records)
         by: dict[str, dict[str, list[dict[str, Any]]]] = defaultdict(lambda: defaultdict(list))
         for r in recs:
             by["task"][r["task"]].append(r)
             for key in self.group_keys:
                 by[key][r.get("groups", {}).get(key, "?")].append(r)
         breakdown = {k: {name: accuracy(rs) for name, rs in sorted(v.items())} for k, v in by.items()}
-        if self.score_rule == "tasks":
+        if self.score_rule == "tasks" and self.mean_over_all_tasks:
+            overall = sum(breakdown["task"].get(t, 0.0) for t in self.tasks) / len(self.tasks)
+        elif self.score_rule == "tasks":
             overall = mean(breakdown["task"].values()) if recs else 0.0
         else:
             overall = accuracy(recs)
         return PublishedScore(overall, len(recs), breakdown)
 
     def score_lines(self, records: Iterable[dict[str, Any]], hashes: set[str]) -> list[str]:
-        """One line per (strategy, keep): lmms-eval's headline number and its group breakdowns."""
-        rows: dict[tuple[str, float], list[dict[str, Any]]] = defaultdict(list)
+        """One line per (strategy, keep, scoring): lmms-eval's headline number and its breakdowns, and
+        a warning where generated answers were asked in a model's own format (no letters to parse)."""
+        rows: dict[tuple[str, float, str], list[dict[str, Any]]] = defaultdict(list)
+        own_format = 0
         for r in records:
             if r["config_hash"] in hashes:
-                rows[(r["strategy"], r["keep"])].append(r)
-        rule = "mean of task accuracies" if self.score_rule == "tasks" else "accuracy over all questions"
+                scoring = r.get("scoring", "logits")
+                rows[(r["strategy"], r["keep"], scoring)].append(r)
+                own_format += scoring == "generate" and r.get("prompt") == "model"
+        rule = self.rule_text or (
+            "mean of task accuracies" if self.score_rule == "tasks" else "accuracy over all questions"
+        )
         lines = [f"{self.name} score as lmms-eval computes it ({rule}), %:"]
-        for (strategy, keep), recs in sorted(rows.items(), key=lambda kv: (kv[0][0] != "none", kv[0])):
+        for (strategy, keep, scoring), recs in sorted(
+            rows.items(), key=lambda kv: (kv[0][0] != "none", kv[0])
+        ):
             s = self.score(recs)
-            parts = [f"  {strategy} keep={keep:g}: {s.overall:.1f} ({s.items} items)"]
+            how = "generated and parsed" if scoring == "generate" else "option logits"
+            parts = [f"  {strategy} keep={keep:g} ({how}): {s.overall:.1f} ({s.items} items)"]
+            guessed = sum(bool(r.get("guessed")) for r in recs)
+            if guessed:
+                parts[0] += f", {guessed} unparseable answers guessed at random as lmms-eval does"
             for key in self.group_keys:
                 parts.append(f"{key}: " + ", ".join(f"{n} {a:.0f}" for n, a in s.breakdown[key].items()))
             lines.append("; ".join(parts))
+        if own_format:
+            lines.append(
+                f"  warning: {own_format} generated answers were asked in the model's own format (it cannot "
+                "take the benchmark's lettered prompt), so lmms-eval's letter parsing has little to read; "
+                "--scoring logits compares its options directly"
+            )
         return lines

@@ -7,9 +7,15 @@ Prompt (lmms-eval ``longvideobench_doc_to_text``, default kwargs): the question,
 lines for the 4-5 candidates, then ``\\nAnswer with the option's letter from the given choices
 directly.\\n``. Score: accuracy over all questions (``lvb_acc``), broken down by duration group (the
 ``task``) and question category.
+
+Generation (``longvideobench_val_v.yaml``): greedy, at most 32 new tokens, until ``"\\n\\n"``; the
+answer is the first capital A-E once the answer phrases are removed (a random letter when there is
+none; lmms-eval's ``parse_multi_choice_response`` of this task). ``lvb_acc`` is a fraction there, % here.
 """
 
 from __future__ import annotations
+
+import random
 
 from prune_bench.benchmarks.base import VideoQAItem
 from prune_bench.benchmarks.published.common import (
@@ -19,6 +25,8 @@ from prune_bench.benchmarks.published.common import (
     lettered,
     read_annotations,
 )
+from prune_bench.benchmarks.published.parsing import Parsed, parse_longvideobench
+from prune_bench.benchmarks.published.scoring import Generation
 
 POST_PROMPT = "Answer with the option's letter from the given choices directly.\n"
 
@@ -35,6 +43,10 @@ class LongVideoBenchVal(PublishedBenchmark):
     tasks = ("15", "60", "600", "3600")
     layout = "DIR/lvb_val.json and DIR/videos/<video_path> (longvideobench/LongVideoBench)"
     group_keys = ("question_category",)
+    generation = Generation(max_new_tokens=32)
+
+    def parse(self, item: VideoQAItem, response: str, rng: random.Random) -> Parsed:
+        return parse_longvideobench(response, len(item.options), rng)
 
     def load(self) -> list[VideoQAItem]:
         path = self.annotation(["lvb_val.json", "validation-*.parquet"], "the validation question file")

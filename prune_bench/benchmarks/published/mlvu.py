@@ -7,11 +7,16 @@ holds its options (``(A) ...`` lines), the answer is their letter.
 
 Prompt (lmms-eval ``mlvu_doc_to_text``, default kwargs): the question with its options, then
 ``\\nOnly give the best option.\\nBest option: (``. Score: the mean of the per-task accuracies
-(MLVU's M-avg; lmms-eval divides by all seven dev task types, here by the types evaluated).
+(MLVU's M-avg), divided by all seven dev task types as lmms-eval divides (``mlvu_aggregate_results_dev``:
+a type with no questions counts 0, so a partial copy or ``--limit`` scores low, there as here).
+
+Generation (``mlvu_dev.yaml``): greedy, at most 16 new tokens, until ``"\\n\\n"``; the answer is
+lmms-eval's ``extract_mcq_answer`` over the letters A-D, compared with the answer letter.
 """
 
 from __future__ import annotations
 
+import random
 import re
 
 from prune_bench.benchmarks.base import VideoQAItem
@@ -21,6 +26,8 @@ from prune_bench.benchmarks.published.common import (
     letter_index,
     read_annotations,
 )
+from prune_bench.benchmarks.published.parsing import Parsed, extract_mcq_answer
+from prune_bench.benchmarks.published.scoring import Generation
 from prune_bench.errors import UserError
 
 TASK_TYPES = ("anomaly_reco", "count", "ego", "needle", "order", "plotQA", "topic_reasoning")
@@ -38,6 +45,12 @@ class MLVUDev(PublishedBenchmark):
     tasks = TASK_TYPES
     layout = "DIR/test-00000-of-00001.parquet (columns video_name, question, answer, task_type) and DIR/<video_name>"
     score_rule = "tasks"
+    mean_over_all_tasks = True
+    generation = Generation(max_new_tokens=16)
+    rule_text = "mean of the accuracies of its 7 task types, a type without questions counting 0"
+
+    def parse(self, item: VideoQAItem, response: str, rng: random.Random) -> Parsed:
+        return Parsed(extract_mcq_answer(response, "ABCD"))
 
     def load(self) -> list[VideoQAItem]:
         path = self.annotation(

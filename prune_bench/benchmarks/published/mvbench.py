@@ -17,11 +17,14 @@ MVBench paper's average; 200 questions per task, so it equals accuracy over all 
 
 from __future__ import annotations
 
+import random
 from itertools import zip_longest
 from pathlib import Path
 
 from prune_bench.benchmarks.base import VideoQAItem
 from prune_bench.benchmarks.published.common import LETTERS, PublishedBenchmark, find_video, read_annotations
+from prune_bench.benchmarks.published.parsing import Parsed, mvbench_normalise
+from prune_bench.benchmarks.published.scoring import Generation
 from prune_bench.errors import UserError
 
 #: lmms-eval's ``tasks/mvbench/utils.py`` DATA_LIST: the video folder of each task
@@ -62,6 +65,16 @@ class MVBench(PublishedBenchmark):
     tasks = tuple(DATA_LIST)
     layout = "DIR/json/<task>.json and DIR/video/<task folder>/<video> (OpenGVLab/MVBench, unzipped)"
     score_rule = "tasks"
+    skip_unanswered = True
+    generation = Generation(max_new_tokens=16)
+    rule_text = (
+        "mean of the 20 task accuracies, each over the questions with a non-empty answer; lmms-eval "
+        "reports the tasks one by one (its mvbench group sets no aggregate) and papers print their mean"
+    )
+
+    def parse(self, item: VideoQAItem, response: str, rng: random.Random) -> Parsed:
+        # mcq_acc compares mvbench_normalise(response) with mvbench_normalise(right letter) = the letter
+        return Parsed(mvbench_normalise(response))
 
     def load(self) -> list[VideoQAItem]:
         json_dir = self.require(self.root / "json", "the annotation folder json/")

@@ -7,9 +7,15 @@ Prompt (lmms-eval ``nextqa_doc_to_text_mc``; the task sets no pre- or post-promp
 then ``A. <a0>`` ... ``E. <a4>`` on their own lines. Score: exact match, accuracy over all
 questions; the breakdown is by question type (``CW``, ``TN``, ``DC``, ...; the ``task``) and by
 NExT-QA's three categories (causal, temporal, descriptive).
+
+Generation: the task sets no ``generation_kwargs``, so lmms-eval stops at ``"\\n\\n"`` and its
+Hugging Face video models cap at 1024 new tokens; the answer is read by ``nextqa_mc_process_results``
+(MMMU's parser: the last bracketed or spaced letter; a random letter when nothing matches).
 """
 
 from __future__ import annotations
+
+import random
 
 from prune_bench.benchmarks.base import VideoQAItem
 from prune_bench.benchmarks.published.common import (
@@ -19,6 +25,8 @@ from prune_bench.benchmarks.published.common import (
     lettered,
     read_annotations,
 )
+from prune_bench.benchmarks.published.parsing import Parsed, parse_nextqa
+from prune_bench.benchmarks.published.scoring import Generation
 
 CATEGORIES = {"C": "causal", "T": "temporal", "D": "descriptive"}
 TYPES = ("CW", "CH", "TN", "TC", "TP", "DL", "DC", "DO")
@@ -29,6 +37,10 @@ class NExTQAMultipleChoice(PublishedBenchmark):
     tasks = TYPES
     layout = "DIR/MC/test-00000-of-00001.parquet and DIR/NExTVideo/<video>.mp4 (lmms-eval/NExTQA)"
     group_keys = ("category",)
+    generation = Generation()
+
+    def parse(self, item: VideoQAItem, response: str, rng: random.Random) -> Parsed:
+        return parse_nextqa(response, item.options, rng)
 
     def load(self) -> list[VideoQAItem]:
         path = self.annotation(

@@ -10,10 +10,14 @@ that cover one of 32 uniformly sampled frames (lmms-eval's ``frame_num: 32``; li
 Video-MME's ``<font>`` markup are dropped, as lmms-eval drops them; a video without ``.srt`` gets
 "No subtitles available"), then the same question ending in ``The best answer is:``. Score: accuracy over all
 questions, broken down by duration (the ``task``), task type and domain.
+
+Generation (lmms-eval ``videomme.yaml``): greedy, at most 16 new tokens, until ``"\\n\\n"``; the answer
+is lmms-eval's ``extract_mcq_answer`` over the letters A-D (``videomme_process_results``).
 """
 
 from __future__ import annotations
 
+import random
 import re
 from dataclasses import replace
 from pathlib import Path
@@ -28,6 +32,8 @@ from prune_bench.benchmarks.published.common import (
     read_annotations,
     split_lettered,
 )
+from prune_bench.benchmarks.published.parsing import Parsed, extract_mcq_answer
+from prune_bench.benchmarks.published.scoring import Generation
 
 INSTRUCTION = (
     "Select the best answer to the following multiple-choice question based on the video and the "
@@ -64,6 +70,10 @@ class VideoMME(PublishedBenchmark):
     layout = "DIR/videomme/test-00000-of-00001.parquet and DIR/data/<videoID>.mp4 (lmms-eval/Video-MME)"
     group_keys = ("task_type", "domain")
     subtitles = False
+    generation = Generation(max_new_tokens=16)
+
+    def parse(self, item: VideoQAItem, response: str, rng: random.Random) -> Parsed:
+        return Parsed(extract_mcq_answer(response, "ABCD"))
 
     def load(self) -> list[VideoQAItem]:
         path = self.annotation(["videomme/test-*.parquet", "videomme/test*.json*"], "the question file")
