@@ -247,3 +247,41 @@ def test_a_checkpoint_directory_loads_with_this_adapter_and_its_chat_format(tmp_
         assert type(adapter.model).__name__ == Qwen3VLAdapter._model_class(make()).__name__
         assert adapter.prompt_format.template == QWEN3_CHAT_TEMPLATE
         assert adapter.prompt_format.pixel_mean == (0.5, 0.5, 0.5)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("arch", ["tiny-qwen3-vl", "tiny-qwen3-vl-moe"])
+def test_on_cuda_keep_all_is_hf_and_pruning_is_the_cpus(arch, monkeypatch):
+    """float32 on CUDA (the decode loop's CUDA path included): keep 1.0 reproduces HF's generate there,
+    and drop-mode pruning (random at the input and after layer 1, VisionZip) answers as on the CPU."""
+    from prune_bench.adapter_contract import hf_greedy_logits
+    from prune_bench.contract import build_session
+    from prune_bench.pytest_plugin import build_contract_inputs
+    from prune_bench.testing import prefill_and_decode
+
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
+    monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", False)
+    cpu = Qwen3VLAdapter.tiny(arch)
+    gpu = Qwen3VLAdapter(Qwen3VLAdapter.tiny(arch).model.to("cuda"), frame_size=(32, 32))
+    ids, pixels = build_contract_inputs(cpu)
+    samples = {
+        a: a.encode_ids(ids, pixels.to(a.device), [10, 11, 12, 13], capture_vision=True) for a in (cpu, gpu)
+    }
+    reference = hf_greedy_logits(gpu, ids, pixels.to("cuda"), 4)
+    plan = PruningPlan.of([], gpu.runner.num_layers)
+    _, ours = prefill_and_decode(gpu, samples[gpu], plan, "drop", 4)
+    for o, r in zip(ours, reference, strict=True):
+        torch.testing.assert_close(o, r, atol=1e-4, rtol=1e-4)
+    for name, options in (("random", {}), ("random", {"layer": 1}), ("visionzip", {})):
+        runs = []
+        for adapter in (cpu, gpu):
+            session, _ = build_session(adapter, name, 0.5, **options)
+            runs.append(
+                adapter.run(samples[adapter], session.plan(samples[adapter].frames), max_new_tokens=3)
+            )
+        assert [c.mlp_visual for c in runs[0].counts] == [c.mlp_visual for c in runs[1].counts], name
+        torch.testing.assert_close(
+            torch.tensor(runs[0].option_logits), torch.tensor(runs[1].option_logits), atol=1e-3, rtol=1e-3
+        )
+        assert runs[0].generated == runs[1].generated
