@@ -4,6 +4,7 @@ absent, as it is on CPU test machines: its install pulls a CUDA torchvision)."""
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import json
 import tomllib
 from pathlib import Path
@@ -170,3 +171,62 @@ def test_the_sidecar_goes_beside_lmms_evals_output_path(lmms_module, monkeypatch
     monkeypatch.setattr(lmms_module.sys, "argv", ["lmms-eval"])
     # no output folder: lmms-eval saves nothing either
     assert lmms_module.pruning_log_path(None, 0, 1) is None
+
+
+EXAMPLE = ROOT / "examples" / "lmms_eval_tasks" / "tiny_mc_video"
+
+
+def _load_example(name: str) -> Any:
+    spec = importlib.util.spec_from_file_location(f"tiny_mc_video_{name}", EXAMPLE / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+    spec.loader.exec_module(module)  # type: ignore[union-attr]
+    return module
+
+
+def test_the_example_local_task_runs_through_the_model_and_scores(model, monkeypatch, tmp_path) -> None:
+    import yaml
+
+    class TaskLoader(yaml.SafeLoader):  # lmms-eval's YAML tags, read as the names they point to
+        pass
+
+    TaskLoader.add_constructor("!function", lambda loader, node: loader.construct_scalar(node))
+    config = yaml.load((EXAMPLE / "tiny_mc_video.yaml").read_text(), Loader=TaskLoader)  # noqa: S506
+    assert config["output_type"] == "generate_until" and config["dataset_path"] == "json"
+    assert (ROOT / config["dataset_kwargs"]["data_files"]["test"]).is_file()
+    monkeypatch.setenv("PRUNE_BENCH_TINY_VIDEOS", str(tmp_path / "videos"))
+    monkeypatch.syspath_prepend(str(EXAMPLE))
+    utils = _load_example("utils")
+    for key in ("doc_to_visual", "doc_to_text", "process_results"):
+        assert callable(getattr(utils, config[key].removeprefix("utils.")))
+    aggregate = getattr(utils, config["metric_list"][0]["aggregation"].removeprefix("utils."))
+    assert len(_load_example("make_videos").make_videos()) == 4
+    path = ROOT / config["dataset_kwargs"]["data_files"]["test"]
+    docs = dict(enumerate(json.loads(line) for line in path.read_text().splitlines()))
+    kwargs = config["lmms_eval_specific_kwargs"]["default"]
+    assert utils.doc_to_text(docs[0], kwargs) == (
+        "What colour fills the video?\nA. green\nB. red\nC. blue\nD. white\n"
+        "Answer with the option's letter from the given choices directly."
+    )
+    # the right letter in any form lmms-eval's parser reads counts; the colour word alone does not
+    assert [utils.process_results(docs[0], [r])["accuracy"]["correct"] for r in ("(B) red", "B.", "red", "A")] == [
+        True, True, False, False,
+    ]  # fmt: skip
+    model.task_dict = {config["task"]: {"test": docs}}
+    requests = [
+        _instance(
+            "generate_until",
+            (
+                utils.doc_to_text(doc, kwargs),
+                config["generation_kwargs"],
+                utils.doc_to_visual,
+                n,
+                config["task"],
+                "test",
+            ),
+        )  # fmt: skip
+        for n, doc in docs.items()
+    ]
+    answers = [out.text for out in model.generate_until(requests)]
+    results = [utils.process_results(docs[n], [a])["accuracy"] for n, a in enumerate(answers)]
+    expected = 100.0 * sum(r["pred"] == docs[n]["answer"] for n, r in enumerate(results)) / 4
+    assert len(results) == 4 and aggregate(results) == expected
