@@ -118,7 +118,7 @@ class DecoderRunner:
     def _mlp(layer: nn.Module, h: torch.Tensor) -> torch.Tensor:
         """The layer's MLP on ``[n, D]``, called on a batch of one as HF does (a sparse MoE block reads
         ``(batch, seq, D)``; a dense MLP is the same either way)."""
-        return layer.mlp(layer.post_attention_layernorm(h)[None])[0]  # type: ignore[no-any-return]
+        return layer.mlp(layer.post_attention_layernorm(h)[None])[0]  # type: ignore[operator, no-any-return]
 
     def _attend(
         self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None

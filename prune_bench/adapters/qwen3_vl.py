@@ -1,9 +1,11 @@
 """Adapter for Hugging Face ``Qwen3VLForConditionalGeneration`` and ``Qwen3VLMoeForConditionalGeneration``.
 
-Qwen3-VL (Qwen team, "Qwen3-VL technical report", arXiv 2511.21631; official code QwenLM/Qwen3-VL,
-which runs the model through transformers). We follow transformers' own port,
-``models/qwen3_vl/modeling_qwen3_vl.py`` and ``processing_qwen3_vl.py`` as shipped in transformers
-5.25 (and 5.17, the GPU machine's version: the parts we use are the same in both), and reuse
+Qwen3-VL (Qwen team, "Qwen3-VL technical report", arXiv 2511.21631). The official repository,
+QwenLM/Qwen3-VL (read at commit 96588727e44c), runs the model through transformers and samples video
+with its ``qwen-vl-utils`` (2 fps, frame counts in multiples of 2, 128 to 768 tokens a frame pair).
+The model code we follow is transformers' port, ``models/qwen3_vl/modeling_qwen3_vl.py``,
+``modeling_qwen3_vl_moe.py`` and ``processing_qwen3_vl.py`` of release tag v5.25.0 (and v5.17.0, the
+GPU machine's version: what we use is the same in both; the tests pass on either), and we reuse
 :class:`~prune_bench.adapters.qwen2_vl.Qwen2VLAdapter` for what the families share: 2-frame temporal
 patches cut as the video processor cuts them, 2 x 2 merged tokens, the M-RoPE ids from the model's own
 ``get_rope_index`` kept by every token through pruning, decoding at the prompt's largest position + 1.
@@ -35,11 +37,14 @@ Deliberate differences from HF / the official pipeline:
   frames, as HF). An odd last frame, which HF pads by repetition and times at ``(T - 1) / fps``, is
   timed like a full pair.
 * Without a tokenizer (random-weight and tiny models) the timestamp text is written with stand-in
-  ids below the multimodal ids, as many as Qwen's tokenizer gives (one per digit, one for the dot, the
+  ids below the multimodal ids, one per piece of Qwen's pre-tokenizer (each digit, the dot, the
   brackets and `` seconds``), so speed runs see the real prompt length.
 * Merged tokens (``weight > 1``) get the DeepStack feature of the token they were merged into (their
   ``source``), not a mean over the group: :class:`TokenState` keeps no group membership, and merging
   strategies merge tokens whose features are alike.
+* Frames are resized to one ``frame_size`` for every video (as for Qwen2-VL), not by qwen-vl-utils'
+  per-video ``smart_resize`` (aspect ratio kept within its token bounds); retention is computed from
+  the token counts the run actually had, and the layout's grid is read from the tower's patch grid.
 * The prompt template is Qwen3-VL's chat format without a system turn (its template writes one only
   when the conversation has one); pixels are normalised with mean = std = 0.5 (its processor's).
 """
@@ -128,12 +133,12 @@ class Qwen3VLAdapter(Qwen2VLAdapter):
     """
 
     name = "qwen3_vl"
-    architectures: dict[str, Callable[[], Any]] = {
+    architectures: dict[str, Callable[[], Any]] = {  # type: ignore[misc]
         "qwen3-vl-8b": qwen3_vl_8b_config,
         "qwen3-vl-30b-a3b": qwen3_vl_30b_a3b_config,
         "tiny-qwen3-vl": tiny_qwen3_vl_config,
     }
-    tiny_architectures: dict[str, Callable[..., Any]] = {
+    tiny_architectures: dict[str, Callable[..., Any]] = {  # type: ignore[misc]
         "tiny-qwen3-vl": tiny_qwen3_vl_config,
         "tiny-qwen3-vl-moe": tiny_qwen3_vl_moe_config,
     }
@@ -209,9 +214,10 @@ class Qwen3VLAdapter(Qwen2VLAdapter):
     def encode_video(self, frames_pixels: torch.Tensor, capture_vision: bool) -> DeepStackVideo:
         """The tower's merged tokens and DeepStack features; its last block's attention when asked."""
         flat, grid = self.patchify(frames_pixels.to(self.device))
-        attn = self.visual.blocks[-1].attn
+        tower: Any = self.visual
+        attn = tower.blocks[-1].attn
         with capture_block_attention(attn, self.merge**2, enabled=capture_vision) as captured:
-            out = self.visual(flat.to(self.visual.dtype), grid_thw=grid)
+            out = tower(flat.to(tower.dtype), grid_thw=grid)
         _, gh, gw = (int(v) for v in grid[0])
         video = DeepStackVideo(
             out.pooler_output,
@@ -229,7 +235,8 @@ class Qwen3VLAdapter(Qwen2VLAdapter):
     def _collecting(self) -> Iterator[list[DeepStackVideo]]:
         """The videos :meth:`encode_video` makes while active (the base ``encode_ids`` keeps only
         their tokens)."""
-        self._encoded = collected = []
+        collected: list[DeepStackVideo] = []
+        self._encoded = collected
         try:
             yield collected
         finally:
