@@ -338,3 +338,10 @@ def test_logit_and_generate_scoring_are_separate_rows_of_one_directory(
     by_scoring = {s: {r["config_hash"] for r in records if r["scoring"] == s} for s in ("generate", "logits")}
     assert all(len(h) == 1 for h in by_scoring.values()) and not by_scoring["generate"] & by_scoring["logits"]
     assert all("response" not in r for r in records if r["scoring"] == "logits")
+    from prune_bench.runner.summary import summarize
+
+    rows = summarize(records)
+    assert sorted((r.strategy, r.scoring) for r in rows) == [
+        ("none [generate]", "generate"),
+        ("none [logits]", "logits"),
+    ]
