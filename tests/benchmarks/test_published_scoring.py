@@ -345,3 +345,23 @@ def test_logit_and_generate_scoring_are_separate_rows_of_one_directory(
         ("none [generate]", "generate"),
         ("none [logits]", "logits"),
     ]
+
+
+def test_the_shipped_option_word_model_defaults_to_logits_and_is_warned_when_forced_to_generate(
+    tmp_path: Path, capsys
+) -> None:
+    root = _local_copy("egoschema_subset", tmp_path / "ego")
+    base = ["compare", "none", "--benchmark", "egoschema_subset", "--data-dir", str(root), "--limit", "1",
+            "--frames", "4", "--no-progress", "--workers", "0"]  # fmt: skip
+    for extra, out in (([], "default"), (["--scoring", "generate"], "forced")):
+        try:
+            main([*base, *extra, "--out", str(tmp_path / out)])
+        except SystemExit as exc:
+            assert exc.code in (0, None)
+    text = capsys.readouterr().out
+    (default,) = [json.loads(x) for x in (tmp_path / "default" / "results.jsonl").read_text().splitlines()]
+    (forced,) = [json.loads(x) for x in (tmp_path / "forced" / "results.jsonl").read_text().splitlines()]
+    assert default["scoring"] == "logits" and default["prompt"] == "model"
+    assert forced["scoring"] == "generate" and isinstance(forced["response"], str)
+    assert "none keep=1 (option logits)" in text and "none keep=1 (generated and parsed)" in text
+    assert "asked in the model's own format" in text
