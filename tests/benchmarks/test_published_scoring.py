@@ -164,6 +164,8 @@ def test_mvbench_leaves_empty_answers_out_and_averages_tasks() -> None:
     score = mv.score(recs)
     assert score.breakdown["task"] == {"action_count": 100.0, "state_change": 0.0}
     assert score.overall == pytest.approx(50.0) and score.items == 2
+    # a task with only empty answers scores 0 and still counts in the mean
+    assert mv.score([*recs, _rec("object_shuffle", True, " ")]).overall == pytest.approx(100.0 / 3)
     # option-logit records have no response: every one counts
     assert mv.score([_rec("action_count", False, None)]).items == 1
 

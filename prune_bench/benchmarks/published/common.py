@@ -228,8 +228,11 @@ class PublishedBenchmark(Benchmark):
     # ------------------------------------------------------------------------------ scores
     def score(self, records: Iterable[dict[str, Any]]) -> PublishedScore:
         """lmms-eval's number for one row's records, with the per-task and per-group breakdowns."""
-        recs = [r for r in records if answered(r)] if self.skip_unanswered else list(records)
+        every = list(records)
+        recs = [r for r in every if answered(r)] if self.skip_unanswered else every
         by: dict[str, dict[str, list[dict[str, Any]]]] = defaultdict(lambda: defaultdict(list))
+        for r in every:  # a task whose every answer is empty still counts, at 0 (as lmms-eval's)
+            by["task"].setdefault(r["task"], [])
         for r in recs:
             by["task"][r["task"]].append(r)
             for key in self.group_keys:
