@@ -28,6 +28,10 @@ def test_session_gives_the_recorded_answers_of_the_code_it_replaced(shipped) -> 
     object existed: for_budget -> PruningPlan.of -> Adapter.run, assembled by hand) answered on the
     shipped model: choice, option logits, 4 greedy tokens and the three retention figures."""
     golden = json.loads(PARITY.read_text())
+    # HieraVid's greedy DPP picks follow the float rounding of the CPU's BLAS kernels, so its recorded
+    # answers hold only on the CPU they were recorded on; the next test checks it against the
+    # hand-assembled path live instead.
+    golden["runs"] = [r for r in golden["runs"] if r["spec"] != "hieravid"]
     wanted_items = golden["items"][:6]
     items = [i for i in SyntheticVideoQA().items(len(golden["items"])) if i.item_id in wanted_items]
     runs: dict[tuple[str, float], Session] = {}
@@ -50,7 +54,29 @@ def test_session_gives_the_recorded_answers_of_the_code_it_replaced(shipped) -> 
         r = result.retention
         assert [r.input, r.layer_average, r.decode] == pytest.approx(run["retention"], abs=1e-9), where
         checked += 1
-    assert checked == 6 * len(runs)
+    assert checked == 6 * len(runs) and len(runs) == 6
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("spec", ["hieravid", "dycoke", "visionzip+fastv"])
+def test_session_answers_as_the_hand_assembled_path(shipped, spec) -> None:
+    """What the code before the run object did by hand (for_budget -> PruningPlan.of -> Adapter.run),
+    computed here on this machine, against the Session's answer on the same encoded item."""
+    from prune_bench.core.compose import build_strategy
+    from prune_bench.core.plugins import registry
+    from prune_bench.core.stages import PruningPlan
+
+    session = Session(shipped, spec, keep=0.3)
+    item = SyntheticVideoQA().items(3)[2]
+    encoded = session.encode_item(item, capture_vision=True)
+    info = shipped.model_info(encoded.frames.frames.shape[0])
+    strategy = build_strategy(spec, 0.3, "layer-average", info, registry())
+    plan = PruningPlan.of(strategy.stages(info), info.num_layers)
+    want = shipped.run(encoded.sample, plan, max_new_tokens=4)
+    got = session.answer(encoded.sample, max_new_tokens=4)
+    assert (got.choice, got.generated) == (want.choice, want.generated)
+    assert got.option_logits == want.option_logits
+    assert [c.mlp_visual for c in got.counts] == [c.mlp_visual for c in want.counts]
 
 
 def test_a_knob_the_budget_sets_is_one_error_not_an_overwrite(tiny_adapter) -> None:

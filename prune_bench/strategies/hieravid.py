@@ -415,10 +415,12 @@ def segment_marginal_value(
     A segment's feature is the mean of its tokens (of those ``in_segment`` marks, ``[T, P]``, when given)."""
     n_seg = int(frame_segment.max()) + 1
     x = feats.float()
-    if in_segment is None:
-        in_segment = torch.ones(x.shape[:2], dtype=torch.bool, device=x.device)
-    per_frame = (x * in_segment[..., None]).sum(dim=1)  # [T, D]
-    sizes = in_segment.sum(dim=1).to(x.dtype)  # [T]
+    if in_segment is None:  # every frame has its P tokens: the mean of the frames' means, as before
+        per_frame = x.mean(dim=1)  # [T, D]
+        sizes = torch.ones(x.shape[0], device=x.device)
+    else:
+        per_frame = (x * in_segment[..., None]).sum(dim=1)  # [T, D]
+        sizes = in_segment.sum(dim=1).to(x.dtype)  # [T]
     sums = torch.zeros(n_seg, per_frame.shape[1], device=feats.device).index_add_(0, frame_segment, per_frame)
     f = sums / torch.zeros(n_seg, device=feats.device).index_add_(0, frame_segment, sizes)[:, None]
     if n_seg == 1:
