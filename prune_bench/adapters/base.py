@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from prune_bench.adapters.decoder import DecoderRunner, Mode, PrefillResult
+from prune_bench.adapters.graph_decode import GraphPool, GraphStep, decode_path
 from prune_bench.adapters.layout import VideoTokens, splice_video, video_layout
 
 # re-exported: the prompt and the preprocessing live in their own modules
@@ -264,12 +265,37 @@ class Adapter(ABC):
         ``choose(step, logits)`` picked it (greedy: the argmax; teacher forcing: the target's token).
         Up to ``steps`` tokens; the caller stops early by leaving the loop (after an end-of-sequence)."""
         logits, position = pre.logits, pre.state.next_position
-        for step in range(steps):
-            token = choose(step, logits)
-            yield token, logits
-            if step == steps - 1:
-                return
-            logits = self.runner.decode_step(token, position + step, step, pre, plan, clock)
+        graph = self._graph_step(pre, plan) if steps > 1 else None
+        done = 0
+        try:
+            for step in range(steps):
+                token = choose(step, logits)
+                yield token, logits
+                if step == steps - 1:
+                    return
+                if graph is not None:
+                    try:
+                        logits = graph(token, position + step, step, pre, clock)
+                        done = step + 1
+                        continue
+                    except RuntimeError as exc:  # a graph that cannot be captured: eager from here on
+                        self._graph_pool.failed(pre, plan, exc)
+                        graph.store_back(pre, done)
+                        graph = None
+                logits = self.runner.decode_step(token, position + step, step, pre, plan, clock)
+        finally:
+            if graph is not None:
+                graph.store_back(pre, done)
+
+    def _graph_step(self, pre: PrefillResult, plan: PruningPlan) -> GraphStep | None:
+        """The decode step as CUDA graphs over static buffers (adapters/graph_decode.py) on CUDA, unless
+        ``PRUNE_BENCH_DECODE=eager``; None: the eager loop (the CPU's, and the reference)."""
+        if decode_path(pre.caches[0].key.device) != "graph":
+            return None
+        pool = self.__dict__.get("_graph_pool")
+        if pool is None:
+            pool = self.__dict__["_graph_pool"] = GraphPool()
+        return pool.step_for(self.runner, pre, plan)
 
     def run(
         self,
