@@ -81,15 +81,35 @@ class GraphStep:
         self.values = [torch.zeros_like(c.value) for c in caches]
         # which entries a layer may attend to besides "written so far": mask mode's hidden prompt
         # entries (copied per prefill) and a decode stage's choice (rewritten per step)
-        self.allowed = [torch.ones(cap, dtype=torch.bool, device=device) for cap in self.capacity]
+        stage_layers = sorted(s.layer for s in plan.decode)
+        # Layers whose caches hold the same tokens (no stage ran between them: the same ``source``
+        # tensor) and that sit on the same side of every decode stage share one mask buffer, so a
+        # stage's choice is written once per group, not once per layer. Mask mode's per-layer
+        # visibility differs layer by layer: there every layer has its own.
+        groups: dict[tuple, torch.Tensor] = {}
+        self.allowed = []
+        self.group_first: list[int] = []  # the first layer of each layer's group
+        for i, (c, cap) in enumerate(zip(caches, self.capacity, strict=True)):
+            key = (
+                (c.layout.source.data_ptr(), cap, sum(layer <= i for layer in stage_layers))
+                if c.visible is None
+                else ("own", i)
+            )
+            if key not in groups:
+                groups[key] = torch.ones(cap, dtype=torch.bool, device=device)
+                first = i
+            else:
+                first = next(j for j in range(i) if self.allowed[j] is groups[key])
+            self.allowed.append(groups[key])
+            self.group_first.append(first)
         self.prompt_pos = [torch.tensor(n, device=device) for n in self.prompt_lengths]
         self.arange = [torch.arange(cap, device=device) for cap in self.capacity]
         self.step = torch.zeros((), dtype=torch.long, device=device)
         self.token = torch.zeros(1, dtype=torch.long, device=device)
         m_rope = pre.state.position.dim() == 2
         self.position = torch.zeros((pre.state.position.shape[0], 1) if m_rope else (1,), dtype=torch.long, device=device)
-        self.stages = {s.layer: s for s in plan.decode}
-        bounds = sorted({0, *(layer for layer in self.stages if 0 < layer < runner.num_layers), runner.num_layers})
+        self.stages = {s.layer: s for s in plan.decode}  # the current plan's (set again by load)
+        bounds = sorted({0, *(layer for layer in stage_layers if 0 < layer < runner.num_layers), runner.num_layers})
         self.segments = [_Segment(a, b) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
         self.hidden: torch.Tensor | None = None  # between segments
         self.queries: dict[int, torch.Tensor] = {}  # last layer's query of a segment followed by a stage
@@ -102,22 +122,24 @@ class GraphStep:
         caches = pre.caches
         return (
             tuple((c.length, c.key.shape[1], c.visible is not None) for c in caches),
-            tuple(sorted(s.layer for s in plan.decode)),
+            tuple(sorted((s.layer, s.name) for s in plan.decode)),
             pre.state.position.dim(),
         )
 
     # ------------------------------------------------------------------------------- per prefill
     @torch.no_grad()
-    def load(self, pre: PrefillResult) -> None:
+    def load(self, pre: PrefillResult, plan: PruningPlan) -> None:
         """Copy one prefill's caches (and mask mode's visibility) into the static buffers."""
+        self.stages = {s.layer: s for s in plan.decode}
         for i, c in enumerate(pre.caches):
             n = c.length
             self.keys[i][:, :n].copy_(c.key[:, :n])
             self.values[i][:, :n].copy_(c.value[:, :n])
-            self.allowed[i].fill_(True)
-            if c.visible is not None:
-                self.allowed[i][: c.visible.numel()].copy_(c.visible)
-        self.base_allowed = [a.clone() for a in self.allowed]
+            if self.group_first[i] == i:
+                self.allowed[i].fill_(True)
+                if c.visible is not None:
+                    self.allowed[i][: c.visible.numel()].copy_(c.visible)
+        self.base_allowed: list[torch.Tensor | None] = [a.clone() if self.group_first[i] == i else None for i, a in enumerate(self.allowed)]
 
     # ---------------------------------------------------------------------------- the arithmetic
     def _layers(self, seg: _Segment) -> None:
@@ -145,7 +167,7 @@ class GraphStep:
                 scale=r.scaling,
             )  # [1, KV, groups, hd]: the query heads of one KV head as its queries
             h = h + layer.self_attn.o_proj(out.reshape(1, kv * groups * hd))
-            h = h + layer.mlp(layer.post_attention_layernorm(h))
+            h = h + r._mlp(layer, h)
             if idx + 1 == seg.stop and seg.stop in self.stages:
                 self.queries[seg.stop] = q
         if self.hidden is None or seg.stop < r.num_layers:
@@ -188,7 +210,8 @@ class GraphStep:
         self.step.fill_(step)
         if step == 0:
             for a, b in zip(self.allowed, self.base_allowed, strict=True):
-                a.copy_(b)
+                if b is not None:
+                    a.copy_(b)
         if self.capture and self.graphs is None:
             self._capture()
         for i, seg in enumerate(self.segments):
@@ -215,8 +238,11 @@ class GraphStep:
             )
             visible_sources = stage.fn(ctx)
         for later in range(layer, self.runner.num_layers):
+            base = self.base_allowed[later]
+            if base is None:  # its group's first layer writes the shared buffer
+                continue
             layout = pre.caches[later].layout
-            allowed = self.base_allowed[later].clone()
+            allowed = base.clone()
             if visible_sources is not None:
                 n = layout.source.numel()
                 visual = layout.kind == TokenKind.VISUAL
@@ -252,7 +278,7 @@ class GraphPool:
             while len(self._steps) > POOL_SIZE:
                 self._steps.popitem(last=False)
         if found is not None:
-            found.load(pre)
+            found.load(pre, plan)
         return found
 
     def failed(self, pre: PrefillResult, plan: PruningPlan, exc: BaseException) -> None:

@@ -47,7 +47,7 @@ def _eager(adapter, sample, plan, mode):
 def _static(adapter, sample, plan, mode, graph: GraphStep | None = None):
     pre = adapter.runner.prefill(sample.state, plan, mode=mode, max_new_tokens=STEPS)
     graph = graph or GraphStep(adapter.runner, pre, plan, capture=False)
-    graph.load(pre)
+    graph.load(pre, plan)
     clock = Clock(pre.logits.device)
     logits, tokens = [pre.logits], []
     for step in range(STEPS - 1):
@@ -56,10 +56,14 @@ def _static(adapter, sample, plan, mode, graph: GraphStep | None = None):
     return tokens, logits, graph
 
 
-@pytest.fixture(scope="module", params=["llava", "qwen2-vl"])
+@pytest.fixture(scope="module", params=["llava", "qwen2-vl", "qwen3-vl-moe"])
 def adapter(request):
     if request.param == "llava":
         return LlavaOnevisionAdapter.tiny("tiny-llava-onevision", num_layers=4)
+    if request.param == "qwen3-vl-moe":  # a sparse MoE block's MLP reads (batch, seq, D)
+        from prune_bench.adapters.qwen3_vl import Qwen3VLAdapter
+
+        return Qwen3VLAdapter.tiny("tiny-qwen3-vl-moe", num_layers=4)
     return Qwen2VLAdapter.tiny("tiny-qwen2-vl", num_layers=4)
 
 
