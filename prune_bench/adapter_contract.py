@@ -202,7 +202,10 @@ class AdapterContract:
         assert torch.equal(pre.caches[-1].layout.source, pre.state.source)
 
     def test_last_token_attention_equals_the_hf_models_eager_attention(
-        self, contract_adapter: Adapter, contract_sample: EncodedSample
+        self,
+        contract_adapter: Adapter,
+        contract_inputs: tuple[list[int], torch.Tensor],
+        contract_sample: EncodedSample,
     ) -> None:
         import torch
 
@@ -217,13 +220,17 @@ class AdapterContract:
         layers = range(contract_adapter.runner.num_layers)
         plan = PruningPlan.of([Stage("spy", "layer", spy, layer=i) for i in layers], len(layers))
         contract_adapter.prefill(contract_sample, plan)
-        state, lm = contract_sample.state, contract_adapter.lm
-        position = state.position[None] if state.position.dim() == 1 else state.position[:, None]
+        # The whole HF model on the processor's inputs, not its language model on our embeddings: what a
+        # model adds inside its LM (Qwen3-VL's DeepStack features after the first layers) is in the reference.
+        ids, pixels = contract_inputs
+        lm = contract_adapter.lm
         previous = lm.config._attn_implementation
         lm.config._attn_implementation = "eager"
         try:
             with torch.no_grad():
-                out = lm(inputs_embeds=state.hidden[None], position_ids=position, output_attentions=True)
+                out = contract_adapter.model(
+                    **contract_adapter.reference_inputs(ids, pixels), output_attentions=True
+                )
         finally:
             lm.config._attn_implementation = previous
         for i in layers:
