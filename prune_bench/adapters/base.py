@@ -287,10 +287,20 @@ class Adapter(ABC):
             if graph is not None:
                 graph.store_back(pre, done)
 
+    def _sparse_experts(self) -> bool:
+        found = self.__dict__.get("_has_experts")
+        if found is None:
+            found = self.__dict__["_has_experts"] = any(
+                hasattr(layer.mlp, "experts") for layer in self.runner.layers
+            )
+        return bool(found)
+
     def _graph_step(self, pre: PrefillResult, plan: PruningPlan) -> GraphStep | None:
         """The decode step as CUDA graphs over static buffers (adapters/graph_decode.py) on CUDA, unless
-        ``PRUNE_BENCH_DECODE=eager``; None: the eager loop (the CPU's, and the reference)."""
-        if decode_path(pre.caches[0].key.device) != "graph":
+        ``PRUNE_BENCH_DECODE=eager``; None: the eager loop (the CPU's, and the reference). Models with
+        sparse mixture-of-experts blocks decode eagerly: their routing reads the chosen experts back
+        to the host, which a CUDA graph cannot capture."""
+        if decode_path(pre.caches[0].key.device) != "graph" or self._sparse_experts():
             return None
         pool = self.__dict__.get("_graph_pool")
         if pool is None:
