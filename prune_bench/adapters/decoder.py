@@ -7,6 +7,13 @@ tokens its attention saw.
 
 ``mode="mask"`` runs the same stages on the full sequence and hides removed tokens with an
 attention mask instead. It saves nothing; it is the oracle that ``mode="drop"`` must match.
+
+Layers may sit on several devices (``--device-map``, adapters/placement.py): the loop reads the
+:class:`~prune_bench.adapters.placement.Placement` once per prefill (its decode steps reuse it) and moves the token
+state, RoPE tables, masks, KV-visibility choices and the residual to a layer's device only where it
+differs from the previous part's. A stage runs on the device of the layer it is mounted at (pre-LLM
+stages on the embedding's), each layer's KV cache lives on that layer's device, the final norm and the
+LM head run on theirs, and the logits come back on the embedding's device (where the prompt started).
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from prune_bench.adapters.placement import Generators, Placement, module_device, move_state, vision_on
 from prune_bench.core.attention import apply_rope, attention_rows
 from prune_bench.core.context import DecodeContext, StageContext, VisionAttention
 from prune_bench.core.ledger import LayerCount
@@ -58,6 +66,7 @@ class PrefillResult:
     state: TokenState  # tokens alive after the last layer
     input_visual: int  # visual tokens entering the LLM (after pre-LLM stages)
     memory: dict[str, Any] = field(default_factory=dict)
+    placement: Placement | None = None  # the devices this prefill ran on (its decode steps follow them)
 
 
 def _layout_only(state: TokenState) -> TokenState:
@@ -100,6 +109,37 @@ class DecoderRunner:
     @property
     def num_layers(self) -> int:
         return len(self.layers)
+
+    def placement(self) -> Placement:
+        """Where the embedding, each decoder layer, the final norm and the LM head are; read once per
+        prefill (a model moved after the runner was built is followed)."""
+        return Placement(
+            embed=module_device(self.embed),
+            layers=tuple(module_device(layer) for layer in self.layers),
+            norm=module_device(self.norm),
+            head=module_device(self.lm_head),
+        )
+
+    def _rope(self, x: torch.Tensor, position: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``self.rope`` with its tables on ``x``'s device (a dispatched rotary module answers on its own)."""
+        cos, sin = self.rope(x, position)
+        if cos.device != x.device:
+            cos, sin = cos.to(x.device), sin.to(x.device)
+        return cos, sin
+
+    def _logits(self, h: torch.Tensor, where: Placement) -> torch.Tensor:
+        """Final norm and LM head on ``h`` ``[1, D]``, each on its device; ``[V]`` on the embedding's."""
+        if where.single:
+            return self.lm_head(self.norm(h))[0]  # type: ignore[no-any-return]
+        last = where.layers[-1] if where.layers else where.embed  # where ``h`` is
+        x = self.norm(h if where.norm == last else h.to(where.norm))
+        logits = self.lm_head(x if where.head == where.norm else x.to(where.head))[0]
+        return logits if where.embed == where.head else logits.to(where.embed)  # type: ignore[no-any-return]
+
+    def _final_norm(self, where: Placement) -> Callable[[torch.Tensor], torch.Tensor]:
+        if where.single:
+            return self.norm  # type: ignore[return-value]
+        return lambda h: self.norm(h.to(where.norm)).to(h.device)
 
     # ---------------------------------------------------------------------------- projections
     def _qkv(
@@ -170,6 +210,7 @@ class DecoderRunner:
         generator: torch.Generator,
         vision: Callable[[], VisionAttention] | None,
     ) -> TokenState:
+        """The ``input``, ``segment`` and ``frame`` stages, on the embedding's device."""
         for hook in PRE_LLM:
             stages = tuple(s for s in plan.pre_llm if s.hook == hook)
             if not stages:
@@ -200,17 +241,22 @@ class DecoderRunner:
         """The prompt through every layer under ``plan``; ``residual`` as :data:`ResidualFn`."""
         clock = clock or Clock(state.device)
         generator = generator or torch.Generator(device=state.device).manual_seed(0)
+        where = self.placement()
+        if state.device != where.embed:  # a prompt encoded on the vision tower's device
+            state = move_state(state, where.embed)
+        gens = Generators(generator)
+        vision = vision_on(vision, where.embed)
         memory: dict[str, Any] = {}
         self._text_checks = []
         try:
             with clock.measure("prefill"):
                 if mode == "drop":
-                    state = self.pre_llm(state, plan, clock, memory, generator, vision)
+                    state = self.pre_llm(state, plan, clock, memory, gens.on(where.embed), vision)
                     input_visual = state.num_visual
-                    out = self._prefill_drop(state, plan, max_new_tokens, clock, memory, generator, residual)
+                    out = self._prefill_drop(state, plan, max_new_tokens, clock, memory, gens, residual, where)
                 else:
                     out = self._prefill_mask(
-                        state, plan, max_new_tokens, clock, memory, generator, vision, residual
+                        state, plan, max_new_tokens, clock, memory, gens, vision, residual, where
                     )
                     input_visual = out.counts[0].attn_visual if out.counts else state.num_visual
             _raise_for_text_checks(self._text_checks)
@@ -218,6 +264,7 @@ class DecoderRunner:
             self._text_checks = None
         out.input_visual = input_visual
         out.memory = memory
+        out.placement = where
         return out
 
     def _layer_ctx(
@@ -227,6 +274,7 @@ class DecoderRunner:
         generator: torch.Generator,
         rows: Callable[[TokenState, int], torch.Tensor],
         keys: Callable[[TokenState], torch.Tensor] | None = None,
+        where: Placement | None = None,
     ) -> StageContext:
         return StageContext(
             hook="layer",
@@ -236,7 +284,7 @@ class DecoderRunner:
             layer=layer_idx,
             _attention=rows,
             _keys=keys or self._pre_keys(self.layers[layer_idx]),
-            _final_norm=self.norm,
+            _final_norm=self.norm if where is None else self._final_norm(where),
         )
 
     def _pre_keys(self, layer: nn.Module) -> Callable[[TokenState], torch.Tensor]:
@@ -244,7 +292,7 @@ class DecoderRunner:
 
         def keys(st: TokenState) -> torch.Tensor:
             x = layer.input_layernorm(st.hidden)
-            cos, sin = self.rope(x, st.position)
+            cos, sin = self._rope(x, st.position)
             return self._qkv(layer, x, cos, sin)[1]
 
         return keys
@@ -254,7 +302,7 @@ class DecoderRunner:
 
         def rows(st: TokenState, num_queries: int) -> torch.Tensor:
             x = layer.input_layernorm(st.hidden)
-            cos, sin = self.rope(x, st.position)
+            cos, sin = self._rope(x, st.position)
             q, k, _ = self._qkv(layer, x, cos, sin)
             n = len(st)
             qi = torch.arange(n - num_queries, n, device=st.device)
@@ -269,8 +317,9 @@ class DecoderRunner:
         max_new_tokens: int,
         clock: Clock,
         memory: dict[str, Any],
-        generator: torch.Generator,
-        residual: ResidualFn | None = None,
+        gens: Generators,
+        residual: ResidualFn | None,
+        where: Placement,
     ) -> PrefillResult:
         caches: list[LayerCache] = []
         # Token counts stay on the device until the end: reading them per layer would synchronise
@@ -278,19 +327,29 @@ class DecoderRunner:
         sizes: list[tuple[int, int]] = []
         visual: list[torch.Tensor] = []
         rope_for: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
+        current = where.embed
         for idx, layer in enumerate(self.layers):
+            device = where.layers[idx]
+            if device != current:  # a device boundary: the state and its RoPE tables move with it
+                moved = move_state(state, device)
+                if rope_for is not None and rope_for[0] is state.position:
+                    rope_for = (moved.position, rope_for[1].to(device), rope_for[2].to(device))
+                state, current = moved, device
+            generator = gens.on(device)
             pre = plan.at_layer(idx, "pre")
             if pre:
                 state = self.run_stages(
                     pre,
                     state,
-                    lambda s, i=idx, ly=layer: self._layer_ctx(i, memory, generator, self._pre_rows(ly)),
+                    lambda s, i=idx, ly=layer, g=generator: self._layer_ctx(
+                        i, memory, g, self._pre_rows(ly), where=where
+                    ),
                     clock,
                 )
             h = state.hidden
             x = layer.input_layernorm(h)
             if rope_for is None or rope_for[0] is not state.position:  # positions change only when tokens do
-                rope_for = (state.position, *self.rope(x, state.position))
+                rope_for = (state.position, *self._rope(x, state.position))
             cos, sin = rope_for[1], rope_for[2]
             q, k, v = self._qkv(layer, x, cos, sin)
             caches.append(self._new_cache(k, v, state, max_new_tokens))
@@ -322,18 +381,20 @@ class DecoderRunner:
                 state = self.run_stages(
                     post,
                     state,
-                    lambda s, i=idx, r=rows, ks=keys: self._layer_ctx(i, memory, generator, r, ks),
+                    lambda s, i=idx, r=rows, ks=keys, g=generator: self._layer_ctx(
+                        i, memory, g, r, ks, where=where
+                    ),
                     clock,
                 )
             h = state.hidden
             h = h + self._mlp(layer, h)
             if residual is not None and (extra := residual(idx, state.source)) is not None:
-                h = h + extra.to(h.dtype)
+                h = h + extra.to(device=h.device, dtype=h.dtype)
             state = state.with_hidden(h)
             sizes.append((attn_n, len(state)))
             visual.append(state.is_visual.sum())
-        logits = self.lm_head(self.norm(state.hidden[-1:]))[0]
-        vis = torch.stack(visual).tolist() if visual else []
+        logits = self._logits(state.hidden[-1:], where)
+        vis = _stack_on(visual, where.embed).tolist() if visual else []
         counts = [LayerCount(a, vis[2 * i], m, vis[2 * i + 1]) for i, (a, m) in enumerate(sizes)]
         return PrefillResult(logits=logits, caches=caches, counts=counts, state=state, input_visual=0)
 
@@ -344,9 +405,10 @@ class DecoderRunner:
         max_new_tokens: int,
         clock: Clock,
         memory: dict[str, Any],
-        generator: torch.Generator,
+        gens: Generators,
         vision: Callable[[], VisionAttention] | None,
-        residual: ResidualFn | None = None,
+        residual: ResidualFn | None,
+        where: Placement,
     ) -> PrefillResult:
         n = len(full)
         alive = torch.ones(n, dtype=torch.bool, device=full.device)
@@ -366,19 +428,32 @@ class DecoderRunner:
                 apply(
                     stages,
                     lambda s, h=hook: StageContext(
-                        hook=h, num_layers=self.num_layers, generator=generator, memory=memory, _vision=vision
+                        hook=h,
+                        num_layers=self.num_layers,
+                        generator=gens.on(where.embed),
+                        memory=memory,
+                        _vision=vision,
                     ),
                 )
 
+        current = where.embed
         for idx, layer in enumerate(self.layers):
+            device = where.layers[idx]
+            if device != current:  # a device boundary: the state and the masks move with it
+                full, alive, causal = move_state(full, device), alive.to(device), causal.to(device)
+                current = device
+            generator = gens.on(device)
             pre = plan.at_layer(idx, "pre")
             if pre:
                 apply(
-                    pre, lambda s, i=idx, ly=layer: self._layer_ctx(i, memory, generator, self._pre_rows(ly))
+                    pre,
+                    lambda s, i=idx, ly=layer, g=generator: self._layer_ctx(
+                        i, memory, g, self._pre_rows(ly), where=where
+                    ),
                 )
             h = full.hidden
             x = layer.input_layernorm(h)
-            cos, sin = self.rope(x, full.position)
+            cos, sin = self._rope(x, full.position)
             q, k, v = self._qkv(layer, x, cos, sin)
             seen = alive.clone()
             cache = self._new_cache(k, v, full, max_new_tokens)
@@ -416,11 +491,17 @@ class DecoderRunner:
                     seen_k = k[:, ai]
                     return seen_k if len(st) == ai.numel() else seen_k[:, torch.searchsorted(src, st.source)]
 
-                apply(post, lambda s, i=idx, r=rows, ks=keys: self._layer_ctx(i, memory, generator, r, ks))
+                apply(
+                    post,
+                    lambda s, i=idx, r=rows, ks=keys, g=generator: self._layer_ctx(
+                        i, memory, g, r, ks, where=where
+                    ),
+                )
             h = full.hidden
             h = h + self._mlp(layer, h)
             if residual is not None and (extra := residual(idx, full.source)) is not None:
-                h = h + torch.where(alive[:, None], extra.to(h.dtype), 0)  # the pruned receive nothing
+                extra = extra.to(device=h.device, dtype=h.dtype)
+                h = h + torch.where(alive[:, None], extra, 0)  # the pruned receive nothing
             full = full.with_hidden(h)
             counts.append(
                 LayerCount(
@@ -428,7 +509,7 @@ class DecoderRunner:
                 )
             )
         last = int(torch.nonzero(alive).flatten()[-1])
-        logits = self.lm_head(self.norm(full.hidden[last : last + 1]))[0]
+        logits = self._logits(full.hidden[last : last + 1], where)
         return PrefillResult(
             logits=logits, caches=caches, counts=counts, state=full.keep_mask(alive), input_visual=0
         )
@@ -454,9 +535,11 @@ class DecoderRunner:
         plan: PruningPlan,
         clock: Clock,
     ) -> torch.Tensor:
-        """Run one generated token through every layer, appending to each layer's cache."""
+        """Run one generated token through every layer, appending to each layer's cache; the token's
+        hidden state, its RoPE tables and a decode stage's choice move where the prefill's layers did."""
         caches = prefill.caches
-        device = caches[0].key.device
+        where = prefill.placement or self.placement()
+        device = where.embed
         h = self.embed(torch.tensor([token_id], device=device))
         pos = torch.tensor([position], device=device)
         if prefill.state.position.dim() == 2:
@@ -465,10 +548,18 @@ class DecoderRunner:
         visible_sources: torch.Tensor | None = None
         restrict_from: int | None = None
         decode_stages = {s.layer: s for s in plan.decode}
+        current = device
         for idx, layer in enumerate(self.layers):
+            if where.layers[idx] != current:  # a device boundary
+                current = where.layers[idx]
+                h, pos = h.to(current), pos.to(current)
+                if cos is not None and sin is not None:
+                    cos, sin = cos.to(current), sin.to(current)
+                if visible_sources is not None:
+                    visible_sources = visible_sources.to(current)
             x = layer.input_layernorm(h)
             if cos is None:
-                cos, sin = self.rope(x, pos)
+                cos, sin = self._rope(x, pos)
             q, k, v = self._qkv(layer, x, cos, sin)
             cache = caches[idx]
             cache.append(k[:, 0], v[:, 0])
@@ -492,7 +583,7 @@ class DecoderRunner:
                     )
                     visible_sources = stage.fn(ctx)  # type: ignore[assignment]
                 restrict_from = idx + 1
-        return self.lm_head(self.norm(h))[0]
+        return self._logits(h, where)
 
     def _decode_rows(self, q: torch.Tensor, cache: LayerCache) -> torch.Tensor:
         """Current token's attention over the prompt entries of ``cache``, mean over heads, ``[n]``.
@@ -536,12 +627,19 @@ def _raise_for_text_checks(checks: list[tuple[str, torch.Tensor]]) -> None:
     (one host read for all of them)."""
     if not checks:
         return
-    kept = torch.stack([ok for _, ok in checks]).tolist()
+    kept = _stack_on([ok for _, ok in checks], checks[0][1].device).tolist()
     for (name, _), ok in zip(checks, kept, strict=True):
         if not ok:
             raise RuntimeError(
                 f"stage {name!r} removed non-visual tokens without declaring touches_text=True"
             )
+
+
+def _stack_on(tensors: list[torch.Tensor], device: torch.device) -> torch.Tensor:
+    """``torch.stack`` of per-layer scalars, brought to one device first when layers sat on several."""
+    if any(t.device != device for t in tensors):
+        tensors = [t.to(device) for t in tensors]
+    return torch.stack(tensors)
 
 
 def _scatter_back(full: TokenState, new: TokenState) -> tuple[TokenState, torch.Tensor]:

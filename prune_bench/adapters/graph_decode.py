@@ -25,6 +25,12 @@ tenth of a millisecond of copying). Graphs of up to :data:`POOL_SIZE` shapes are
 tests compare it with the eager loop); the adapters' eager loop stays the reference on the CPU and is
 what runs without CUDA, with ``PRUNE_BENCH_DECODE=eager``, or where a graph cannot be captured (one
 warning, e.g. a mixture-of-experts layer whose routing synchronises with the host).
+
+Layers on several devices (``--device-map``): each layer's static buffers live on that layer's device
+and the step's hidden state and RoPE tables move at device boundaries, as in the eager loop. A CUDA graph
+captures one device's work, so graphs run only when every layer, the embedding, the final norm and the
+LM head share one device; a model split across GPUs decodes with the eager loop (:meth:`GraphPool.step_for`
+returns None), which costs the launch overhead above on every GPU.
 """
 
 from __future__ import annotations
@@ -73,7 +79,11 @@ class GraphStep:
         self.runner = runner
         self.capture = capture
         caches = pre.caches
-        device = caches[0].key.device
+        where = pre.placement or runner.placement()
+        if capture and not where.single:
+            raise ValueError("a CUDA graph decode step runs on one device; this model's layers are on several")
+        self.where = where
+        device = where.embed
         self.device = device
         self.prompt_lengths = [c.length for c in caches]
         self.capacity = [c.key.shape[1] for c in caches]
@@ -96,22 +106,25 @@ class GraphStep:
                 else ("own", i)
             )
             if key not in groups:
-                groups[key] = torch.ones(cap, dtype=torch.bool, device=device)
+                groups[key] = torch.ones(cap, dtype=torch.bool, device=where.layers[i])
                 first = i
             else:
                 first = next(j for j in range(i) if self.allowed[j] is groups[key])
             self.allowed.append(groups[key])
             self.group_first.append(first)
-        self.prompt_pos = [torch.tensor(n, device=device) for n in self.prompt_lengths]
-        self.arange = [torch.arange(cap, device=device) for cap in self.capacity]
-        self.step = torch.zeros((), dtype=torch.long, device=device)
+        layer_devices = where.layers
+        self.prompt_pos = [torch.tensor(n, device=d) for n, d in zip(self.prompt_lengths, layer_devices, strict=True)]
+        self.arange = [torch.arange(cap, device=d) for cap, d in zip(self.capacity, layer_devices, strict=True)]
+        # the step counter on every device a layer is on (one tensor when all share one)
+        self.steps = {d: torch.zeros((), dtype=torch.long, device=d) for d in dict.fromkeys(layer_devices)}
+        self.step = self.steps[layer_devices[0]]
         self.token = torch.zeros(1, dtype=torch.long, device=device)
         m_rope = pre.state.position.dim() == 2
         self.position = torch.zeros((pre.state.position.shape[0], 1) if m_rope else (1,), dtype=torch.long, device=device)
         self.stages = {s.layer: s for s in plan.decode}  # the current plan's (set again by load)
         bounds = sorted({0, *(layer for layer in stage_layers if 0 < layer < runner.num_layers), runner.num_layers})
         self.segments = [_Segment(a, b) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
-        self.hidden: torch.Tensor | None = None  # between segments
+        self.hiddens: dict[int, torch.Tensor] = {}  # between segments, by the layer that reads it
         self.queries: dict[int, torch.Tensor] = {}  # last layer's query of a segment followed by a stage
         self.logits: torch.Tensor | None = None
         self.graphs: list[torch.cuda.CUDAGraph] | None = None
@@ -144,18 +157,24 @@ class GraphStep:
     # ---------------------------------------------------------------------------- the arithmetic
     def _layers(self, seg: _Segment) -> None:
         r = self.runner
+        where = self.where
         if seg.start == 0:
             h = r.embed(self.token)
+            current = where.embed
         else:
-            assert self.hidden is not None
-            h = self.hidden
-        cos, sin = r.rope(h, self.position)  # (the rotary embedding reads only its dtype and device)
+            h = self.hiddens[seg.start]
+            current = where.layers[seg.start - 1]
+        position = self.position if current == where.embed else self.position.to(current)
+        cos, sin = r._rope(h, position)  # (the rotary embedding reads only its dtype and device)
         kv, groups, hd = r.num_kv_heads, r.num_heads // r.num_kv_heads, r.head_dim
         for idx in range(seg.start, seg.stop):
+            if where.layers[idx] != current:  # a device boundary (never inside a captured graph)
+                current = where.layers[idx]
+                h, cos, sin = h.to(current), cos.to(current), sin.to(current)
             layer = r.layers[idx]
             x = layer.input_layernorm(h)
             q, k, v = r._qkv(layer, x, cos, sin)  # [H, 1, hd], [KV, 1, hd]
-            write = self.prompt_pos[idx] + self.step
+            write = self.prompt_pos[idx] + self.steps[where.layers[idx]]
             self.keys[idx].index_copy_(1, write.view(1), k)
             self.values[idx].index_copy_(1, write.view(1), v)
             mask = (self.arange[idx] <= write) & self.allowed[idx]
@@ -170,10 +189,11 @@ class GraphStep:
             h = h + r._mlp(layer, h)
             if idx + 1 == seg.stop and seg.stop in self.stages:
                 self.queries[seg.stop] = q
-        if self.hidden is None or seg.stop < r.num_layers:
-            self.hidden = h if self.hidden is None else self.hidden.copy_(h)
+        if seg.stop < r.num_layers:
+            buffer = self.hiddens.get(seg.stop)
+            self.hiddens[seg.stop] = h if buffer is None else buffer.copy_(h)
         if seg.stop == r.num_layers:
-            logits = r.lm_head(r.norm(h))[0]
+            logits = r._logits(h, where)
             self.logits = logits if self.logits is None else self.logits.copy_(logits)
 
     def _run_segment(self, i: int) -> None:
@@ -207,7 +227,8 @@ class GraphStep:
     def __call__(self, token: int, position: int, step: int, pre: PrefillResult, clock: Clock) -> torch.Tensor:
         self.token.fill_(token)
         self.position.fill_(position)
-        self.step.fill_(step)
+        for counter in self.steps.values():
+            counter.fill_(step)
         if step == 0:
             for a, b in zip(self.allowed, self.base_allowed, strict=True):
                 if b is not None:
@@ -246,7 +267,10 @@ class GraphStep:
             if visible_sources is not None:
                 n = layout.source.numel()
                 visual = layout.kind == TokenKind.VISUAL
-                allowed[:n] &= ~visual | torch.isin(layout.source, visible_sources)
+                chosen = visible_sources
+                if chosen.device != layout.source.device:  # a later layer on another device
+                    chosen = chosen.to(layout.source.device)
+                allowed[:n] &= ~visual | torch.isin(layout.source, chosen)
             self.allowed[later].copy_(allowed)
 
     @torch.no_grad()
@@ -267,7 +291,10 @@ class GraphPool:
         self._steps: OrderedDict[tuple, GraphStep | None] = OrderedDict()
 
     def step_for(self, runner: DecoderRunner, pre: PrefillResult, plan: PruningPlan) -> GraphStep | None:
-        """The graph step of ``pre``'s shape, loaded with its caches; None where graphs cannot run."""
+        """The graph step of ``pre``'s shape, loaded with its caches; None where graphs cannot run (a
+        model whose parts are on several devices: the eager loop decodes it)."""
+        if not (pre.placement or runner.placement()).single:
+            return None
         key = GraphStep.key_of(pre, plan)
         if key in self._steps:
             self._steps.move_to_end(key)

@@ -15,6 +15,7 @@ from rich.progress import Progress
 from rich.table import Table
 
 from prune_bench.adapters.loading import pick_device
+from prune_bench.adapters.placement import parse_device_map
 from prune_bench.cli.compare import parse_sets
 from prune_bench.cli.display import print_wide
 from prune_bench.core.compose import check_keep, spec_names
@@ -27,6 +28,7 @@ from prune_bench.runner.speed import (
     hf_lm_prefill_ms,
     machine,
     measure_session,
+    random_adapter_on_device_map,
     rows_from_json,
     time_vision,
 )
@@ -139,6 +141,13 @@ def write_outputs(
 @click.option("--warmup", type=int, default=2, show_default=True)
 @click.option("--device", default=None, help="cuda (default when available) or cpu.")
 @click.option(
+    "--device-map",
+    default=None,
+    metavar="auto|FILE.json",
+    help="Spread the model over the visible GPUs (accelerate's balanced placement) or as a JSON file of "
+    "module -> device: for shapes larger than one GPU, e.g. --arch llava-onevision-72b (needs accelerate).",
+)
+@click.option(
     "--dtype",
     type=click.Choice(["bfloat16", "float16", "float32"]),
     default=None,
@@ -159,6 +168,7 @@ def speed(
     repeats: int,
     warmup: int,
     device: str | None,
+    device_map: str | None,
     dtype: str | None,
     sets: tuple[str, ...],
     out: str | None,
@@ -188,12 +198,19 @@ def speed(
         close = difflib.get_close_matches(arch, list(archs), n=2)
         hint = f"; did you mean {', '.join(close)}?" if close else ""
         raise UserError(f"unknown architecture '{arch}'{hint} (known: {', '.join(sorted(archs))})")
+    if device_map is not None and device is not None:
+        raise UserError("pass --device or --device-map, not both (the map names every module's device)")
+    placement = parse_device_map(device_map)
     device = pick_device(device)
     torch_dtype = getattr(torch, dtype) if dtype else None
     adapter_cls, make_config = archs[arch]
     console = Console()
-    console.print(f"building {arch} with random weights on {device} ...")
-    adapter = adapter_cls.from_config(make_config(), device=device, dtype=torch_dtype)  # type: ignore[attr-defined]
+    if placement is None:
+        console.print(f"building {arch} with random weights on {device} ...")
+        adapter = adapter_cls.from_config(make_config(), device=device, dtype=torch_dtype)  # type: ignore[attr-defined]
+    else:
+        console.print(f"building {arch} with random weights, placed by --device-map {device_map} ...")
+        adapter = random_adapter_on_device_map(adapter_cls, make_config(), placement, torch_dtype)
     info_machine = machine(adapter)
     console.print(f"machine: {info_machine['device']} ({info_machine['dtype']}, {info_machine['attention']})")
     specs = ["none", *[s for s in strategies if s != "none"]]
@@ -253,13 +270,13 @@ def speed(
                         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
                         console.print(f"[red]error:[/red] {spec} at keep={keep:g}, {frames} frames: {first}")
                         failures.append({"strategy": spec, "keep": keep, "frames": frames, "error": first})
-                        if device.startswith("cuda"):
+                        if torch.cuda.is_available():
                             torch.cuda.empty_cache()
                     progress.advance(bar)
                     if out:
                         write_outputs(Path(out), finish(list(rows)), meta(), failures, plots=False)
             del sample
-            if device.startswith("cuda"):
+            if torch.cuda.is_available():
                 torch.cuda.empty_cache()
     finish(rows)
     table = Table(title=f"{arch} on {info_machine['device']}")

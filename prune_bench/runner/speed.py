@@ -13,13 +13,19 @@ Figures, all per sample:
 * ``prefill_ms``: LLM prefill including the stages;
 * ``ttft_ms``: ``vision_ms + prefill_ms`` (the first token is the argmax of the prefill logits);
 * ``decode_ms_per_token``: greedy decode with the per-layer reduced KV cache;
-* ``peak_mem_gib``: peak allocated memory during the run; ``kv_cache_mib``: the prompt's KV cache;
+* ``peak_mem_gib``: peak allocated memory during the run (summed over the GPUs of a model placed by
+  ``--device-map``); ``kv_cache_mib``: the prompt's KV cache;
 * ``speedup``: unpruned ``lm_prefill_ms`` / this ``lm_prefill_ms``; ``ideal_speedup``: the same
   ratio of exact LLM prefill FLOPs; ``efficiency`` = speedup / ideal_speedup.
 
 The Hugging Face reference (``hf_lm_prefill_ms``) is the HF language model's own forward
 (``use_cache=True``, same SDPA backend, same embeddings) over the unpruned prompt, so the cost of
 running our own layer loop is visible.
+
+A model larger than one GPU (``speed --device-map auto``) is built with random weights directly on the
+GPUs accelerate's balanced placement gives each module (adapters/placement.py); the timings then span
+every GPU: the decoder loop hands its logits back to the first GPU, whose stream the events are
+recorded on, so a prefill's end waits for the last GPU's work.
 """
 
 from __future__ import annotations
@@ -32,7 +38,7 @@ from typing import Any
 
 import torch
 
-from prune_bench.adapters.base import Adapter, AnswerResult, EncodedSample
+from prune_bench.adapters.base import Adapter, AnswerResult, EncodedSample, default_dtype
 from prune_bench.core.flops import LMShape, prefill_flops
 from prune_bench.core.timing import Clock
 from prune_bench.session import Session
@@ -80,11 +86,33 @@ def rows_from_json(payload: dict[str, Any]) -> list[SpeedRow]:
     return [SpeedRow(**{k: v for k, v in row.items() if k in names}) for row in payload["rows"]]
 
 
+def model_gpus(adapter: Adapter) -> list[torch.device]:
+    """The GPUs the model's weights are on: one, or several when ``--device-map`` spread it."""
+    return list(dict.fromkeys(p.device for p in adapter.model.parameters() if p.device.type == "cuda"))
+
+
+def random_adapter_on_device_map(
+    adapter_cls: type[Adapter], config: Any, device_map: Any, dtype: torch.dtype | None, seed: int = 0
+) -> Adapter:
+    """``adapter_cls`` over its HF model at ``config``'s shape with random weights, each parameter made on
+    the device ``device_map`` gives it (adapters/placement.py: a 72B model never exists in host memory)."""
+    from transformers import AutoModelForImageTextToText
+
+    from prune_bench.adapters.placement import random_model_on_device_map
+
+    model_cls = AutoModelForImageTextToText._model_mapping[type(config)]
+    dtype = default_dtype("cuda" if torch.cuda.is_available() else "cpu", dtype)
+    model = random_model_on_device_map(model_cls, config, device_map, dtype, seed, "sdpa")
+    return adapter_cls(model)  # type: ignore[call-arg]
+
+
 def machine(adapter: Adapter) -> dict[str, str]:
     """What every figure was measured on."""
     dev = adapter.device
+    gpus = model_gpus(adapter)
+    name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else (platform.processor() or "cpu")
     return {
-        "device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else (platform.processor() or "cpu"),
+        "device": f"{len(gpus)} x {name}" if len(gpus) > 1 else name,
         "dtype": str(adapter.model.dtype).removeprefix("torch."),
         "attention": str(getattr(adapter.config.text_config, "_attn_implementation", "sdpa")),
         "torch": torch.__version__,
@@ -115,16 +143,16 @@ def measure_session(
     """Time ``session`` on ``sample``: ``warmup`` untimed runs, then the medians of ``repeats``."""
     adapter = session.adapter
     shape = LMShape.from_config(adapter.config.text_config)
-    device = adapter.device
+    gpus = model_gpus(adapter)
     runs: list[AnswerResult] = []
     peaks: list[float] = []
     for i in range(warmup + repeats):
-        if device.type == "cuda":
-            torch.cuda.reset_peak_memory_stats(device)
+        for gpu in gpus:
+            torch.cuda.reset_peak_memory_stats(gpu)
         result = session.answer(sample, max_new_tokens=decode_tokens)
         if i >= warmup:
             runs.append(result)
-            peaks.append(torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else 0.0)
+            peaks.append(sum(torch.cuda.max_memory_allocated(gpu) for gpu in gpus) / 2**30)
 
     def med(key: str) -> float:
         return median(r.timings_ms.get(key, 0.0) for r in runs)
@@ -182,7 +210,8 @@ def hf_lm_prefill_ms(adapter: Adapter, sample: EncodedSample, *, warmup: int = 2
         clock.reset()
         with clock.measure("hf"):
             out = lm(inputs_embeds=embeds, position_ids=position, use_cache=True)
-            model.lm_head(out.last_hidden_state[:, -1])
+            # back on the first GPU, as the decoder loop's logits: the clock's end waits for the last GPU
+            model.lm_head(out.last_hidden_state[:, -1]).to(embeds.device)
         if i >= warmup:
             times.append(clock.totals_ms()["hf"])
     return median(times)
