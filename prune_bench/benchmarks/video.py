@@ -5,8 +5,9 @@ for LLaVA-OneVision (``np.linspace(0, total - 1, num_frames, dtype=int)``), or a
 frames per second (LLaVA-Video's rule: uniform ``num_frames`` instead when that gives more), within
 optional ``start``/``end`` bounds in seconds (MVBench's bounded tasks), with decord when it is
 installed and PyAV otherwise. The result names the exact frame indices and the decoder and its
-version, so records say which pixels a model saw. :func:`write_mp4` writes H.264 (yuv420p) MP4 files
-with PyAV.
+version, so records say which pixels a model saw; with a :class:`~prune_bench.benchmarks.frame_cache.
+FrameCache` the sampled frames are read from it when it holds them and stored in it when decoded.
+:func:`write_mp4` writes H.264 (yuv420p) MP4 files with PyAV.
 """
 
 from __future__ import annotations
@@ -15,12 +16,15 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import torch
 
 from prune_bench.errors import UserError
+
+if TYPE_CHECKING:
+    from prune_bench.benchmarks.frame_cache import FrameCache
 
 Backend = Literal["auto", "decord", "av"]
 
@@ -103,11 +107,13 @@ def load_video(
     sample_fps: float | None = None,
     start: float | None = None,
     end: float | None = None,
+    cache: FrameCache | None = None,
 ) -> LoadedVideo:
     """Decode the frames :func:`frame_indices` picks from the video at ``path``.
 
     ``backend="auto"`` uses decord when it imports and PyAV otherwise. A missing, empty or
-    undecodable file raises :class:`UserError`.
+    undecodable file raises :class:`UserError`. With ``cache``, frames it holds for this file (as it is
+    now), rule and decoder are returned without decoding, and decoded ones are stored in it.
     """
     p = Path(path).expanduser()
     if not p.is_file():
@@ -123,6 +129,19 @@ def load_video(
     def pick(total: int, fps: float) -> np.ndarray:
         return frame_indices(total, fps, num_frames, sample_fps=sample_fps, start=start, end=end)
 
+    key = None
+    if cache is not None:
+        key = cache.key(
+            p,
+            num_frames=num_frames,
+            sample_fps=sample_fps,
+            start=start,
+            end=end,
+            decoder=decoder_version(use),
+        )
+        hit = cache.get(key)
+        if hit is not None:
+            return hit
     try:
         video = _load_decord(p, pick) if use == "decord" else _load_av(p, pick)
     except UserError:
@@ -133,7 +152,10 @@ def load_video(
             f"could not decode video '{path}' with {use} ({first}); re-encode it, e.g. "
             f"ffmpeg -i '{path}' -c:v libx264 -pix_fmt yuv420p fixed.mp4"
         ) from None
-    return replace(video, decoder=decoder_version(video.backend))
+    video = replace(video, decoder=decoder_version(video.backend))
+    if cache is not None and key is not None:
+        cache.put(key, video)
+    return video
 
 
 Picker = Callable[[int, float], np.ndarray]

@@ -3,7 +3,9 @@
 Each item is encoded once (vision tower, projector, prompt) and every session runs on that encoding;
 a session that already has a record for the item is skipped, so re-running the same command continues
 where a killed run stopped. Plans, encoding and answering are the sessions' (prune_bench.session);
-this module only orders the work and writes records.
+this module only orders the work and writes records. The items' frames come from
+:func:`prune_bench.runner.prefetch.frames_in_order` (decoded ahead by worker processes, or here), and
+the run's throughput (:mod:`prune_bench.runner.throughput`) is returned and added to its manifest.
 """
 
 from __future__ import annotations
@@ -12,19 +14,25 @@ import os
 import platform
 import time
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
 from importlib.metadata import version
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from prune_bench.adapters.base import Adapter, AnswerResult
 from prune_bench.benchmarks.base import VideoQAItem
+from prune_bench.benchmarks.published.scoring import ScoreFn, score_by_logits
 from prune_bench.core.flops import LMShape
 from prune_bench.core.ledger import flops_record
-from prune_bench.errors import UserError
+from prune_bench.runner.prefetch import ITEM_ERRORS, frames_in_order, is_file_backed
 from prune_bench.runner.store import ResultStore
+from prune_bench.runner.throughput import Throughput
 from prune_bench.session import EncodedItem, Session
+
+if TYPE_CHECKING:
+    from prune_bench.benchmarks.frame_cache import FrameCache
 
 
 def manifest(adapter: Adapter, context: dict[str, Any]) -> dict[str, Any]:
@@ -33,7 +41,9 @@ def manifest(adapter: Adapter, context: dict[str, Any]) -> dict[str, Any]:
     device = adapter.device
     from prune_bench.core.plugins import registry
 
-    packages = {p: _version(p) for p in ("prune-bench", "torch", "transformers", "pluggy", "pydantic", "triton")}
+    packages = {
+        p: _version(p) for p in ("prune-bench", "torch", "transformers", "pluggy", "pydantic", "triton")
+    }
     return {
         "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "packages": packages,
@@ -98,6 +108,15 @@ def record_for(
     return record
 
 
+@dataclass
+class Evaluation:
+    """What a run returns: the items it could not evaluate (``{"item_id", "task", "error"}``, one line
+    each) and how fast it went."""
+
+    failures: list[dict[str, str]] = field(default_factory=list)
+    throughput: Throughput = field(default_factory=lambda: Throughput(workers=0).finish())
+
+
 def evaluate(
     sessions: Sequence[Session],
     items: Sequence[VideoQAItem] | Iterable[VideoQAItem],
@@ -111,7 +130,10 @@ def evaluate(
     write_manifest: bool = True,
     job_progress: tuple[int, Callable[[], int]] | None = None,
     skip: frozenset[str] = frozenset(),
-) -> list[dict[str, str]]:
+    workers: int = 0,
+    frame_cache: FrameCache | None = None,
+    score: ScoreFn | None = None,
+) -> Evaluation:
     """Run every session on every item, skipping what ``store`` already holds.
 
     ``context`` is part of every configuration's identity (its hash); ``run_info`` (device, item count,
@@ -124,13 +146,18 @@ def evaluate(
     the run: it is returned among the failures (``{"item_id", "task", "error"}``, one line each) and the
     next item runs. Items in ``skip`` (earlier failures, unless retried) are not run.
 
+    ``workers`` processes decode the next items' videos while the model runs (0: each is decoded here
+    when its turn comes); ``frame_cache`` keeps decoded frames across runs. Neither changes a record.
+    ``score`` answers an item and names its scoring in the record (default: option logits; a published
+    benchmark's generate-and-parse is benchmarks/published/scoring.py's).
+
     Data-parallel ranks (runner/distributed.py) pass ``done`` (what any shard of the directory already
     holds), ``write_manifest=False`` except on rank 0, and on rank 0 ``job_progress`` = (records of the
     whole job, a poll of how many of them are finished), so its one bar shows the whole job.
     """
-    failures: list[dict[str, str]] = []
     if not sessions:
-        return failures
+        return Evaluation()
+    failures: list[dict[str, str]] = []
     first = sessions[0]
     adapter = first.adapter
     if any(s.adapter is not adapter or s.num_frames != first.num_frames for s in sessions):
@@ -164,23 +191,54 @@ def evaluate(
             else:  # the whole job, as the poll counts it (every rank's shard)
                 progress.update(bar, completed=min(total, poll()))
 
-        for item in items:
-            todo = [i for i, h in enumerate(hashes) if not is_done(h, item.item_id)]
-            if item.item_id in skip:
-                todo = []
-            advance(len(sessions) - len(todo))
-            if not todo:
-                continue
-            try:
-                encoded = first.encode_item(item, sample_fps=sample_fps, capture_vision=capture)
-                for i in todo:
-                    result = sessions[i].answer(encoded.sample, item_id=item.item_id)
-                    store.append(record_for(item, sessions[i], hashes[i], result, shape, encoded))
-                    advance()
-            except (UserError, RuntimeError, ValueError, OSError) as exc:
-                # a bad video, an out-of-memory item: recorded as this item's failure; the run goes on
-                failures.append({"item_id": item.item_id, "task": item.task, "error": one_line(exc)})
-                advance(len(sessions))
-                if adapter.device.type == "cuda":
-                    torch.cuda.empty_cache()
-    return failures
+        # what each item still needs, decided before any frame is decoded: the workers decode exactly
+        # these items' videos, in this order
+        def needs(item: VideoQAItem) -> list[int]:
+            return [i for i, h in enumerate(hashes) if not is_done(h, item.item_id)]
+
+        plan = [(item, [] if item.item_id in skip else needs(item)) for item in items]
+        work = [item for item, todo in plan if todo]
+        # in-memory frames (the synthetic benchmark's) need no decoding: no worker starts for them
+        throughput = Throughput(workers=workers if any(is_file_backed(i) for i in work) else 0)
+        frames = frames_in_order(
+            work,
+            first.num_frames,
+            sample_fps=sample_fps,
+            cache=frame_cache,
+            workers=workers,
+        )
+        try:
+            for item, todo in plan:
+                advance(len(sessions) - len(todo))
+                if not todo:
+                    continue
+                got = next(frames)
+                throughput.items += 1
+                throughput.wait_s += got.wait_s
+                written = 0
+                try:
+                    if got.error is not None:
+                        raise got.error
+                    started = time.perf_counter()
+                    encoded = first.encode_item(item, capture_vision=capture, frames=got.frames)
+                    throughput.busy_s += time.perf_counter() - started
+                    for i in todo:
+                        started = time.perf_counter()
+                        result, scored = (score or score_by_logits)(sessions[i], encoded, item)
+                        throughput.busy_s += time.perf_counter() - started
+                        record = record_for(item, sessions[i], hashes[i], result, shape, encoded)
+                        store.append({**record, **scored})
+                        written += 1
+                        advance()
+                except ITEM_ERRORS as exc:
+                    # a bad video, an out-of-memory item: recorded as this item's failure; the run goes on
+                    failures.append({"item_id": item.item_id, "task": item.task, "error": one_line(exc)})
+                    advance(len(todo) - written)
+                    if adapter.device.type == "cuda":
+                        torch.cuda.empty_cache()
+        finally:
+            frames.close()  # the workers stop with the loop, however it ends
+    throughput.finish()
+    if write_manifest:
+        store.update_manifest({"throughput": throughput.as_dict()})
+    return Evaluation(failures, throughput)
