@@ -123,19 +123,25 @@ def main() -> None:
     if args.only_generate:
         return
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    rows = [(w, run_compare(data, args.out / f"{stamp}-w{w}", w, args, extra)) for w in args.workers]
+    rows = [
+        (w, run_compare(data, args.out / f"{stamp}-{n}-w{w}", w, args, extra))
+        for n, w in enumerate(args.workers)
+    ]
     print(
         f"\nmachine: {platform.node()} ({os.cpu_count()} CPUs, {platform.processor() or platform.machine()})"
     )
     print(
         f"videos: {args.items} x {args.minutes:g} min, {args.size} at {args.fps} fps; {args.frames} frames each"
     )
-    print(f"{'workers':>7}  {'items/s':>8}  {'busy':>6}  {'wait s':>7}  {'wall s':>7}  device")
+    print(
+        f"{'workers':>7}  {'items/s':>8}  {'busy':>6}  {'wait s':>7}  {'first s':>7}  {'wall s':>7}  device"
+    )
     for w, r in rows:
         print(
             f"{w:>7}  {r['items_per_s']:>8.3f}  {100 * r['model_busy_fraction']:>5.1f}%  "
-            f"{r['frame_wait_s']:>7.1f}  {r['wall_s']:>7.1f}  {r['device']}"
+            f"{r['frame_wait_s']:>7.1f}  {r['first_frames_s']:>7.1f}  {r['wall_s']:>7.1f}  {r['device']}"
         )
+    print("wait s: time waiting for frames in all; first s: of it, for the first item's (workers starting)")
 
 
 if __name__ == "__main__":

@@ -213,8 +213,7 @@ def evaluate(
                 if not todo:
                     continue
                 got = next(frames)
-                throughput.items += 1
-                throughput.wait_s += got.wait_s
+                throughput.waited(got.wait_s)
                 written = 0
                 try:
                     if got.error is not None:

@@ -21,7 +21,16 @@ class Throughput:
     busy_s: float = 0.0
     wait_s: float = 0.0
     wall_s: float = 0.0
+    #: the wait for the first item's frames (with workers: their start-up and one decode)
+    first_frames_s: float = 0.0
     _started: float = field(default_factory=time.perf_counter, repr=False)
+
+    def waited(self, seconds: float) -> None:
+        """One more item reached the model after ``seconds`` waiting for its frames."""
+        if not self.items:
+            self.first_frames_s = seconds
+        self.items += 1
+        self.wait_s += seconds
 
     def finish(self) -> Throughput:
         self.wall_s = time.perf_counter() - self._started
@@ -43,6 +52,7 @@ class Throughput:
             "items_per_s": round(self.items_per_s, 4),
             "model_busy_fraction": round(self.busy_fraction, 4),
             "frame_wait_s": round(self.wait_s, 3),
+            "first_frames_s": round(self.first_frames_s, 3),
             "workers": self.workers,
         }
 
