@@ -21,6 +21,7 @@ where its weights are, and offloaded weights live on the meta device until a hoo
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
@@ -52,6 +53,11 @@ def parse_device_map(value: str | None) -> DeviceMap | None:
     (a GPU index, ``"cuda:N"`` or ``"cpu"``); checks that accelerate is installed."""
     if value is None:
         return None
+    if int(os.environ.get("WORLD_SIZE", "1") or 1) > 1:  # torchrun / accelerate launch: data-parallel ranks
+        raise UserError(
+            "--device-map spreads one model over every GPU, so it cannot run under torchrun's data-parallel "
+            "ranks (each would claim all GPUs); run one process with --device-map, or torchrun without it"
+        )
     require_accelerate()
     if value in AUTO_MAPS:
         return value

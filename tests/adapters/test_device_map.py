@@ -292,6 +292,12 @@ def test_a_bad_device_map_file_is_one_line(tmp_path, content, message):
         parse_device_map(str(path))
 
 
+def test_a_device_map_under_data_parallel_ranks_is_refused(monkeypatch):
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(UserError, match="torchrun"):
+        parse_device_map("auto")
+
+
 def test_a_device_map_that_is_neither_auto_nor_a_file_is_refused(tmp_path):
     with pytest.raises(UserError, match="auto"):
         parse_device_map(str(tmp_path / "missing.json"))
