@@ -53,9 +53,13 @@ DEFAULT_TIMEOUT_S = 900.0
 MOST_DEFAULT_WORKERS = 4
 
 
-def default_workers() -> int:
-    """``min(4, CPUs - 1)``, the CPUs this process may use shared among the ranks of a data-parallel job
-    on this host (one core stays with the process that drives the model)."""
+def default_workers(device: str) -> int:
+    """With the model on a GPU, ``min(4, CPUs - 1)``, the CPUs this process may use shared among the
+    ranks of a data-parallel job on this host (one core stays with the process that drives the model).
+    With the model on the CPU, 0: its own threads already use every core, and a worker decoding beside
+    them slows it more than it saves (reports/throughput.md)."""
+    if not str(device).startswith("cuda"):
+        return 0
     try:
         cpus = len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux

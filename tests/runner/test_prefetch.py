@@ -174,16 +174,19 @@ def test_a_stuck_worker_is_one_line_after_the_timeout_not_a_hang(
     assert time.perf_counter() - started < 60
 
 
-def test_default_workers_leave_a_core_to_the_model(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_default_workers_leave_a_core_to_the_model_and_none_beside_a_cpu_model(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(16)), raising=False)
-    assert prefetch.default_workers() == 4
+    assert prefetch.default_workers("cuda") == 4
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
-    assert prefetch.default_workers() == 1
+    assert prefetch.default_workers("cuda") == 1
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0}, raising=False)
-    assert prefetch.default_workers() == 0
+    assert prefetch.default_workers("cuda") == 0
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(16)), raising=False)
     monkeypatch.setenv("LOCAL_WORLD_SIZE", "8")  # 8 ranks on this host share its 16 CPUs
-    assert prefetch.default_workers() == 1
+    assert prefetch.default_workers("cuda") == 1
+    assert prefetch.default_workers("cuda:3") == 1 and prefetch.default_workers("cpu") == 0
 
 
 def test_a_bad_timeout_setting_is_one_line(videomme: Path, monkeypatch: pytest.MonkeyPatch) -> None:
