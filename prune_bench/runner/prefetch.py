@@ -28,7 +28,7 @@ import os
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
@@ -133,6 +133,16 @@ def _stop(pool: ProcessPoolExecutor) -> None:
             process.terminate()
 
 
+def _here(item: VideoQAItem, num_frames: int, sample_fps: float | None, cache: FrameCache | None) -> Frames:
+    """The item's frames taken in this process, when the loop asks for them."""
+    started = time.perf_counter()
+    try:
+        frames, error = item_frames(item, num_frames, sample_fps=sample_fps, cache=cache), None
+    except ITEM_ERRORS as exc:
+        frames, error = None, exc
+    return Frames(item, frames, error, time.perf_counter() - started)
+
+
 def frames_in_order(
     items: Sequence[VideoQAItem],
     num_frames: int,
@@ -140,18 +150,13 @@ def frames_in_order(
     sample_fps: float | None = None,
     cache: FrameCache | None = None,
     workers: int = 0,
-) -> Iterator[Frames]:
+) -> Generator[Frames, None, None]:
     """Each of ``items``' frames, in order: decoded by ``workers`` processes ahead of the caller, or
     here, when asked (``workers=0``, today's path). A decode error is the item's ``error``."""
     files = [item for item in items if is_file_backed(item)]
     if workers <= 0 or not files:
         for item in items:
-            started = time.perf_counter()
-            try:
-                frames, error = item_frames(item, num_frames, sample_fps=sample_fps, cache=cache), None
-            except ITEM_ERRORS as exc:
-                frames, error = None, exc
-            yield Frames(item, frames, error, time.perf_counter() - started)
+            yield _here(item, num_frames, sample_fps, cache)
         return
     timeout = decode_timeout_s()
     pool = ProcessPoolExecutor(
@@ -171,35 +176,32 @@ def frames_in_order(
     try:
         top_up()
         for item in items:
+            if not is_file_backed(item):
+                yield _here(item, num_frames, sample_fps, cache)
+                continue
             started = time.perf_counter()
             frames: SampledFrames | None = None
             error: BaseException | None = None
-            if not is_file_backed(item):
-                try:
-                    frames = item_frames(item, num_frames, sample_fps=sample_fps)
-                except ITEM_ERRORS as exc:
-                    error = exc
-            else:
-                future = pending.popleft()
-                top_up()
-                if not wait([future], timeout=timeout).done:
-                    raise RunIncomplete(
-                        f"the video of item {item.item_id} ({item.video_path}) was still decoding after "
-                        f"{timeout:g} s; the records so far are kept: check the file, or raise "
-                        f"{TIMEOUT_ENV}, and re-run the same command to continue"
-                    )
-                try:
-                    array, indices, decoder, sampling = future.result()
-                    frames = SampledFrames(torch.from_numpy(array), indices, decoder, sampling)
-                except BrokenProcessPool as exc:
-                    raise RunIncomplete(
-                        f"a frame-decoding worker died ({exc or 'killed'}) while the videos from item "
-                        f"{item.item_id} on were decoding; the records so far are kept: re-run the same "
-                        "command to continue (--workers 0 decodes in this process, to find a video that "
-                        "crashes the decoder)"
-                    ) from None
-                except ITEM_ERRORS as exc:
-                    error = exc
+            future = pending.popleft()
+            top_up()
+            if not wait([future], timeout=timeout).done:
+                raise RunIncomplete(
+                    f"the video of item {item.item_id} ({item.video_path}) was still decoding after "
+                    f"{timeout:g} s; the records so far are kept: check the file, or raise "
+                    f"{TIMEOUT_ENV}, and re-run the same command to continue"
+                )
+            try:
+                array, indices, decoder, sampling = future.result()
+                frames = SampledFrames(torch.from_numpy(array), indices, decoder, sampling)
+            except BrokenProcessPool as exc:
+                raise RunIncomplete(
+                    f"a frame-decoding worker died ({exc or 'killed'}) while the videos from item "
+                    f"{item.item_id} on were decoding; the records so far are kept: re-run the same "
+                    "command to continue (--workers 0 decodes in this process, to find a video that "
+                    "crashes the decoder)"
+                ) from None
+            except ITEM_ERRORS as exc:
+                error = exc
             yield Frames(item, frames, error, time.perf_counter() - started)
         finished = True
     finally:
