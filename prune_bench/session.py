@@ -47,6 +47,7 @@ from prune_bench.errors import UserError
 
 if TYPE_CHECKING:
     from prune_bench.benchmarks.base import VideoQAItem
+    from prune_bench.benchmarks.frame_cache import FrameCache
 
 MODES: tuple[Mode, ...] = ("drop", "mask")
 
@@ -64,8 +65,11 @@ class SampledFrames:
         return {"indices": list(self.indices), "decoder": self.decoder, "sampling": self.sampling}
 
 
-def item_frames(item: VideoQAItem, num_frames: int, *, sample_fps: float | None = None) -> SampledFrames:
-    """The item's frames: ``num_frames`` uniformly (or at ``sample_fps``), decoded from disk if needed.
+def item_frames(
+    item: VideoQAItem, num_frames: int, *, sample_fps: float | None = None, cache: FrameCache | None = None
+) -> SampledFrames:
+    """The item's frames: ``num_frames`` uniformly (or at ``sample_fps``), decoded from disk if needed
+    (or read from ``cache``, the decoded-frame cache, when it holds them).
 
     A file-backed item's ``start``/``end`` bounds restrict sampling to that span.
     """
@@ -80,7 +84,9 @@ def item_frames(item: VideoQAItem, num_frames: int, *, sample_fps: float | None 
         raise ValueError(f"item {item.item_id} has neither frames nor a video path")
     from prune_bench.benchmarks.video import load_video
 
-    loaded = load_video(item.video_path, num_frames, sample_fps=sample_fps, start=item.start, end=item.end)
+    loaded = load_video(
+        item.video_path, num_frames, sample_fps=sample_fps, start=item.start, end=item.end, cache=cache
+    )
     rule = "uniform" if sample_fps is None else f"{sample_fps:g} fps, at most {num_frames}"
     if item.start is not None or item.end is not None:
         rule += f", within {item.start}-{item.end} s"
@@ -257,11 +263,18 @@ class Session:
         return sample
 
     def encode_item(
-        self, item: VideoQAItem, *, sample_fps: float | None = None, capture_vision: bool | None = None
+        self,
+        item: VideoQAItem,
+        *,
+        sample_fps: float | None = None,
+        capture_vision: bool | None = None,
+        frames: SampledFrames | None = None,
     ) -> EncodedItem:
         """A benchmark item, in the benchmark's own prompt where the model can take it (lmms-eval's
-        ``doc_to_text`` inside the model's chat template), else in the model's own format."""
-        frames = item_frames(item, self.num_frames, sample_fps=sample_fps)
+        ``doc_to_text`` inside the model's chat template), else in the model's own format. ``frames``:
+        the item's frames as :func:`item_frames` gives them, when already decoded (ahead, by a worker)."""
+        if frames is None:
+            frames = item_frames(item, self.num_frames, sample_fps=sample_fps)
         question, fmt, kind = item_prompt(item, self.adapter.prompt_format)
         sample = self.encode(
             frames.frames, question, item.options, prompt_format=fmt, capture_vision=capture_vision
@@ -309,14 +322,18 @@ class Session:
         tokenizer = self.adapter.tokenizer
         if tokenizer is None:
             raise UserError("this model has no tokenizer (random-weight architecture); it cannot generate text")
-        result = self.adapter.run(
-            sample,
-            self._plan_for(sample),
-            mode=self.mode,
-            max_new_tokens=max_new_tokens,
-            seed=self.seed_for(item_id),
-            eos_token_id=getattr(tokenizer, "eos_token_id", None),
-        )
+        from prune_bench import kernels
+
+        with kernels.record_paths() as paths:
+            result = self.adapter.run(
+                sample,
+                self._plan_for(sample),
+                mode=self.mode,
+                max_new_tokens=max_new_tokens,
+                seed=self.seed_for(item_id),
+                eos_token_id=getattr(tokenizer, "eos_token_id", None),
+            )
+        result.kernels = dict(paths)
         text = tokenizer.decode(result.generated, skip_special_tokens=True)
         for stop in until:
             if stop and stop in text:

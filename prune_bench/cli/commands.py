@@ -12,6 +12,7 @@ from prune_bench.core.hookspecs import hookimpl
 @hookimpl
 def register_commands(register: Callable[[click.Command], None]) -> None:
     from prune_bench.cli.ablate import ablate
+    from prune_bench.cli.cache_cmd import cache
     from prune_bench.cli.compare import compare
     from prune_bench.cli.list_cmd import list_
     from prune_bench.cli.plot import plot
@@ -30,3 +31,4 @@ def register_commands(register: Callable[[click.Command], None]) -> None:
     register(plot)
     register(table)
     register(train_default)
+    register(cache)

@@ -16,7 +16,9 @@ from rich.table import Table
 
 from prune_bench.adapters.base import resolve_model_path
 from prune_bench.adapters.loading import load_adapter, model_identity, pick_device
+from prune_bench.benchmarks.frame_cache import FrameCache
 from prune_bench.benchmarks.probe import unreadable_items
+from prune_bench.benchmarks.published.scoring import SCORINGS, scoring_for
 from prune_bench.cli.display import print_wide
 from prune_bench.core.compose import check_keep, parse_value, spec_names
 from prune_bench.core.plugins import Registry, registry
@@ -27,6 +29,7 @@ from prune_bench.runner import distributed
 from prune_bench.runner.distributed import Ranks
 from prune_bench.runner.evaluate import evaluate, one_line
 from prune_bench.runner.failures import FailureLog
+from prune_bench.runner.prefetch import default_workers
 from prune_bench.runner.store import ResultStore
 from prune_bench.runner.summary import SummaryRow, budget_warnings, repeated_frame_warnings, summarize
 from prune_bench.session import Session
@@ -106,6 +109,13 @@ def evaluation_options(default_keeps: Sequence[float]) -> Callable[[F], F]:
         click.option("--limit", type=int, default=None, help="Evaluate only the first N items."),
         click.option("--device", default=None, help="cpu or cuda (default: cuda if available)."),
         click.option(
+            "--device-map",
+            default=None,
+            metavar="auto|FILE.json",
+            help="Place the model's layers across the visible GPUs (accelerate's big-model placement), or as a "
+            "JSON file of module -> device; for models larger than one GPU (needs accelerate).",
+        ),
+        click.option(
             "--mode",
             type=click.Choice(["drop", "mask"]),
             default="drop",
@@ -129,6 +139,37 @@ def evaluation_options(default_keeps: Sequence[float]) -> Callable[[F], F]:
             help="Run again the items an earlier run recorded as failed (failures.jsonl); skipped otherwise.",
         ),
         click.option("--no-progress", is_flag=True, help="Hide progress bars."),
+        click.option(
+            "--scoring",
+            type=click.Choice(SCORINGS),
+            default=None,
+            help="generate: greedy answers parsed as the benchmark's lmms-eval task parses them (the default "
+            "on published benchmarks for models answering in letters); logits: the options' answer-token "
+            "logits (the synthetic benchmark's, and option-word models' like the shipped one, default).",
+        ),
+        click.option(
+            "--workers",
+            type=click.IntRange(min=0),
+            default=None,
+            help="Processes decoding the next videos while the model runs (0: decode each in this "
+            "process when its turn comes). Default: min(4, CPUs - 1) with the model on a GPU, 0 on the CPU.",
+        ),
+        click.option(
+            "--frame-cache",
+            type=click.Path(file_okay=False),
+            envvar="PRUNE_BENCH_FRAME_CACHE",
+            default=None,
+            help="Keep decoded frames in this directory and reuse them in later runs (env "
+            "PRUNE_BENCH_FRAME_CACHE; empty it with `prune-bench cache clear DIR`).",
+        ),
+        click.option(
+            "--frame-cache-gb",
+            type=float,
+            envvar="PRUNE_BENCH_FRAME_CACHE_GB",
+            default=20.0,
+            show_default=True,
+            help="Size bound of --frame-cache in GB; the least recently used frames are removed beyond it.",
+        ),
     ]
 
     def decorate(fn: F) -> F:
@@ -158,6 +199,11 @@ class EvaluationSettings:
     no_progress: bool
     sample_fps: float | None = None
     retry_failed: bool = False
+    workers: int | None = None
+    frame_cache: str | None = None
+    frame_cache_gb: float = 20.0
+    scoring: str | None = None
+    device_map: str | None = None
 
 
 def parse_sets(values: tuple[str, ...]) -> dict[str, dict[str, Any]]:
@@ -327,9 +373,12 @@ def run_evaluation(specs: Sequence[str], settings: EvaluationSettings, reg: Regi
     options = check_inputs(specs, settings, reg)
     bench_options: dict[str, Any] = {"data_dir": settings.data_dir} if settings.data_dir else {}
     bench, items = benchmark_items(reg.benchmark(settings.benchmark), bench_options, settings.limit)
+    scoring_for(bench, settings.scoring)  # type: ignore[arg-type]  # one the benchmark cannot take: now
+    frame_cache = FrameCache.open(settings.frame_cache, settings.frame_cache_gb) if settings.frame_cache else None
     ranks = Ranks.from_env()
     distributed.init(ranks)  # torchrun: join the job before anything heavy
     device = ranks.device(pick_device(settings.device))
+    workers = default_workers(device) if settings.workers is None else settings.workers
     console = Console(width=max(Console().width, 120), quiet=not ranks.is_main)
     unreadable = unreadable_items(ranks.items(items), show_progress=not settings.no_progress)
     if unreadable:  # found before the model loads; recorded as those items' failures, the rest run
@@ -339,9 +388,10 @@ def run_evaluation(specs: Sequence[str], settings: EvaluationSettings, reg: Regi
             markup=False,
             style="yellow",
         )
-    adapter, model_label = load_adapter(settings.model, device)
+    adapter, model_label = load_adapter(settings.model, device, settings.device_map)
     num_frames = settings.frames if settings.frames is not None else adapter.prompt_format.num_frames
     check_frames_fit(adapter, num_frames)
+    score = scoring_for(bench, settings.scoring, adapter.prompt_format)  # type: ignore[arg-type]
     ordered = ["none", *dict.fromkeys(s for s in specs if s != "none")]
     unit = settings.budget_unit
     sessions = [
@@ -368,6 +418,8 @@ def run_evaluation(specs: Sequence[str], settings: EvaluationSettings, reg: Regi
         context["data_dir"] = str(Path(settings.data_dir).resolve())
     if settings.sample_fps is not None:  # only then, so earlier runs keep their config hashes
         context["fps"] = settings.sample_fps
+    if score is not None:  # generated and parsed: never the same row as option-logit scoring
+        context["scoring"] = "generate"
     refuse_mixing(out_dir, context)
     store = ResultStore(out_dir, shard=ranks.shard)
     failures_file = FailureLog(out_dir)
@@ -388,7 +440,7 @@ def run_evaluation(specs: Sequence[str], settings: EvaluationSettings, reg: Regi
             job = (len(items) * len(hashes), lambda: before + poll() - at_start)
     status: dict[str, Any] = {"rank": ranks.rank, "error": None, "failures": list(unreadable)}
     try:
-        status["failures"] += evaluate(
+        run = evaluate(
             sessions,
             ranks.items(items),
             store,
@@ -403,7 +455,12 @@ def run_evaluation(specs: Sequence[str], settings: EvaluationSettings, reg: Regi
             write_manifest=ranks.is_main,
             job_progress=job,
             skip=skip,
+            workers=workers,
+            frame_cache=frame_cache,
+            score=score,
         )
+        status["failures"] += run.failures
+        throughput = run.throughput
     except Exception as exc:  # a data-parallel rank reports its error instead of leaving others waiting
         if not ranks.distributed:
             raise
@@ -436,6 +493,7 @@ def run_evaluation(specs: Sequence[str], settings: EvaluationSettings, reg: Regi
     if score_lines is not None:
         for line in score_lines(store.records(), hashes):
             console.print(line, markup=False)
+    console.print(throughput.line(), markup=False, soft_wrap=True)
     console.print(f"results: {out_dir / 'results.jsonl'}")
     if failures:
         first = failures[0]

@@ -211,6 +211,7 @@ class ResultStore:
         self._fd: int | None = None
         self._lock: _Lock | None = None
         self._done: set[tuple[str, str]] = set()
+        self._manifest_at: int | None = None  # the index of the manifest entry this writer wrote
         if read_only:
             return
         self.check_writable(self.dir, shard=shard)
@@ -487,6 +488,21 @@ class ResultStore:
                 f"({len(runs)} usable run(s) kept; the records are not affected)"
             )
         runs.append(manifest)
+        self._manifest_at = len(runs) - 1
+        self._save_manifest(runs)
+
+    def update_manifest(self, fields: dict[str, Any]) -> None:
+        """Add ``fields`` to the manifest entry this writer wrote (what a run knows only at its end,
+        its throughput). Nothing happens if it wrote none, or another process replaced the file."""
+        self._writable()
+        at = self._manifest_at
+        runs, _ = self._read_manifest()
+        if at is None or at >= len(runs):
+            return
+        runs[at].update(fields)
+        self._save_manifest(runs)
+
+    def _save_manifest(self, runs: list[dict[str, Any]]) -> None:
         tmp = self.manifest_path.with_suffix(".tmp")
         try:
             tmp.write_text(json.dumps(runs, indent=2, sort_keys=True), encoding="utf-8")

@@ -48,6 +48,8 @@ class SummaryRow:
     #: paired comparison with the ``none`` row on the items both ran (None: the reference itself, or
     #: no reference sharing an item); ``vs_none.delta`` is this row minus ``none``
     vs_none: Paired | None = None
+    #: how answers were scored: "generate" (parsed as lmms-eval parses them) or "logits"
+    scoring: str = "logits"
     #: item id -> (task, correct), what the statistics are computed from (for further paired tests)
     outcomes: dict[str, tuple[str, bool]] = field(default_factory=dict, repr=False, compare=False)
 
@@ -67,16 +69,21 @@ def summarize(
             continue
         latest[r["config_hash"]][r["item_id"]] = r
     labels = defaultdict(set)
+    scorings = defaultdict(set)
     for config_hash, by_item in latest.items():
         first = next(iter(by_item.values()))
         labels[(first["strategy"], first["keep"], first["unit"])].add(config_hash)
+        scorings[(first["strategy"], first["keep"], first["unit"])].add(first.get("scoring", "logits"))
     rows = []
     references: list[SummaryRow] = []
     for config_hash, by_item in latest.items():
         recs = list(by_item.values())
         strategy, keep, unit = recs[0]["strategy"], recs[0]["keep"], recs[0]["unit"]
+        scoring = recs[0].get("scoring", "logits")  # records before scorings were recorded: logits
         is_reference = strategy == REFERENCE
-        if len(labels[(strategy, keep, unit)]) > 1:
+        if len(scorings[(strategy, keep, unit)]) > 1:  # scored both ways: the label says which
+            strategy = f"{strategy} [{scoring}]"
+        if len(labels[(recs[0]["strategy"], keep, unit)]) > len(scorings[(recs[0]["strategy"], keep, unit)]):
             strategy = f"{strategy} ({config_hash[:8]})"
         items = stats.outcomes(recs)
         by_task = stats.by_task(items)
@@ -106,13 +113,17 @@ def summarize(
                 accuracy_ci=stats.task_intervals(items, resamples, seed),
                 average_ci=stats.average_interval(by_task, resamples, seed),
                 outcomes=items,
+                scoring=scoring,
             )
         )
         if is_reference:
             references.append(rows[-1])
     for row in rows:
         if references and not any(row is ref for ref in references):
-            ref = next((r for r in references if r.unit == row.unit), references[0])
+            ref = next(
+                (r for r in references if (r.unit, r.scoring) == (row.unit, row.scoring)),
+                next((r for r in references if r.unit == row.unit), references[0]),
+            )
             row.vs_none = stats.paired(row.outcomes, ref.outcomes, resamples, seed)
     rows.sort(key=lambda r: (r.strategy != "none", r.strategy, r.keep))
     return rows
