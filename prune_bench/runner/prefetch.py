@@ -123,14 +123,21 @@ def _context() -> Any:
 
 def _stop(pool: ProcessPoolExecutor) -> None:
     """Stop the workers now, also one stuck in a decode (which ``shutdown`` alone would wait for)."""
-    pool.shutdown(wait=False, cancel_futures=True)
     terminate = getattr(pool, "terminate_workers", None)  # Python 3.14
     if terminate is not None:
         terminate()
         return
-    for process in list((getattr(pool, "_processes", None) or {}).values()):
+    # taken before shutdown, which forgets them (``_processes = None``): a worker left alive in a
+    # decode would keep the interpreter from exiting (concurrent.futures joins its manager thread)
+    processes = list((getattr(pool, "_processes", None) or {}).values())
+    pool.shutdown(wait=False, cancel_futures=True)
+    for process in processes:
         if process.is_alive():
             process.terminate()
+    for process in processes:
+        process.join(timeout=5)
+        if process.is_alive():
+            process.kill()
 
 
 def _here(item: VideoQAItem, num_frames: int, sample_fps: float | None, cache: FrameCache | None) -> Frames:

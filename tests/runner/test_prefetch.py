@@ -195,3 +195,24 @@ def test_a_bad_timeout_setting_is_one_line(videomme: Path, monkeypatch: pytest.M
     monkeypatch.setenv(prefetch.TIMEOUT_ENV, "soon")
     with pytest.raises(UserError, match="PRUNE_BENCH_DECODE_TIMEOUT must be a positive number"):
         list(frames_in_order(_items(videomme, 1), 6, workers=1))
+
+
+def test_a_stuck_worker_does_not_keep_the_process_from_exiting(videomme: Path) -> None:
+    """The stopped pool's workers are terminated, not only forgotten: concurrent.futures joins its
+    manager thread at interpreter exit, so a worker left in a decode would hang the process there."""
+    import subprocess
+    import sys
+
+    script = (
+        f"import sys; from pathlib import Path; sys.path.insert(0, {str(Path(__file__).parent)!r})\n"
+        "from test_prefetch import HangInWorker, _items\n"
+        "from prune_bench.errors import RunIncomplete\n"
+        "from prune_bench.runner.prefetch import frames_in_order\n"
+        "try:\n"
+        f"    list(frames_in_order(_items(Path({str(videomme)!r}), 2), 6, workers=1, cache=HangInWorker()))\n"
+        "except RunIncomplete:\n"
+        "    print('stopped')\n"
+    )
+    env = {**os.environ, prefetch.TIMEOUT_ENV: "2"}
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, env=env)
+    assert proc.returncode == 0 and "stopped" in proc.stdout, proc.stderr
