@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Literal
 import numpy as np
 import torch
 
+from prune_bench.benchmarks.native_stderr import native_reason, native_stderr_captured
 from prune_bench.errors import UserError
 
 if TYPE_CHECKING:
@@ -142,12 +143,16 @@ def load_video(
         hit = cache.get(key)
         if hit is not None:
             return hit
+    noise: list[str] = []
     try:
-        video = _load_decord(p, pick) if use == "decord" else _load_av(p, pick)
+        with native_stderr_captured() as noise:  # FFmpeg's and decord's own lines stay off the terminal
+            video = _load_decord(p, pick) if use == "decord" else _load_av(p, pick)
     except UserError:
         raise
     except Exception as exc:  # decoders raise their own error types for broken files
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        first = native_reason(noise) or _without_log_prefix(
+            (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        )[:200]
         raise UserError(
             f"could not decode video '{path}' with {use} ({first}); re-encode it, e.g. "
             f"ffmpeg -i '{path}' -c:v libx264 -pix_fmt yuv420p fixed.mp4"
@@ -159,6 +164,11 @@ def load_video(
 
 
 Picker = Callable[[int, float], np.ndarray]
+
+
+def _without_log_prefix(line: str) -> str:
+    """decord's ``[18:49:08] /src/video/video_reader.cc:151: Check failed: ...`` as ``Check failed: ...``."""
+    return native_reason([line]) or line
 
 
 def _load_decord(path: Path, pick: Picker) -> LoadedVideo:

@@ -14,7 +14,8 @@ import pytest
 
 from prune_bench.benchmarks.native_stderr import native_reason, native_stderr_captured
 from prune_bench.benchmarks.probe import header_problem
-from prune_bench.benchmarks.video import write_mp4
+from prune_bench.benchmarks.video import load_video, write_mp4
+from prune_bench.errors import UserError
 
 pq = pytest.importorskip("pyarrow.parquet")
 import pyarrow as pa  # noqa: E402
@@ -69,6 +70,15 @@ def test_header_problems_name_what_is_wrong(broken) -> None:
     assert header_problem(broken["empty"]) == "is empty (0 bytes)"
     assert header_problem(broken["cut"]) is not None and header_problem(broken["junk"]) is not None
     assert "No such file" in (header_problem(broken["good"].with_name("missing.mp4")) or "")
+
+
+def test_decoding_a_broken_video_is_one_line_and_no_native_noise(broken, capfd) -> None:
+    for name in ("empty", "cut", "junk"):
+        with pytest.raises(UserError) as err:
+            load_video(broken[name], 4)
+        assert "\n" not in str(err.value) and broken[name].name in str(err.value)
+    captured = capfd.readouterr()
+    assert "moov atom" not in captured.err and "video_reader.cc" not in captured.err, captured.err
 
 
 def test_native_stderr_is_captured_and_its_reason_kept() -> None:
