@@ -28,6 +28,7 @@ from torch import nn
 from prune_bench.adapters.decoder import DecoderRunner, Mode, PrefillResult
 from prune_bench.adapters.graph_decode import GraphPool, GraphStep, decode_path
 from prune_bench.adapters.layout import VideoTokens, splice_video, video_layout
+from prune_bench.adapters.placement import DeviceMap, module_device, video_on
 
 # re-exported: the prompt and the preprocessing live in their own modules
 from prune_bench.adapters.preprocess import frames_to_pixels as frames_to_pixels
@@ -187,9 +188,9 @@ class Adapter(ABC):
         placeholders are :meth:`video_span` of this video's token count)."""
         t0 = time.perf_counter()
         device = self.device
-        input_ids = torch.tensor(ids, device=device)
+        input_ids = torch.tensor(ids, device=module_device(self.runner.embed))  # the LLM's input device
         with torch.no_grad():
-            video = self.encode_video(frames_pixels, capture_vision)
+            video = video_on(self.encode_video(frames_pixels, capture_vision), input_ids.device)
             embeds, slots = splice_video(self.runner.embed, input_ids, self.video_token_id, video.embeds)
             position = self.positions(input_ids, video)
         state = video_layout(embeds, slots, video.grid, newline=video.newline, position=position)
@@ -388,9 +389,10 @@ def default_dtype(device: str, dtype: torch.dtype | None) -> torch.dtype:
 
 
 def load_hf_checkpoint(
-    model_cls: Any, where: str, path_or_id: str, dtype: torch.dtype, attn: str
+    model_cls: Any, where: str, path_or_id: str, dtype: torch.dtype, attn: str, device_map: DeviceMap | None = None
 ) -> tuple[Any, Any]:
-    """``(model, tokenizer)`` from a local directory or hub id; a failure is one readable line."""
+    """``(model, tokenizer)`` from a local directory or hub id, placed by ``device_map`` when given
+    (adapters/placement.py); a failure is one readable line."""
     from transformers import AutoTokenizer
     from transformers.utils import logging as hf_logging
 
@@ -399,7 +401,8 @@ def load_hf_checkpoint(
     bar = hf_logging.is_progress_bar_enabled()
     hf_logging.disable_progress_bar()  # the commands print their own status; errors stay one line
     try:
-        model = model_cls.from_pretrained(where, dtype=dtype, attn_implementation=attn)
+        placed = {} if device_map is None else {"device_map": device_map}
+        model = model_cls.from_pretrained(where, dtype=dtype, attn_implementation=attn, **placed)
         tokenizer = AutoTokenizer.from_pretrained(where)
     except (OSError, ValueError, RuntimeError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

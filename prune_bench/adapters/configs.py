@@ -465,3 +465,69 @@ def tiny_internvl3_config(num_layers: int = 4, image_size: int = 32, patch_size:
         vision_feature_select_strategy="default",
         tie_word_embeddings=False,
     )
+
+
+# 72B shapes
+def llava_onevision_72b_config() -> Any:
+    """LLaVA-OneVision-72B's shape (lmms-lab/llava-onevision-qwen2-72b-ov, HF port): the 7B's SigLIP-so400m
+    tower and projector on Qwen2-72B-Instruct (hidden 8192, MLP 29568, 80 layers, 64 heads, 8 KV heads,
+    vocabulary 152064, as Qwen2-72B-Instruct's config.json gives them; the port's own vocabulary size was
+    not checked here, no network)."""
+    from transformers import LlavaOnevisionConfig
+
+    text = {
+        **_llava_qwen2_7b_text(),
+        "hidden_size": 8192,
+        "intermediate_size": 29568,
+        "num_hidden_layers": 80,
+        "num_attention_heads": 64,
+        "num_key_value_heads": 8,
+    }
+    return LlavaOnevisionConfig(
+        vision_config={"model_type": "siglip_vision_model", **_siglip_so400m()},
+        text_config={"model_type": "qwen2", **text},
+        vision_feature_layer=-1,
+        vision_feature_select_strategy="full",
+        video_token_id=151647,
+        image_token_id=151646,
+    )
+
+
+def qwen2_5_vl_72b_config() -> Any:
+    """Qwen2.5-VL-72B-Instruct's shape: the 7B's tower (vision MLP 3456, merged into 8192) on a Qwen2.5-72B
+    text model (hidden 8192, MLP 29568, 80 layers, 64 heads, 8 KV heads, vocabulary 152064).
+
+    Not checked against the hub file here (no network): the vision ``intermediate_size`` 3456 and
+    ``max_position_embeddings`` 128000 are from memory.
+    """
+    from transformers import Qwen2_5_VLConfig
+
+    text = {
+        **_qwen2_7b_text(128000),
+        "hidden_size": 8192,
+        "intermediate_size": 29568,
+        "num_hidden_layers": 80,
+        "num_attention_heads": 64,
+        "num_key_value_heads": 8,
+    }
+    return Qwen2_5_VLConfig(
+        text_config={"model_type": "qwen2_5_vl_text", **text},
+        vision_config={
+            "model_type": "qwen2_5_vl_vision",
+            "depth": 32,
+            "hidden_size": 1280,
+            "intermediate_size": 3456,
+            "out_hidden_size": 8192,
+            "num_heads": 16,
+            "in_channels": 3,
+            "patch_size": 14,
+            "spatial_merge_size": 2,
+            "temporal_patch_size": 2,
+            "window_size": 112,
+            "fullatt_block_indexes": [7, 15, 23, 31],
+            "tokens_per_second": 2,
+            "hidden_act": "silu",
+        },
+        tie_word_embeddings=False,
+        **_QWEN_TOKENS,
+    )

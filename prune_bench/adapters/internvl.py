@@ -57,6 +57,7 @@ from prune_bench.adapters.base import (
 )
 from prune_bench.adapters.configs import internvl3_8b_config, tiny_internvl3_config
 from prune_bench.adapters.layout import VideoTokens
+from prune_bench.adapters.placement import DeviceMap, place
 from prune_bench.adapters.preprocess import frames_to_pixels
 from prune_bench.adapters.prompt import DEFAULT_USER_TEXT, LLAVA_CHAT_TEMPLATE
 from prune_bench.adapters.vision_capture import capture_projections
@@ -141,15 +142,22 @@ class InternVLAdapter(Adapter):
 
     @classmethod
     def from_pretrained(
-        cls, path_or_id: str, *, device: str = "cpu", dtype: torch.dtype | None = None, attn: str = "sdpa"
+        cls,
+        path_or_id: str,
+        *,
+        device: str = "cpu",
+        dtype: torch.dtype | None = None,
+        attn: str = "sdpa",
+        device_map: DeviceMap | None = None,
     ) -> InternVLAdapter:
         from transformers import InternVLForConditionalGeneration
 
         where = resolve_model_path(path_or_id)
         model, tokenizer = load_hf_checkpoint(
-            InternVLForConditionalGeneration, where, path_or_id, default_dtype(device, dtype), attn
+            InternVLForConditionalGeneration, where, path_or_id, default_dtype(device, dtype), attn, device_map
         )
-        return cls(model.to(device), tokenizer, internvl_prompt_format(PromptFormat.from_model_dir(where)))
+        fmt = internvl_prompt_format(PromptFormat.from_model_dir(where))
+        return cls(place(model, device, device_map), tokenizer, fmt)
 
     @classmethod
     def from_config(

@@ -28,8 +28,13 @@ from prune_bench.adapters.base import (
     random_hf_model,
     resolve_model_path,
 )
-from prune_bench.adapters.configs import llava_onevision_7b_config, tiny_llava_onevision_config
+from prune_bench.adapters.configs import (
+    llava_onevision_7b_config,
+    llava_onevision_72b_config,
+    tiny_llava_onevision_config,
+)
 from prune_bench.adapters.layout import VideoTokens
+from prune_bench.adapters.placement import DeviceMap, place
 from prune_bench.adapters.preprocess import frames_to_pixels
 from prune_bench.adapters.vision_capture import capture_vision_attention
 from prune_bench.core.context import VisionAttention
@@ -45,6 +50,7 @@ class LlavaOnevisionAdapter(Adapter):
     architectures: dict[str, Callable[[], Any]] = {
         "llava-onevision-7b": llava_onevision_7b_config,
         "llava-video-7b": llava_onevision_7b_config,  # same HF class and shapes; LLaVA-Video samples 64 frames
+        "llava-onevision-72b": llava_onevision_72b_config,
         "tiny-llava-onevision": tiny_llava_onevision_config,
     }
     tiny_architectures: dict[str, Callable[..., Any]] = {"tiny-llava-onevision": tiny_llava_onevision_config}
@@ -78,15 +84,21 @@ class LlavaOnevisionAdapter(Adapter):
 
     @classmethod
     def from_pretrained(
-        cls, path_or_id: str, *, device: str = "cpu", dtype: torch.dtype | None = None, attn: str = "sdpa"
+        cls,
+        path_or_id: str,
+        *,
+        device: str = "cpu",
+        dtype: torch.dtype | None = None,
+        attn: str = "sdpa",
+        device_map: DeviceMap | None = None,
     ) -> LlavaOnevisionAdapter:
         from transformers import LlavaOnevisionForConditionalGeneration
 
         where = resolve_model_path(path_or_id)
         model, tokenizer = load_hf_checkpoint(
-            LlavaOnevisionForConditionalGeneration, where, path_or_id, default_dtype(device, dtype), attn
+            LlavaOnevisionForConditionalGeneration, where, path_or_id, default_dtype(device, dtype), attn, device_map
         )
-        return cls(model.to(device), tokenizer, PromptFormat.from_model_dir(where))
+        return cls(place(model, device, device_map), tokenizer, PromptFormat.from_model_dir(where))
 
     @classmethod
     def from_config(
@@ -186,7 +198,8 @@ class LlavaOnevisionAdapter(Adapter):
     def encode_video(self, frames_pixels: torch.Tensor, capture_vision: bool) -> VideoTokens:
         feats, vision = self._video_features(frames_pixels, capture_vision)
         t, p, d = feats.shape
-        video = torch.cat([feats.reshape(t * p, d), self.image_newline.to(feats.dtype)[None]], dim=0)
+        newline = self.image_newline.to(device=feats.device, dtype=feats.dtype)  # may sit on another GPU
+        video = torch.cat([feats.reshape(t * p, d), newline[None]], dim=0)
         g = self.pooled_grid
         return VideoTokens(video, (g, g), frames=t, newline=True, vision=vision)
 

@@ -31,8 +31,13 @@ def pick_device(device: str | None) -> str:
     return device
 
 
-def load_adapter(model: str | None, device: str) -> tuple[Adapter, str]:
-    """(adapter, description). ``None`` loads the shipped default model."""
+def load_adapter(model: str | None, device: str, device_map: str | None = None) -> tuple[Adapter, str]:
+    """(adapter, description). ``None`` loads the shipped default model. ``device_map`` (``--device-map``:
+    ``auto`` or a JSON file, adapters/placement.py) places the model's modules across devices instead of
+    ``device``."""
+    from prune_bench.adapters.placement import parse_device_map
+
+    placement = parse_device_map(device_map)  # a bad value, or no accelerate: one line before loading
     from transformers import AutoConfig
 
     path = str(DEFAULT_MODEL_DIR) if model is None else resolve_model_path(model)
@@ -46,7 +51,8 @@ def load_adapter(model: str | None, device: str) -> tuple[Adapter, str]:
         raise UserError(f"could not read the config of '{path}': {str(exc).splitlines()[0]}") from None
     for adapter_cls in registry().adapters.values():
         if adapter_cls.handles(config):
-            adapter = adapter_cls.from_pretrained(path, device=device)  # type: ignore[attr-defined]
+            placed = {} if placement is None else {"device_map": placement}
+            adapter = adapter_cls.from_pretrained(path, device=device, **placed)  # type: ignore[attr-defined]
             label = (
                 "shipped default model (prune-bench's small trained LLaVA-OneVision)"
                 if model is None

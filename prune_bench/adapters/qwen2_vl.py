@@ -47,11 +47,13 @@ from prune_bench.adapters.base import (
 )
 from prune_bench.adapters.configs import (
     qwen2_5_vl_7b_config,
+    qwen2_5_vl_72b_config,
     qwen2_vl_7b_config,
     tiny_qwen2_5_vl_config,
     tiny_qwen2_vl_config,
 )
 from prune_bench.adapters.layout import VideoTokens
+from prune_bench.adapters.placement import DeviceMap, place
 from prune_bench.adapters.preprocess import frames_to_pixels, temporal_patches
 from prune_bench.adapters.prompt import QWEN_CHAT_TEMPLATE as QWEN_CHAT_TEMPLATE
 from prune_bench.adapters.prompt import QWEN_PROMPT_FORMAT, qwen_prompt_format
@@ -87,6 +89,7 @@ class Qwen2VLAdapter(Adapter):
     architectures: dict[str, Callable[[], Any]] = {
         "qwen2-vl-7b": qwen2_vl_7b_config,
         "qwen2.5-vl-7b": qwen2_5_vl_7b_config,
+        "qwen2.5-vl-72b": qwen2_5_vl_72b_config,
         "tiny-qwen2-vl": tiny_qwen2_vl_config,
     }
     tiny_architectures: dict[str, Callable[..., Any]] = {
@@ -159,6 +162,7 @@ class Qwen2VLAdapter(Adapter):
         dtype: torch.dtype | None = None,
         attn: str = "sdpa",
         frame_size: tuple[int, int] | None = None,
+        device_map: DeviceMap | None = None,
     ) -> Qwen2VLAdapter:
         from transformers import AutoConfig
 
@@ -173,10 +177,10 @@ class Qwen2VLAdapter(Adapter):
                 f"'{path_or_id}' is a {type(config).__name__}, not a Qwen2-VL or Qwen2.5-VL checkpoint"
             )
         model, tokenizer = load_hf_checkpoint(
-            cls._model_class(config), where, path_or_id, default_dtype(device, dtype), attn
+            cls._model_class(config), where, path_or_id, default_dtype(device, dtype), attn, device_map
         )
         fmt = qwen_prompt_format(PromptFormat.from_model_dir(where))
-        return cls(model.to(device), tokenizer, fmt, frame_size=frame_size)
+        return cls(place(model, device, device_map), tokenizer, fmt, frame_size=frame_size)
 
     @classmethod
     def from_config(

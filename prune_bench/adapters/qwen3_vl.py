@@ -104,7 +104,7 @@ class DeepStack:
     def __call__(self, layer: int, source: torch.Tensor) -> torch.Tensor | None:
         if layer >= self.features.shape[0]:
             return None
-        ordinal = self.ordinal[source]
+        ordinal = self.ordinal[source.to(self.ordinal.device)]  # the layer may sit on another GPU
         visual = ordinal >= 0
         rows = self.features[layer][ordinal.clamp(min=0)]
         return torch.where(visual[:, None], rows, 0)  # no host sync: text rows add exactly zero
@@ -253,7 +253,7 @@ class Qwen3VLAdapter(Qwen2VLAdapter):
         if video.deepstack is not None:
             ordinal = torch.full((len(state),), -1, dtype=torch.long, device=state.device)
             ordinal[state.visual_index] = torch.arange(state.num_visual, device=state.device)
-            deepstack = DeepStack(video.deepstack.to(state.hidden.dtype), ordinal)
+            deepstack = DeepStack(video.deepstack.to(state.device, state.hidden.dtype), ordinal)
         values = {f.name: getattr(sample, f.name) for f in fields(sample)}
         return DeepStackSample(**values, deepstack=deepstack)
 

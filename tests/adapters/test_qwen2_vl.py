@@ -129,7 +129,7 @@ def test_vision_attention_reproduces_the_towers_last_attention(qwen):
 
 def test_registered_and_architectures_have_the_7b_shapes():
     assert registry().adapters["qwen2_vl"] is Qwen2VLAdapter
-    assert set(Qwen2VLAdapter.architectures) == {"qwen2-vl-7b", "qwen2.5-vl-7b", "tiny-qwen2-vl"}
+    assert set(Qwen2VLAdapter.architectures) == {"qwen2-vl-7b", "qwen2.5-vl-7b", "qwen2.5-vl-72b", "tiny-qwen2-vl"}
     assert set(Qwen2VLAdapter.tiny_architectures) == {"tiny-qwen2-vl", "tiny-qwen2.5-vl"}
     tiny = Qwen2VLAdapter.tiny("tiny-qwen2.5-vl", num_layers=2)
     assert (tiny.config.text_config.num_hidden_layers, tiny.frame_size) == (2, (32, 32))
