@@ -110,7 +110,6 @@ from prune_bench.core.stages import Stage
 from prune_bench.core.state import PositionPolicy, TokenState
 from prune_bench.core.strategy import BudgetUnit, ModelInfo, Strategy, StrategyConfig, warn_budget
 from prune_bench.errors import UserError
-from prune_bench.kernels.graph_steps import padded_steps, run_steps
 from prune_bench.strategies.common.dpc_knn import dpc_knn_cluster
 from prune_bench.strategies.common.select import last_token_visual_attention, topk_visual
 from prune_bench.strategies.common.temporal import frame_grid_index
@@ -256,6 +255,8 @@ def calibrated_max_min_diversity(features: torch.Tensor, weight: torch.Tensor | 
         dist = dist * weight.float()[:, None, :]
     rows = torch.arange(t, device=device)
     first = torch.topk(dist, 2, dim=1, largest=False).values[:, 1, :].argmax(dim=1)  # [T]
+    from prune_bench.kernels.graph_steps import padded_steps, run_steps  # only when a selection runs
+
     picks = torch.zeros(t, 1 + padded_steps(k - 1, device), dtype=torch.long, device=device)
     picks[:, 0] = first
     closest = dist[rows, first].clone()  # [T, P]
