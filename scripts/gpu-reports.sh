@@ -8,6 +8,9 @@
 #               micro-benchmarks; the Triton DPP kernel's tuning table
 #            2  every strategy at keep 0.1 / 0.2 / 0.3, 64 frames
 #            3  Qwen2-VL-7B at 32 frames, the main methods at keep 0.3
+#            4  the strategies added in the eighth session (and cdpruner, evs, pool) at keep 0.1 / 0.2 /
+#               0.3, 32 and 64 frames; decode as CUDA graphs against the eager loop (32 decoded tokens)
+#            5  Qwen3-VL-8B, Qwen2.5-VL-7B and InternVL3-8B at 32 frames, every strategy at keep 0.3
 # Env: REPEATS (default 3), TAR=FILE to pack OUT_DIR into one archive after each part (for machines
 # that return few files). Every table and figure names the GPU, dtype, attention backend and versions.
 set -uo pipefail
@@ -16,6 +19,8 @@ PARTS="${2:-1 2 3}"
 mkdir -p "$OUT"
 PB="python -m prune_bench"
 ALL="none random uniform hieravid fastv visionzip dycoke pdrop framefusion divprune fastvid vispruner prunevid holitom"
+NEW="none random vidcom2 dart flashvid cdpruner evs pool"
+EVERY="$ALL vidcom2 dart flashvid cdpruner evs pool"
 COMMON=(--repeats "${REPEATS:-3}" --warmup 1 --decode-tokens 8)
 
 for part in $PARTS; do
@@ -41,7 +46,22 @@ for part in $PARTS; do
       $PB speed none random hieravid fastv visionzip dycoke framefusion --arch qwen2-vl-7b --frames 32 \
         --keep 0.3 "${COMMON[@]}" --out "$OUT/qwen2-vl-32f"
       ;;
-    *) echo "unknown part '$part' (parts: 1 2 3)" >&2; exit 2 ;;
+    4)
+      for frames in 32 64; do
+        $PB speed $NEW --arch llava-onevision-7b --frames $frames --keep 0.1 --keep 0.2 --keep 0.3 \
+          "${COMMON[@]}" --out "$OUT/new-${frames}f"
+      done
+      for path in graph eager; do
+        PRUNE_BENCH_DECODE=$path $PB speed none random dycoke fastv --arch llava-onevision-7b --frames 32 \
+          --keep 0.3 --repeats "${REPEATS:-3}" --warmup 1 --decode-tokens 32 --out "$OUT/32f-decode-$path"
+      done
+      ;;
+    5)
+      for arch in qwen3-vl-8b qwen2.5-vl-7b internvl3-8b; do
+        $PB speed $EVERY --arch $arch --frames 32 --keep 0.3 "${COMMON[@]}" --out "$OUT/$arch-32f"
+      done
+      ;;
+    *) echo "unknown part '$part' (parts: 1 2 3 4 5)" >&2; exit 2 ;;
   esac
   if [ -n "${TAR:-}" ]; then  # after every part, so a call cut short still returns the parts it finished
     tar -C "$OUT" -czf "$TAR.tmp" --exclude "$(basename "$TAR")*" . && mv "$TAR.tmp" "$TAR"
