@@ -172,7 +172,10 @@ def catalogue(tmp: Path) -> list[Case]:
         Case("a hub id while offline", [*compare, "--model", "someorg/somemodel", *out("hub")],
              env={"HF_ENDPOINT": "http://127.0.0.1:9", "HF_HUB_CACHE": str(tmp / "hub")}),
         Case("--out is a file", [*compare, "--out", str(tmp / "a-file")], setup=a_file),
-        Case("--out is read-only", [*compare, "--out", str(tmp / "readonly")], setup=readonly),
+        # root writes through read-only permissions, so the case means nothing when run as root
+        *([] if os.geteuid() == 0 else [
+            Case("--out is read-only", [*compare, "--out", str(tmp / "readonly")], setup=readonly)
+        ]),
         Case("list --options of an unknown strategy", ["list", "--options", "fastw"]),
         Case("table of a directory that does not exist", ["table", str(tmp / "nope")]),
         Case("table of an empty directory", ["table", str(tmp)]),
@@ -289,7 +292,9 @@ def main() -> int:
         "## Bad inputs",
         "",
         f"{len(results)} bad inputs tried: {ok} ended as they should with one line, {tracebacks} with a "
-        f"traceback, {len(results) - ok} not as expected.",
+        f"traceback, {len(results) - ok} not as expected."
+        + (" (A read-only --out was not tried: this ran as root, which writes through permissions; "
+           "tests/runner/test_store.py covers it as a normal user would meet it.)" if os.geteuid() == 0 else ""),
         "",
         "| case | exit (expected) | stderr lines | what the user sees |",
         "|---|---:|---:|---|",
