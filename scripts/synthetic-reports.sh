@@ -18,7 +18,7 @@ KEEPS=(--keep 0.1 0.2 0.3)
 $PB sweep random uniform --keep 0.1 0.2 0.3 0.5 "${COMMON[@]}"
 # HieraVid and every baseline beside it.
 $PB sweep hieravid fastv visionzip dycoke pdrop framefusion divprune fastvid vispruner prunevid holitom \
-  "${KEEPS[@]}" "${COMMON[@]}"
+  vidcom2 dart flashvid cdpruner evs pool "${KEEPS[@]}" "${COMMON[@]}"
 # Every ablation switch HieraVid declares (prune-bench list --options hieravid), and those of the
 # baselines that declare some (e.g. original positions instead of LLaVA's reindexing splice).
 $PB ablate hieravid visionzip vispruner divprune holitom prunevid "${KEEPS[@]}" "${COMMON[@]}"
