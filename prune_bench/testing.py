@@ -33,3 +33,32 @@ def assert_drop_equals_mask(
         torch.testing.assert_close(d, m, **({"atol": 1e-4, "rtol": 1e-4} | tolerance))
     assert torch.equal(pre_d.state.source, pre_m.state.source)
     return pre_d, pre_m
+
+
+#: the ways :func:`damaged_checkpoint` can break a checkpoint folder
+CHECKPOINT_DAMAGES = ("truncated", "empty", "pickle only", "no tokenizer", "corrupt prune_bench.json")
+
+
+def damaged_checkpoint(model_dir: Any, out: Any, damage: str) -> Any:
+    """A copy of the checkpoint folder ``model_dir`` at ``out`` with one of :data:`CHECKPOINT_DAMAGES`
+    (for the tests and the reliability report: each must be one error line, never a traceback)."""
+    import shutil
+    from pathlib import Path
+
+    if damage not in CHECKPOINT_DAMAGES:
+        raise ValueError(f"unknown damage {damage!r}; one of {CHECKPOINT_DAMAGES}")
+    out = Path(out)
+    shutil.copytree(model_dir, out)
+    weights = out / "model.safetensors"
+    if damage == "truncated":
+        weights.write_bytes(weights.read_bytes()[:1000])
+    elif damage == "empty":
+        weights.write_bytes(b"")
+    elif damage == "pickle only":
+        weights.rename(out / "pytorch_model.bin")
+    elif damage == "no tokenizer":
+        for name in ("tokenizer.json", "tokenizer_config.json"):
+            (out / name).unlink()
+    else:
+        (out / "prune_bench.json").write_text("{not json")
+    return out

@@ -28,6 +28,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from prune_bench.testing import CHECKPOINT_DAMAGES
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -42,24 +44,10 @@ class Case:
 
 def _model_copy(tmp: Path, damage: str) -> Path:
     from prune_bench.adapters.loading import DEFAULT_MODEL_DIR
+    from prune_bench.testing import damaged_checkpoint
 
     model = tmp / f"model-{damage.replace(' ', '-')}"
-    if model.exists():
-        return model
-    shutil.copytree(DEFAULT_MODEL_DIR, model)
-    weights = model / "model.safetensors"
-    if damage == "truncated":
-        weights.write_bytes(weights.read_bytes()[:1000])
-    elif damage == "empty":
-        weights.write_bytes(b"")
-    elif damage == "pickle":
-        weights.rename(model / "pytorch_model.bin")
-    elif damage == "no-tokenizer":
-        for name in ("tokenizer.json", "tokenizer_config.json"):
-            (model / name).unlink()
-    elif damage == "bad-json":
-        (model / "prune_bench.json").write_text("{not json")
-    return model
+    return model if model.exists() else damaged_checkpoint(DEFAULT_MODEL_DIR, model, damage)
 
 
 def _egoschema(tmp: Path, name: str, frames: tuple[int, ...] = (16, 16, 16)) -> Path:
@@ -165,9 +153,9 @@ def catalogue(tmp: Path) -> list[Case]:
         Case("--model path that does not exist", ["compare", "random", "--model", "/no/such/model"]),
         Case("--model folder without config.json", ["compare", "random", "--model", str(tmp)]),
         *[
-            Case(f"a checkpoint: {d}", [*compare, "--model", str(tmp / f"model-{d}"), *out(f"m-{d}")],
-                 setup=lambda t, d=d: _model_copy(t, d) and None)
-            for d in ("truncated", "empty", "pickle", "no-tokenizer", "bad-json")
+            Case(f"a checkpoint: {d}", [*compare, "--model", str(tmp / f"model-{d.replace(' ', '-')}"),
+                 *out(f"m-{d.replace(' ', '-')}")], setup=lambda t, d=d: _model_copy(t, d) and None)
+            for d in CHECKPOINT_DAMAGES
         ],  # fmt: skip
         Case("a hub id while offline", [*compare, "--model", "someorg/somemodel", *out("hub")],
              env={"HF_ENDPOINT": "http://127.0.0.1:9", "HF_HUB_CACHE": str(tmp / "hub")}),

@@ -459,6 +459,16 @@ def random_hf_model(
         return model_cls._from_config(config, dtype=dtype)
 
 
+def rope_1d(rotary: nn.Module) -> RopeFn:
+    """The loop's ``rope(x, position)`` over an HF rotary embedding with 1-D positions (a batch of one)."""
+
+    def rope(x: torch.Tensor, position: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        cos, sin = rotary(x[None], position[None])
+        return cos[0], sin[0]
+
+    return rope
+
+
 def decoder_runner(lm: Any, lm_head: nn.Module, rope: RopeFn, text: Any) -> DecoderRunner:
     """The shared prefill/decode loop over a Qwen2-style HF language model's layers (``text``: its config)."""
     head_dim = getattr(text, "head_dim", None) or text.hidden_size // text.num_attention_heads

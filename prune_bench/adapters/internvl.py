@@ -54,6 +54,7 @@ from prune_bench.adapters.base import (
     load_hf_checkpoint,
     random_hf_model,
     resolve_model_path,
+    rope_1d,
 )
 from prune_bench.adapters.configs import internvl3_8b_config, tiny_internvl3_config
 from prune_bench.adapters.layout import VideoTokens
@@ -127,13 +128,7 @@ class InternVLAdapter(Adapter):
             raise UserError(
                 f"the tower's {self.patch_grid} x {self.patch_grid} patches cannot be pixel-shuffled"
             )
-        rotary = self.lm.rotary_emb
-
-        def rope(x: torch.Tensor, position: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-            cos, sin = rotary(x[None], position[None])
-            return cos[0], sin[0]
-
-        self.runner = decoder_runner(self.lm, model.lm_head, rope, self.config.text_config)
+        self.runner = decoder_runner(self.lm, model.lm_head, rope_1d(self.lm.rotary_emb), self.config.text_config)
 
     # ------------------------------------------------------------------------------- loading
     @classmethod

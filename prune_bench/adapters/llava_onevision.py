@@ -27,6 +27,7 @@ from prune_bench.adapters.base import (
     load_hf_checkpoint,
     random_hf_model,
     resolve_model_path,
+    rope_1d,
 )
 from prune_bench.adapters.configs import (
     llava_onevision_7b_config,
@@ -69,13 +70,7 @@ class LlavaOnevisionAdapter(Adapter):
         self.image_newline: torch.Tensor = inner.image_newline
         self._pool = inner.apply_pooling
         text = self.config.text_config
-        rotary = self.lm.rotary_emb
-
-        def rope(x: torch.Tensor, position: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-            cos, sin = rotary(x[None], position[None])
-            return cos[0], sin[0]
-
-        self.runner = decoder_runner(self.lm, model.lm_head, rope, text)
+        self.runner = decoder_runner(self.lm, model.lm_head, rope_1d(self.lm.rotary_emb), text)
 
     # ------------------------------------------------------------------------------- loading
     @classmethod

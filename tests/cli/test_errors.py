@@ -94,25 +94,10 @@ def test_more_mistakes_are_one_line_with_exit_code_2(tmp_path, args, message):
 
 
 def _broken_model(tmp_path, damage: str):
-    import shutil
-
     from prune_bench.adapters.loading import DEFAULT_MODEL_DIR
+    from prune_bench.testing import damaged_checkpoint
 
-    model = tmp_path / "model"
-    shutil.copytree(DEFAULT_MODEL_DIR, model)
-    weights = model / "model.safetensors"
-    if damage == "truncated":
-        weights.write_bytes(weights.read_bytes()[:1000])
-    elif damage == "empty":
-        weights.write_bytes(b"")
-    elif damage == "pickle only":
-        weights.rename(model / "pytorch_model.bin")
-    elif damage == "no tokenizer":
-        for name in ("tokenizer.json", "tokenizer_config.json"):
-            (model / name).unlink()
-    elif damage == "corrupt prune_bench.json":
-        (model / "prune_bench.json").write_text("{not json")
-    return model
+    return damaged_checkpoint(DEFAULT_MODEL_DIR, tmp_path / "model", damage)
 
 
 @pytest.mark.parametrize(
