@@ -38,7 +38,7 @@ worth (``keep < 1/T``) the floor wins; either way, more than 5 % (relative) off 
 
 Positions (``position_policy``, default ``"auto"``): vLLM keeps each retained token's original
 M-RoPE ``(t, h, w)`` (``compute_mrope_for_media`` for the full grid, indexed by the retention
-mask) on M-RoPE models, so ``"auto"`` is ``"keep"`` on the ``qwen2_vl`` family. On a 1-D RoPE model
+mask) on M-RoPE models, so ``"auto"`` is ``"keep"`` on the ``qwen2_vl`` and ``qwen3_vl`` families. On a 1-D RoPE model
 the processor emits only ``k`` placeholder tokens (Nemotron Nano VL), i.e. the pruned video is a
 shorter prompt with contiguous positions: ``"auto"`` is ``"reindex"`` elsewhere (LLaVA-OneVision,
 which vLLM's EVS does not cover). ``"keep"`` / ``"reindex"`` force one.
@@ -87,7 +87,7 @@ from prune_bench.strategies.common.temporal import frame_grid_index
 FIRST_FRAME_SCORE = 255.0
 
 #: Adapter families whose positions are M-RoPE ``(t, h, w)``, where vLLM keeps the original ones.
-MROPE_FAMILIES: frozenset[str] = frozenset({"qwen2_vl"})
+MROPE_FAMILIES: frozenset[str] = frozenset({"qwen2_vl", "qwen3_vl"})
 
 
 class EVSConfig(StrategyConfig):
@@ -99,7 +99,7 @@ class EVSConfig(StrategyConfig):
     )
     position_policy: Literal["auto", "keep", "reindex"] = Field(
         "auto",
-        description="'auto': original M-RoPE positions on qwen2_vl (vLLM), contiguous on 1-D RoPE; or force one",
+        description="'auto': original M-RoPE positions on qwen2_vl and qwen3_vl (vLLM), contiguous on 1-D RoPE; or force one",
     )
 
 

@@ -27,7 +27,7 @@ projector output; on LLaVA-OneVision after its 2x2 pooling, on Qwen the merger o
 
 Defaults: ``base_scale = 0.25`` (``R_RATIO``'s default, the README's examples), ``temperature = 0.01``,
 ``channel_ratio = 0.5``, adaptive frame budgets, ``s_v + s_f`` token scores, ``position_policy="auto"``
-(``"keep"`` on the ``qwen2_vl`` family, ``"reindex"`` elsewhere, as the two code paths do).
+(``"keep"`` on the Qwen families, ``qwen2_vl`` and ``qwen3_vl``, ``"reindex"`` elsewhere, as the code paths do).
 
 Budgets: VidCom2 prunes before the LLM, so ``"input"``, ``"layer-average"`` and ``"flops"`` all mean
 the fraction of visual tokens entering it, and ``for_budget`` sets ``R = keep`` (``R_RATIO`` is that
@@ -85,7 +85,7 @@ GAUSSIAN_SCALES: tuple[float, ...] = tuple(2.0**k for k in range(-3, 2))
 
 #: Families whose VidCom2 wrapper slices the unpruned prompt's positions (Qwen's M-RoPE); LLaVA's
 #: splice renumbers them.
-ORIGINAL_POSITION_FAMILIES: frozenset[str] = frozenset({"qwen2_vl"})
+ORIGINAL_POSITION_FAMILIES: frozenset[str] = frozenset({"qwen2_vl", "qwen3_vl"})
 
 
 class VidCom2Config(StrategyConfig):

@@ -164,3 +164,19 @@ def test_drop_mode_equals_mask_mode(tiny_adapter, tiny_sample, options):
 def test_a_truncated_count_more_than_five_percent_off_is_reported_as_truncation():
     with pytest.warns(BudgetWarning, match="truncates"):
         EVS.for_budget(0.4, "input", _info("llava_onevision", frames=6, per_frame=4))  # int(9.6) = 9 of 24
+
+
+def test_qwen3_vl_keeps_its_original_m_rope_positions_as_qwen2_vl_does() -> None:
+    """vLLM runs EVS on Qwen3-VL with the original M-RoPE positions; VidCom2's Qwen path does the same."""
+    from dataclasses import replace
+
+    from prune_bench.adapters.qwen3_vl import Qwen3VLAdapter
+    from prune_bench.core.plugins import registry
+
+    info = Qwen3VLAdapter.tiny("tiny-qwen3-vl", num_layers=2).model_info(8)
+    assert info.family == "qwen3_vl"
+    for name in ("evs", "vidcom2"):
+        strategy = registry().strategy(name).for_budget(0.5, "input", info)
+        assert [s.position_policy for s in strategy.stages(info)] == ["keep"], name
+        llava = replace(info, family="llava_onevision")
+        assert [s.position_policy for s in strategy.stages(llava)] == ["reindex"], name
