@@ -36,6 +36,10 @@ Other differences: the density tie-break noise (``rand * 1e-6``) is left out for
 the code would crash we clamp (an anchor frame asking for more anchors than it has non-salient
 tokens, ``c - 1`` above the number of transitions); the LLaVA-OneVision newline token is not visual
 and is always kept; the frame count and grid come from the token layout, not from ``set_my_kwargs``.
+The DTM compares each anchor frame's anchors only with the tokens of the frames it pools (the code
+loops over segments and their anchor frames; we pad the anchor frames' pools into one batch): the
+same assignments and sums, so the kept tokens are the code's and the merged values differ from a
+dense all-frames product only by float rounding.
 
 Budgets: FastVID prunes before the LLM, so every unit means the fraction of visual tokens entering
 it, and the knob is ``rho``. The code keeps ``int(P * rho)`` tokens a frame; ``for_budget`` sets
@@ -138,24 +142,40 @@ def density_merge(
     :param pool: ``[T, T]``: ``pool[t, u]`` when frame ``u``'s tokens merge into frame ``t``'s anchors.
     :returns: ``(index [T, a], valid [T, a], merged [T, a, D])``: anchor slots (into ``M``), which
         slots are real, and the anchors' merged features
-        ``w * anchor + (1 - w) * mean(joined)``, ``w = max(1 / (count + 1), beta)``.
+        ``w * anchor + (1 - w) * mean(joined)``, ``w = max(1 / (count + 1), beta)`` (a frame that is
+        no anchor frame keeps its unmerged tokens there).
+
+    Only the anchor frames, and for each only the frames it pools, are compared and summed (padded
+    to the widest pool): one host read for the anchor counts and pool widths, instead of comparing
+    every anchor with every token of the video.
     """
     t, m, d = tokens.shape
-    a = int(anchors.max().item()) if t else 0
+    counts = torch.stack([anchors, pool.sum(dim=1)]).tolist() if t else [[], []]  # the one host read
+    a = max(counts[0], default=0)
     index = score.topk(a, dim=1).indices  # [T, a]
     valid = torch.arange(a, device=tokens.device)[None, :] < anchors[:, None]
     x = tokens.float()
     anchor_x = x.gather(1, index[..., None].expand(-1, -1, d))  # [T, a, D]
-    flat = x.reshape(t * m, d)
-    sim = torch.einsum("tad,nd->tan", F.normalize(anchor_x, dim=-1), F.normalize(flat, dim=-1))
-    sim = sim.masked_fill(~valid[..., None], -torch.inf)
-    best = sim.argmax(dim=1)  # [T, T*M]
-    joins = pool.repeat_interleave(m, dim=1) & valid.any(dim=1, keepdim=True)  # [T, T*M]
-    onehot = F.one_hot(best, a).float() * joins[..., None].float()  # [T, T*M, a]
-    count = onehot.sum(dim=1)  # [T, a]
-    mean = torch.bmm(onehot.transpose(1, 2), flat[None].expand(t, -1, -1)) / count.clamp_min(1)[..., None]
+    frames = [f for f in range(t) if counts[0][f] > 0]
+    if not frames:
+        return index, valid, anchor_x
+    width = max(counts[1][f] for f in frames)
+    af = torch.tensor(frames, device=tokens.device)  # [A] anchor frames
+    # each anchor frame's pooled frames, in frame order, padded with a frame flagged invalid
+    pooled = torch.argsort((~pool[af]).to(torch.int8), dim=1, stable=True)[:, :width]  # [A, W]
+    real = pool[af].gather(1, pooled)  # [A, W]
+    unit = F.normalize(x, dim=-1)
+    members = unit[pooled].reshape(len(frames), width * m, d)  # [A, W*M]
+    sim = torch.bmm(F.normalize(anchor_x[af], dim=-1), members.transpose(1, 2))  # [A, a, W*M]
+    best = sim.masked_fill(~valid[af][..., None], -torch.inf).argmax(dim=1)  # [A, W*M]
+    joins = real.repeat_interleave(m, dim=1).float()
+    onehot = F.one_hot(best, a).float() * joins[..., None]  # [A, W*M, a]
+    count = onehot.sum(dim=1)  # [A, a]
+    mean = torch.bmm(onehot.transpose(1, 2), x[pooled].reshape(len(frames), width * m, d))
+    mean = mean / count.clamp_min(1)[..., None]
     w = (1.0 / (count + 1)).clamp_min(beta)[..., None]
-    return index, valid, w * anchor_x + (1 - w) * mean
+    merged = anchor_x.index_copy(0, af, w * anchor_x[af] + (1 - w) * mean)
+    return index, valid, merged
 
 
 class FastVID(Strategy):
@@ -211,10 +231,11 @@ class FastVID(Strategy):
                 frame_segment[:, None] == frame_segment[None, :],
             )
             index, valid, merged = density_merge(tokens, score, anchors, pool, cfg.beta)
-            slot = non_salient.gather(1, index)  # [T, a] frame slots of the anchors
-            where = grid.gather(1, slot)[valid]
-            hidden[where] = merged[valid].to(hidden.dtype)
-            keep[frame[:, None].expand_as(slot)[valid], slot[valid]] = True
+            slot = non_salient.gather(1, index)  # [T, a] frame slots of the anchors, distinct
+            where = grid.gather(1, slot)
+            # padding slots write their own value back: no boolean-mask index (a host sync each)
+            hidden[where] = torch.where(valid[..., None], merged.to(hidden.dtype), hidden[where])
+            keep.scatter_(1, slot, valid)  # anchor slots are non-salient, so False until now
         full = torch.ones(len(state), dtype=torch.bool, device=device)
         full[grid] = keep
         return replace(state, hidden=hidden, segment=segment).keep_mask(full)

@@ -20,6 +20,29 @@ from prune_bench.strategies.fastvid import (
 from prune_bench.testing import assert_drop_equals_mask
 
 
+def dense_density_merge(tokens, score, anchors, pool, beta):
+    """The DTM as first written: every anchor of every frame against every token of the video."""
+    t, m, d = tokens.shape
+    a = int(anchors.max().item())
+    index = score.topk(a, dim=1).indices
+    valid = torch.arange(a)[None, :] < anchors[:, None]
+    x = tokens.float()
+    anchor_x = x.gather(1, index[..., None].expand(-1, -1, d))
+    flat = x.reshape(t * m, d)
+    sim = torch.einsum(
+        "tad,nd->tan",
+        torch.nn.functional.normalize(anchor_x, dim=-1),
+        torch.nn.functional.normalize(flat, dim=-1),
+    )
+    best = sim.masked_fill(~valid[..., None], -torch.inf).argmax(dim=1)
+    joins = pool.repeat_interleave(m, dim=1) & valid.any(dim=1, keepdim=True)
+    onehot = torch.nn.functional.one_hot(best, a).float() * joins[..., None].float()
+    count = onehot.sum(dim=1)
+    mean = torch.bmm(onehot.transpose(1, 2), flat[None].expand(t, -1, -1)) / count.clamp_min(1)[..., None]
+    w = (1.0 / (count + 1)).clamp_min(beta)[..., None]
+    return index, valid, w * anchor_x + (1 - w) * mean
+
+
 def test_dpc_knn_score_is_density_times_distance_to_a_denser_token():
     x = torch.tensor([[0.0], [1.0], [1.4], [4.0]])[None]
     score, _ = dpc_knn_score(x, k=3)
@@ -87,6 +110,28 @@ def test_density_merge_of_a_multi_frame_segment_pools_every_frame_into_the_ancho
     torch.testing.assert_close(merged[1, 0], 0.2 * tokens[1, 0] + 0.8 * mean)
 
 
+@pytest.mark.parametrize("stride", [1, 2, 4])
+def test_density_merge_over_anchor_frames_only_equals_the_dense_merge(stride):
+    g = torch.Generator().manual_seed(stride)
+    frames, m, d, context = 12, 9, 16, 2
+    tokens = torch.randn(frames, m, d, generator=g)
+    score = torch.rand(frames, m, generator=g)
+    segment = torch.tensor([0, 0, 0, 1, 2, 2, 2, 2, 2, 3, 3, 3])
+    anchors = anchor_token_counts(segment, context, stride).clamp_max(m)
+    frame = torch.arange(frames)
+    single = anchors == context
+    pool = torch.where(
+        single[:, None], frame[:, None] == frame[None, :], segment[:, None] == segment[None, :]
+    )
+    index, valid, merged = density_merge(tokens, score, anchors, pool, beta=0.3)
+    ref_index, ref_valid, ref_merged = dense_density_merge(tokens, score, anchors, pool, beta=0.3)
+    assert torch.equal(index, ref_index) and torch.equal(valid, ref_valid)
+    torch.testing.assert_close(merged, ref_merged, rtol=1e-5, atol=1e-6)
+    assert torch.equal(
+        merged[anchors == 0], tokens.gather(1, index[..., None].expand(-1, -1, d))[anchors == 0]
+    )
+
+
 @pytest.mark.parametrize(
     "options",
     [
@@ -124,10 +169,14 @@ def test_salient_tokens_are_kept_positions_are_original_and_text_untouched(tiny_
 
 
 def test_budget_maps_to_rho_and_warns_below_one_token_per_frame():
-    info = ModelInfo(num_layers=28, num_frames=32, tokens_per_frame=196, hidden_size=3584, family="llava_onevision")
+    info = ModelInfo(
+        num_layers=28, num_frames=32, tokens_per_frame=196, hidden_size=3584, family="llava_onevision"
+    )
     rho = FastVID.for_budget(0.1, "input", info).config.retention_ratio
     assert int(196 * rho) == 20  # round(19.6); the authors' rho = 0.10 itself gives 19
-    small = ModelInfo(num_layers=8, num_frames=16, tokens_per_frame=16, hidden_size=64, family="llava_onevision")
+    small = ModelInfo(
+        num_layers=8, num_frames=16, tokens_per_frame=16, hidden_size=64, family="llava_onevision"
+    )
     assert int(16 * FastVID.for_budget(0.3, "input", small).config.retention_ratio) == 5  # round(4.8)
     assert FastVID().config.retention_ratio == 0.1  # the authors' default
     with pytest.warns(BudgetWarning):
