@@ -23,7 +23,12 @@ Where we differ, and why:
 * The greedy loop keeps a running minimum (one distance row per pick) instead of re-reducing the
   rows of all picked tokens each step: same picks, ``O(k N)`` instead of ``O(k^2 N)``.
 * A picked token is never picked again (the official code relies on its self-distance being the
-  column minimum, which float error can break for duplicate tokens).
+  column minimum, which float error can break for duplicate tokens): the diagonal of the distance
+  matrix is set to ``-inf`` once, after the first pick's nearest-neighbour distances are read.
+* Engineering, not selection: distances in float32 (the official code uses the model dtype), one
+  ``N x N`` buffer; each pick is five small kernels (argmax, its write, the picked row, the running
+  minimum, the pick counter, which stays on the device), replayed as CUDA graphs of 32 picks
+  (``prune_bench/kernels/graph_steps.py``, as HieraVid's DPP); the ``k - 1`` picks stay sequential.
 * The visual span comes from the token layout, not ``SYS_TOKEN_LEN = 35``; the newline token of
   LLaVA-OneVision is not visual and always kept.
 """

@@ -33,6 +33,20 @@ def test_matches_the_reference_greedy_on_random_tokens():
     assert greedy_max_min_diversity(x, 12).tolist() == _reference_greedy(x, 12)
 
 
+def test_duplicate_tokens_match_the_reference_greedy_that_never_repicks():
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(80, 16, generator=g)
+    x[10] = x[3]
+    x[40] = x[3] * 2.0  # same direction: cosine distance 0 up to float error, possibly below 0
+    d = cosine_distance_matrix(x)
+    picks = [int(torch.argmax(torch.topk(d, 2, dim=0, largest=False).values[1]))]
+    for _ in range(59):
+        closest = d[picks].min(dim=0).values
+        closest[picks] = -torch.inf
+        picks.append(int(torch.argmax(closest)))
+    assert greedy_max_min_diversity(x, 60).tolist() == picks
+
+
 def test_drop_mode_equals_mask_mode(tiny_adapter, tiny_sample):
     _, _, sample = tiny_sample
     info = tiny_adapter.model_info(6)
