@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import click
 
 from prune_bench.cli.table import flops_option
 from prune_bench.errors import UserError
-from prune_bench.report.data import load_results
+from prune_bench.report.data import load_results, run_context
 
 
 def ablation_labels() -> dict[str, str]:
@@ -16,6 +17,12 @@ def ablation_labels() -> dict[str, str]:
     from prune_bench.core.plugins import registry
 
     return {spec: text for cls in registry().strategies.values() for text, spec in _specs(cls).items()}
+
+
+def results_context(results: tuple[Path, ...]) -> dict[str, Any] | None:
+    """Model, benchmark and frames of the runs in ``results`` (one setting: :func:`load_results` checks
+    it), from the first directory whose manifest names them; None for hand-made stores."""
+    return next((c for c in map(run_context, results) if c is not None), None)
 
 
 def _specs(cls: type) -> dict[str, str]:
@@ -41,6 +48,7 @@ def plot(results: tuple[Path, ...], out_dir: Path, flops: str, no_pdf: bool) -> 
     """Draw the figures of RESULTS (one or more 'compare', 'sweep' or 'ablate' --out directories of
     one model and benchmark): accuracy vs retention, vs prefill FLOPs and vs TTFT with the Pareto
     front, visual tokens per LLM layer per strategy, and the ablation bars of each ablated strategy.
+    Each title names the model, benchmark, frames and items.
     """
     from prune_bench.report.plots import write_figures  # matplotlib only when plotting
 
@@ -52,5 +60,6 @@ def plot(results: tuple[Path, ...], out_dir: Path, flops: str, no_pdf: bool) -> 
         labels=ablation_labels(),
         pdf=not no_pdf,
         on_write=lambda p: click.echo(f"plot: {p}", err=True),
+        context=results_context(results),
     )
     click.echo(f"{len(paths)} files in {out_dir}", err=True)

@@ -3,90 +3,46 @@
 Figures are built as :class:`matplotlib.figure.Figure` objects directly, so nothing here selects a
 backend or opens a window, and importing this module changes no global matplotlib setting.
 
-Every strategy has one colour and marker in every figure (:func:`strategy_style`: fixed for the
-built-ins, derived from the name for plugins), and legends sit outside the axes so they never cover
-data. :func:`write_figures` writes the full set (``prune-bench plot``); :func:`write_plots` the
-three figures of ``prune-bench report --plots``.
+:func:`write_figures` writes the set that both ``prune-bench plot`` and ``prune-bench report --plots``
+draw: accuracy vs achieved retention, vs prefill FLOPs and vs TTFT, each with the Pareto front of
+the pruned configurations; the visual tokens per LLM layer per strategy; one ablation figure
+(:mod:`prune_bench.report.ablation_plot`) per strategy run beside its variants. Every strategy has one
+colour and every variant one marker in all of them (:mod:`prune_bench.report.styles`); legends sit
+outside the axes so they never cover data; every title names the run and its items and every caption
+says what limits the reading (:mod:`prune_bench.report.captions`).
 
-Every accuracy-vs-something point carries a vertical bar for the 95% bootstrap interval of its
-average (``SummaryRow.average_ci``), the unpruned reference a light band for its own interval.
+Every accuracy point carries a vertical bar for the 95% bootstrap interval of its average
+(``SummaryRow.average_ci``), the unpruned reference a light band for its own interval.
 """
 
 from __future__ import annotations
 
 import math
-import zlib
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from matplotlib.axes import Axes
-from matplotlib.colors import to_rgba
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator, PercentFormatter
 
+from prune_bench.report.ablation_plot import ablated_strategies, ablation_figure
+from prune_bench.report.captions import Context, accuracy_notes, caption, headline_rule
 from prune_bench.report.data import (
     REFERENCE,
-    label,
     mixed_units,
     reference_row,
     report_rows,
     split_variant,
     tokens_per_layer,
 )
+from prune_bench.report.styles import REFERENCE_STYLE, strategy_styles
 from prune_bench.report.tables import flops_scale
 from prune_bench.runner.summary import SummaryRow
 
-REFERENCE_STYLE: dict[str, Any] = {"color": "0.4", "linestyle": "--", "linewidth": 1.2}
-
-#: Colour and marker of each built-in strategy, the same in every figure; the headline method red.
-STRATEGY_STYLES: dict[str, tuple[str, str]] = {
-    "hieravid": ("#d62728", "o"),
-    "fastv": ("#1f77b4", "s"),
-    "visionzip": ("#2ca02c", "^"),
-    "dycoke": ("#ff7f0e", "D"),
-    "pdrop": ("#9467bd", "v"),
-    "divprune": ("#8c564b", "P"),
-    "framefusion": ("#e377c2", "X"),
-    "fastvid": ("#17becf", "<"),
-    "vispruner": ("#bcbd22", ">"),
-    "prunevid": ("#393b79", "h"),
-    "holitom": ("#637939", "p"),
-    "random": ("#7b4173", "d"),
-    "uniform": ("#8c6d31", "*"),
-}
-#: For strategies this table does not know (plugins, combinations): picked by a hash of the name, so a
-#: name keeps its colour from one report to the next.
-_EXTRA_COLOURS = (
-    "#5254a3",
-    "#8ca252",
-    "#bd9e39",
-    "#ad494a",
-    "#9c9ede",
-    "#6b6ecf",
-    "#e7ba52",
-    "#d6616b",
-    "#ce6dbd",
-    "#3182bd",
-)
-_MARKERS = ("o", "s", "^", "D", "v", "P", "X", "<", ">", "h", "p", "*")
-
-
-def strategy_style(name: str) -> dict[str, Any]:
-    """Colour, marker and line style of strategy ``name`` (``none`` gets the reference style)."""
-    if name == REFERENCE:
-        return dict(REFERENCE_STYLE)
-    if name in STRATEGY_STYLES:
-        colour, marker = STRATEGY_STYLES[name]
-        return {"color": colour, "marker": marker, "linestyle": "-"}
-    h = zlib.crc32(name.encode())
-    return {
-        "color": _EXTRA_COLOURS[h % len(_EXTRA_COLOURS)],
-        "marker": _MARKERS[(h // len(_EXTRA_COLOURS)) % len(_MARKERS)],
-        "linestyle": "--",  # dashed: not one of the built-ins
-    }
+ACCURACY_LABEL = "accuracy (%; bars: 95% CI)"
 
 
 def save(fig: Figure, stem: str | Path, pdf: bool = False) -> list[Path]:
@@ -107,7 +63,7 @@ def _legend(ax: Axes) -> None:
     ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0)
 
 
-def _figure(n_series: int = 0, width: float = 8.0, height: float = 4.4) -> Figure:
+def _figure(n_series: int = 0, width: float = 8.0, height: float = 4.8) -> Figure:
     """A figure wide enough for the axes plus a legend column beside them."""
     return Figure(figsize=(width + (1.5 if n_series > 12 else 0.0), height), layout="constrained")
 
@@ -122,8 +78,10 @@ def _series(rows: Sequence[SummaryRow]) -> dict[str, list[SummaryRow]]:
     return {k: sorted(v, key=lambda r: r.keep) for k, v in sorted(out.items())}
 
 
-def _style_of(series_name: str) -> dict[str, Any]:
-    return strategy_style(series_name.split(" (", 1)[0])
+def _styles(rows: Sequence[SummaryRow]) -> Callable[[str], dict[str, Any]]:
+    """The style of a series of ``rows`` by its name (``strategy`` or ``strategy (unit)``)."""
+    styles = strategy_styles(r.strategy for r in rows)
+    return lambda series: styles[series.split(" (", 1)[0]]
 
 
 def _unit_label(rows: Sequence[SummaryRow]) -> str | None:
@@ -131,7 +89,12 @@ def _unit_label(rows: Sequence[SummaryRow]) -> str | None:
     return units.pop() if len(units) == 1 else None
 
 
-ACCURACY_LABEL = "average accuracy (%; bars: 95% CI)"
+def _accuracy_caption(fig: Figure, title: str, rows: Sequence[SummaryRow], context: Context | None) -> None:
+    notes = [
+        f"Accuracy: {headline_rule(rows)}. Bars and the grey band: 95% bootstrap intervals. "
+        "Pareto front: the pruned configurations no other beats on both cost and accuracy."
+    ]
+    caption(fig, title, rows, context, notes + accuracy_notes(rows))
 
 
 def _error_bars(ax: Axes, xs: Sequence[float], series: Sequence[SummaryRow], colour: str) -> None:
@@ -159,54 +122,6 @@ def _reference_band(ax: Axes, ref: SummaryRow) -> None:
         ax.axhspan(low, high, color=REFERENCE_STYLE["color"], alpha=0.1, linewidth=0, zorder=0)
 
 
-# --------------------------------------------------------------------------- the report --plots set
-def accuracy_vs_keep(rows: Sequence[SummaryRow]) -> Figure:
-    """Average accuracy against the requested keep, one line per strategy; ``none`` dashed."""
-    groups = _series(rows)
-    fig = _figure(len(groups))
-    ax = fig.add_subplot()
-    ref = reference_row(rows)
-    if ref is not None:
-        ax.axhline(ref.average, label=f"{REFERENCE} (unpruned)", **REFERENCE_STYLE)
-        _reference_band(ax, ref)
-    for name, series in groups.items():
-        style = _style_of(name)
-        ax.plot([r.keep for r in series], [r.average for r in series], label=name, **style)
-        _error_bars(ax, [r.keep for r in series], series, style["color"])
-    unit = _unit_label(rows)
-    ax.set_xlabel(f"keep, requested ({unit})" if unit else "keep, requested")
-    ax.set_ylabel(ACCURACY_LABEL)
-    ax.set_title("Accuracy vs keep")
-    ax.grid(alpha=0.3)
-    _legend(ax)
-    return fig
-
-
-def accuracy_vs_flops(rows: Sequence[SummaryRow], flops: str = "exact") -> Figure:
-    """Average accuracy against prefill FLOPs relative to the unpruned model (convention ``flops``)."""
-    groups = _series(rows)
-    fig = _figure(len(groups))
-    ax = fig.add_subplot()
-    ref = reference_row(rows)
-    if ref is not None:
-        ax.axhline(ref.average, **REFERENCE_STYLE)
-        _reference_band(ax, ref)
-        _reference_star(ax, ref.flops_ratio[flops], ref.average)
-        _error_bars(ax, [ref.flops_ratio[flops]], [ref], REFERENCE_STYLE["color"])
-    for name, series in groups.items():
-        series = sorted(series, key=lambda r: r.flops_ratio[flops])
-        style = _style_of(name)
-        xs = [r.flops_ratio[flops] for r in series]
-        ax.plot(xs, [r.average for r in series], label=name, **style)
-        _error_bars(ax, xs, series, style["color"])
-    ax.set_xlabel(f"LLM prefill FLOPs relative to unpruned ({flops} convention)")
-    ax.set_ylabel(ACCURACY_LABEL)
-    ax.set_title("Accuracy vs FLOPs")
-    ax.grid(alpha=0.3)
-    _legend(ax)
-    return fig
-
-
 def _reference_star(ax: Axes, x: float, y: float) -> None:
     ax.plot(
         [x],
@@ -220,62 +135,7 @@ def _reference_star(ax: Axes, x: float, y: float) -> None:
     )
 
 
-def tokens_per_layer_figure(records: Iterable[dict[str, Any]], keep: float | None = None) -> Figure:
-    """Mean visual tokens each LLM layer saw, one line per strategy@keep (``none`` dashed); with
-    ``keep``, only that budget's strategies (and ``none``)."""
-    curves = tokens_per_layer(records)
-    if keep is not None:
-        curves = {k: v for k, v in curves.items() if k[0] == REFERENCE or abs(k[1] - keep) < 1e-9}
-    with_unit = len({unit for (s, _, unit) in curves if s != REFERENCE}) > 1
-    fig = _figure(len(curves))
-    ax = fig.add_subplot()
-    keeps = sorted({k for (s, k, _) in curves if s != REFERENCE}, reverse=True)
-    dashes = {k: _KEEP_LINES[i % len(_KEEP_LINES)] for i, k in enumerate(keeps)}
-    for (strategy, k, unit), curve in curves.items():
-        name = label({"strategy": strategy, "keep": k, "unit": unit}, with_unit)
-        style = REFERENCE_STYLE
-        if strategy != REFERENCE:
-            style = {**strategy_style(strategy), "linestyle": dashes[k], "markersize": 4}
-        ax.plot(range(len(curve)), curve, label=name, **style)
-    ax.set_xlabel("LLM layer")
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set_ylabel("visual tokens (mean over items)")
-    ax.set_title("Visual tokens per layer" + (f" (keep {keep:g})" if keep is not None else ""))
-    ax.set_ylim(bottom=0)
-    ax.grid(alpha=0.3)
-    _legend(ax)
-    return fig
-
-
 _KEEP_LINES = ("-", "--", ":", "-.")
-
-
-def write_plots(
-    records: Iterable[dict[str, Any]], out_dir: str | Path, flops: str = "exact", pdf: bool = False
-) -> list[Path]:
-    """The three report figures for ``records`` into ``out_dir``: PNG (plus PDF when asked)."""
-    records = list(records)
-    rows = report_rows(records)
-    out = Path(out_dir)
-    paths: list[Path] = []
-    figures = [
-        ("accuracy_vs_keep", accuracy_vs_keep(rows)),
-        (f"accuracy_vs_flops_{flops}", accuracy_vs_flops(rows, flops)),
-    ]
-    keeps = sorted({r.keep for r in rows if r.strategy != REFERENCE})
-    if len(keeps) > 1 and len(rows) > 12:  # one readable figure per budget instead of a tangle
-        figures += [
-            (f"tokens_per_layer_keep{k:g}".replace(".", "p"), tokens_per_layer_figure(records, k))
-            for k in keeps
-        ]
-    else:
-        figures.append(("tokens_per_layer", tokens_per_layer_figure(records)))
-    for stem, fig in figures:
-        paths += save(fig, out / stem, pdf)
-    return paths
-
-
-# --------------------------------------------------------------------------- the prune-bench plot set
 RETENTION_OF_UNIT = {"input": "input", "layer-average": "layer_average", "flops": "layer_average"}
 
 
@@ -286,10 +146,12 @@ def main_rows(rows: Sequence[SummaryRow]) -> list[SummaryRow]:
     return [r for r in rows if (v := split_variant(r.strategy)) is None or v[0] not in plain]
 
 
-def accuracy_vs_retention(rows: Sequence[SummaryRow]) -> Figure:
+def accuracy_vs_retention(rows: Sequence[SummaryRow], context: Context | None = None) -> Figure:
     """Average accuracy against the retention each strategy achieved (in the unit it was budgeted in;
-    a strategy that could not reach a budget sits where it actually was)."""
+    a strategy that could not reach a budget sits where it actually was), the Pareto front of the
+    pruned points marked (``context`` names the run in the title)."""
     groups = _series(rows)
+    style_of = _styles(rows)
     unit = _unit_label(rows) or "layer-average"
     measure = RETENTION_OF_UNIT.get(unit, "layer_average")
     fig = _figure(len(groups))
@@ -298,20 +160,23 @@ def accuracy_vs_retention(rows: Sequence[SummaryRow]) -> Figure:
     if ref is not None:
         ax.axhline(ref.average, label=f"{REFERENCE} (unpruned)", **REFERENCE_STYLE)
         _reference_band(ax, ref)
+    points: list[tuple[float, float]] = []
     for name, series in groups.items():
         series = sorted(series, key=lambda r: r.retention[measure])
         x = [100 * r.retention[measure] for r in series]
-        style = _style_of(name)
+        style = style_of(name)
         ax.plot(x, [r.average for r in series], label=name, **style)
         _error_bars(ax, x, series, style["color"])
+        points += zip(x, (r.average for r in series), strict=True)
+    _draw_front(ax, pareto_front(points))
     what = "entering the LLM" if measure == "input" else "averaged over LLM layers"
     ax.set_xlabel(f"visual tokens kept, {what} (% of unpruned, achieved)")
     ax.xaxis.set_major_locator(MaxNLocator(steps=[1, 2, 5, 10]))
     ax.xaxis.set_major_formatter(PercentFormatter(decimals=0))
     ax.set_ylabel(ACCURACY_LABEL)
-    ax.set_title("Accuracy vs retention")
     ax.grid(alpha=0.3)
     _legend(ax)
+    _accuracy_caption(fig, "Accuracy vs retention", rows, context)
     return fig
 
 
@@ -324,12 +189,16 @@ def pareto_front(points: Sequence[tuple[float, float]]) -> list[tuple[float, flo
     return front
 
 
-def accuracy_vs_cost(rows: Sequence[SummaryRow], cost: str = "flops", flops: str = "exact") -> Figure:
+def accuracy_vs_cost(
+    rows: Sequence[SummaryRow], cost: str = "flops", flops: str = "exact", context: Context | None = None
+) -> Figure:
     """Average accuracy against a per-item cost, ``flops`` (prefill FLOPs under convention ``flops``)
-    or ``ttft`` (the recorded prefill time, median per item), with the Pareto front marked."""
+    or ``ttft`` (the recorded prefill time, median per item), the Pareto front of the pruned points
+    marked (``context`` names the run in the title)."""
     if cost not in ("flops", "ttft"):
         raise ValueError(f"cost must be 'flops' or 'ttft', got {cost!r}")
     groups = _series(rows)
+    style_of = _styles(rows)
     ref = reference_row(rows)
     if cost == "flops":
         scale, unit = flops_scale([r.flops[flops] for r in rows])
@@ -354,11 +223,10 @@ def accuracy_vs_cost(rows: Sequence[SummaryRow], cost: str = "flops", flops: str
         _reference_band(ax, ref)
         _reference_star(ax, value(ref), ref.average)
         _error_bars(ax, [value(ref)], [ref], REFERENCE_STYLE["color"])
-        points.append((value(ref), ref.average))
     for name, series in groups.items():
         series = sorted(series, key=value)
         xs, ys = [value(r) for r in series], [r.average for r in series]
-        style = _style_of(name)
+        style = style_of(name)
         ax.plot(xs, ys, label=name, **style)
         _error_bars(ax, xs, series, style["color"])
         points += zip(xs, ys, strict=True)
@@ -367,9 +235,9 @@ def accuracy_vs_cost(rows: Sequence[SummaryRow], cost: str = "flops", flops: str
         _percent_axis(ax, value(ref), "% of unpruned prefill FLOPs")
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ACCURACY_LABEL)
-    ax.set_title(title)
     ax.grid(alpha=0.3)
     _legend(ax)
+    _accuracy_caption(fig, title, rows, context)
     return fig
 
 
@@ -399,9 +267,12 @@ def _percent_axis(ax: Axes, full: float, text: str) -> None:
     top.xaxis.set_major_formatter(PercentFormatter(decimals=0))
 
 
-def tokens_per_layer_panels(records: Iterable[dict[str, Any]], rows: Sequence[SummaryRow]) -> Figure:
+def tokens_per_layer_panels(
+    records: Iterable[dict[str, Any]], rows: Sequence[SummaryRow], context: Context | None = None
+) -> Figure:
     """One panel per strategy: the mean visual tokens each LLM layer saw, one line per keep, the
-    unpruned count dashed. Staircases (HieraVid, PyramidDrop) and single steps (FastV) read at a glance."""
+    unpruned count dashed. Staircases (HieraVid, PyramidDrop) and single steps (FastV) read at a glance
+    (``context`` names the run in the title)."""
     curves = tokens_per_layer(records)
     shown = {r.strategy for r in main_rows(rows)} - {REFERENCE}
     by_strategy: dict[str, dict[tuple[float, str], list[float]]] = defaultdict(dict)
@@ -410,6 +281,7 @@ def tokens_per_layer_panels(records: Iterable[dict[str, Any]], rows: Sequence[Su
             by_strategy[strategy][(keep, unit)] = curve
     reference = next((c for (s, _, _), c in curves.items() if s == REFERENCE), None)
     names = sorted(by_strategy)
+    styles = strategy_styles(names)
     budgets = sorted({b for c in by_strategy.values() for b in c}, key=lambda b: (b[1], -b[0]))
     with_unit = len({u for _, u in budgets}) > 1
     dashes = {b: _KEEP_LINES[i % len(_KEEP_LINES)] for i, b in enumerate(budgets)}
@@ -422,7 +294,7 @@ def tokens_per_layer_panels(records: Iterable[dict[str, Any]], rows: Sequence[Su
             ax.set_visible(False)
             continue
         name = names[idx]
-        style = strategy_style(name)
+        style = styles[name]
         if reference is not None:
             ax.plot(range(len(reference)), reference, **REFERENCE_STYLE)
         for budget, curve in sorted(by_strategy[name].items(), key=lambda kv: budgets.index(kv[0])):
@@ -451,84 +323,8 @@ def tokens_per_layer_panels(records: Iterable[dict[str, Any]], rows: Sequence[Su
         labels.append(f"keep {budget[0]:g}" + (f" ({budget[1]})" if with_unit else ""))
     if handles:
         fig.legend(handles, labels, loc="outside lower center", ncols=min(len(handles), 6), fontsize="small")
-    fig.suptitle("Visual tokens each LLM layer processed (mean over items)")
+    caption(fig, "Visual tokens each LLM layer processed (mean over items)", main_rows(rows), context)
     return fig
-
-
-def ablation_figure(
-    rows: Sequence[SummaryRow], strategy: str, labels: Mapping[str, str] | None = None
-) -> Figure:
-    """``strategy`` and each of its variants (``strategy[option=value]``), one panel per keep:
-    horizontal bars of average accuracy, the change vs the strategy written at each bar's end."""
-    labels = labels or {}
-    variants = sorted(
-        {r.strategy for r in rows if (v := split_variant(r.strategy)) is not None and v[0] == strategy},
-        key=lambda s: (list(labels).index(s) if s in labels else len(labels), s),
-    )
-    base = {(r.keep, r.unit): r for r in rows if r.strategy == strategy}
-    by_variant = {(r.strategy, r.keep, r.unit): r for r in rows if r.strategy in variants}
-    # the budgets where some variant ran (the default alone at a budget compares nothing)
-    budgets = sorted({(k, u) for (_, k, u) in by_variant if (k, u) in base}, key=lambda b: (b[1], -b[0]))
-    with_unit = len({u for _, u in budgets}) > 1
-    ref = reference_row(rows)
-    colour = strategy_style(strategy)["color"]
-    names = [strategy, *variants]
-    texts = [f"{strategy} (default)"] + [labels.get(v, split_variant(v)[1]) for v in variants]  # type: ignore[index]
-    fig = Figure(
-        figsize=(2.2 + 2.6 * max(1, len(budgets)), 0.9 + 0.36 * len(names) + 0.5), layout="constrained"
-    )
-    axes = fig.subplots(1, max(1, len(budgets)), sharey=True, squeeze=False)[0]
-    top = max([r.average for r in rows] + [1.0])
-    for ax, budget in zip(axes, budgets or [None], strict=True):
-        if budget is None:
-            break
-        b = base[budget]
-        values = [b.average] + [
-            by_variant[(v, *budget)].average if (v, *budget) in by_variant else math.nan for v in variants
-        ]
-        y = list(range(len(names)))
-        face = [colour] + [to_rgba(colour, 0.45)] * len(variants)
-        ax.barh(y, values, color=face, edgecolor=colour, height=0.7)
-        ax.axvline(b.average, color=colour, linewidth=1.0)
-        if ref is not None:
-            ax.axvline(ref.average, **REFERENCE_STYLE)
-        for yi, v in zip(y, values, strict=True):
-            if math.isnan(v):
-                ax.text(1, yi, "not run", va="center", fontsize="x-small", color="0.4")
-                continue
-            text = f"{v:.1f}" + ("" if yi == 0 else f" ({v - b.average:+.1f})")
-            inside = v > 0.45 * top  # long bars carry their value inside, so no text leaves the axes
-            ax.text(
-                v - top * 0.015 if inside else v + top * 0.015,
-                yi,
-                text,
-                va="center",
-                ha="right" if inside else "left",
-                fontsize="x-small",
-                color="white" if inside and yi == 0 else "black",
-            )
-        ax.set_xlim(0, top * 1.08)
-        ax.set_title(f"keep {budget[0]:g}" + (f" ({budget[1]})" if with_unit else ""), fontsize="medium")
-        ax.set_xlabel("average accuracy (%)")
-        ax.grid(axis="x", alpha=0.3)
-    axes[0].set_yticks(range(len(names)), texts)
-    axes[0].invert_yaxis()
-    if ref is not None:
-        fig.legend(
-            [Line2D([], [], **REFERENCE_STYLE), Line2D([], [], color=colour)],
-            [f"{REFERENCE} (unpruned)", f"{strategy} (default)"],
-            loc="outside lower center",
-            ncols=2,
-            fontsize="small",
-        )
-    fig.suptitle(f"{strategy}: ablations at equal budget (bracket: change vs default, points)")
-    return fig
-
-
-def ablated_strategies(rows: Sequence[SummaryRow]) -> list[str]:
-    """Strategies that ran beside at least one of their variants."""
-    plain = {r.strategy for r in rows}
-    return sorted({v[0] for r in rows if (v := split_variant(r.strategy)) is not None and v[0] in plain})
 
 
 def write_figures(
@@ -538,22 +334,26 @@ def write_figures(
     labels: Mapping[str, str] | None = None,
     pdf: bool = True,
     on_write: Callable[[Path], None] | None = None,
+    context: Context | None = None,
 ) -> list[Path]:
-    """Every figure of ``prune-bench plot`` into ``out_dir`` (PNG, and vector PDF unless ``pdf`` is
-    off): accuracy vs retention, vs prefill FLOPs and vs TTFT (Pareto fronts marked), visual tokens
-    per layer per strategy, and one ablation figure per strategy run with variants (``labels`` maps a
-    variant's recorded name to its ablation label)."""
+    """Every figure of ``prune-bench plot`` and ``report --plots`` into ``out_dir`` (PNG, and vector
+    PDF unless ``pdf`` is off): accuracy vs retention, vs prefill FLOPs and vs TTFT (Pareto fronts
+    marked), visual tokens per layer per strategy, and one ablation figure per strategy run with
+    variants (``labels`` maps a variant's recorded name to its ablation label; ``context``, the run's
+    model, benchmark and frames, goes into every title)."""
     records = list(records)
     rows = report_rows(records)
     headline = main_rows(rows)
     figures: list[tuple[str, Callable[[], Figure]]] = [
-        ("accuracy_vs_retention", lambda: accuracy_vs_retention(headline)),
-        (f"accuracy_vs_flops_{flops}", lambda: accuracy_vs_cost(headline, "flops", flops)),
-        ("accuracy_vs_ttft", lambda: accuracy_vs_cost(headline, "ttft")),
-        ("tokens_per_layer", lambda: tokens_per_layer_panels(records, rows)),
+        ("accuracy_vs_retention", lambda: accuracy_vs_retention(headline, context)),
+        (f"accuracy_vs_flops_{flops}", lambda: accuracy_vs_cost(headline, "flops", flops, context)),
+        ("accuracy_vs_ttft", lambda: accuracy_vs_cost(headline, "ttft", context=context)),
+        ("tokens_per_layer", lambda: tokens_per_layer_panels(records, rows, context)),
     ]
     for name in ablated_strategies(rows):
-        figures.append((f"ablation_{name}", lambda name=name: ablation_figure(rows, name, labels)))  # type: ignore[misc]
+        figures.append(
+            (f"ablation_{name}", lambda name=name: ablation_figure(rows, name, labels, context))  # type: ignore[misc]
+        )
     paths: list[Path] = []
     for stem, draw in figures:
         for path in save(draw(), Path(out_dir) / stem, pdf):

@@ -14,18 +14,16 @@ from matplotlib.figure import Figure
 
 from prune_bench.cli.plot import ablation_labels
 from prune_bench.errors import UserError
-from prune_bench.report.data import load_results, report_rows
+from prune_bench.report.ablation_plot import ablation_figure
+from prune_bench.report.data import load_results, report_rows, run_context
 from prune_bench.report.plots import (
-    REFERENCE_STYLE,
-    STRATEGY_STYLES,
-    ablation_figure,
     accuracy_vs_cost,
     accuracy_vs_retention,
     main_rows,
     pareto_front,
-    strategy_style,
     tokens_per_layer_panels,
 )
+from prune_bench.report.styles import REFERENCE_STYLE, STRATEGY_STYLES, strategy_style
 
 STEMS = [
     "accuracy_vs_retention",
@@ -46,18 +44,39 @@ def test_plot_writes_every_figure_as_png_and_vector_pdf(swept: Path, tmp_path: P
     assert sorted(p.stem for p in (tmp_path / "figs").glob("*.png")) == sorted(STEMS)
 
 
+def test_report_plots_are_plots_figures(swept: Path, tmp_path: Path, run_cli) -> None:
+    result = run_cli("plot", str(swept), "--out", str(tmp_path / "plot"), "--no-pdf")
+    assert result.exit_code == 0, result.output
+    result = run_cli("report", str(swept), "--plots", str(tmp_path / "report"))
+    assert result.exit_code == 0, result.output
+    for stem in STEMS:  # the same figures from the same inputs, byte for byte
+        plotted = (tmp_path / "plot" / f"{stem}.png").read_bytes()
+        assert plotted == (tmp_path / "report" / f"{stem}.png").read_bytes(), stem
+    assert sorted(p.name for p in (tmp_path / "report").iterdir()) == sorted(f"{s}.png" for s in STEMS)
+
+
 @pytest.fixture(scope="module")
 def figures(swept: Path) -> dict[str, Figure]:
     records = load_results([swept])
     rows = report_rows(records)
     headline = main_rows(rows)
+    context = run_context(swept)
     return {
-        "retention": accuracy_vs_retention(headline),
-        "flops": accuracy_vs_cost(headline, "flops"),
-        "ttft": accuracy_vs_cost(headline, "ttft"),
-        "layers": tokens_per_layer_panels(records, rows),
-        "ablation": ablation_figure(rows, "hieravid", ablation_labels()),
+        "retention": accuracy_vs_retention(headline, context),
+        "flops": accuracy_vs_cost(headline, "flops", context=context),
+        "ttft": accuracy_vs_cost(headline, "ttft", context=context),
+        "layers": tokens_per_layer_panels(records, rows, context),
+        "ablation": ablation_figure(rows, "hieravid", ablation_labels(), context),
     }
+
+
+def test_titles_name_the_run_from_its_manifest(swept: Path, figures: dict[str, Figure]) -> None:
+    context = run_context(swept)
+    assert context is not None and context["model"] and context["frames"] == 16
+    for key, fig in figures.items():
+        title = fig.get_suptitle().replace("\n", " ")
+        assert str(context["model"]).rstrip("/").rsplit("/", 1)[-1] in title, key
+        assert f"{context['benchmark']}" in title and "16 frames" in title and "n=6" in title, key
 
 
 def test_each_strategy_has_one_colour_in_every_figure(figures: dict[str, Figure]) -> None:
@@ -94,16 +113,17 @@ def test_pareto_front_is_the_non_dominated_points(figures: dict[str, Figure]) ->
         (2, 60),
         (4, 70),
     ]
-    for key in ("flops", "ttft"):
+    for key in ("retention", "flops", "ttft"):
         ax = figures[key].axes[0]
         front_line = next(x for x in ax.get_lines() if x.get_label() == "Pareto front")
         front = list(zip(front_line.get_xdata(), front_line.get_ydata(), strict=True))
         points = [
             (float(x), float(y))
             for line in ax.get_lines()
-            if line.get_label() not in ("Pareto front",) and line.get_linestyle() != "--"
+            if line.get_label() in ("random", "uniform")
             for x, y in zip(line.get_xdata(), line.get_ydata(), strict=True)
         ]
+        assert points, key
         for fx, fy in front:  # nothing is cheaper and at least as accurate
             assert not any(x < fx and y >= fy for x, y in points), key
         for x, y in points:  # everything else is matched by a cheaper-or-equal front point
@@ -122,8 +142,9 @@ def test_ablation_bars_carry_the_declared_labels_and_the_variants_accuracy(swept
         for r in rows
         if r.strategy.startswith("hieravid")
     }
-    for text, bar in zip(labels, ax.patches, strict=True):
-        assert bar.get_width() == pytest.approx(by_label[text])
+    bars = [p for p in ax.patches if p.get_height() == pytest.approx(0.7)]
+    for text, bar in zip(labels, bars, strict=True):  # each bar ends at its accuracy
+        assert bar.get_x() + bar.get_width() == pytest.approx(by_label[text])
 
 
 def test_missing_or_mixed_results_are_one_line(swept: Path, tmp_path: Path, run_cli) -> None:
