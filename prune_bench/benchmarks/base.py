@@ -10,9 +10,11 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
+
+from prune_bench.benchmarks.headline import MEAN_OF_TASKS, HeadlineRule
 
 
 @dataclass(frozen=True)
@@ -51,6 +53,8 @@ class Benchmark(ABC):
     name: str
     #: the task names items may carry, in display order
     tasks: tuple[str, ...]
+    #: how its outcomes become the one number tables and figures show (:mod:`.headline`)
+    headline: ClassVar[HeadlineRule] = MEAN_OF_TASKS
 
     @abstractmethod
     def items(self, limit: int | None = None) -> list[VideoQAItem]:

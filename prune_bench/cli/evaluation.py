@@ -17,6 +17,7 @@ from rich.table import Table
 from prune_bench.adapters.base import resolve_model_path
 from prune_bench.adapters.loading import load_adapter, model_identity, pick_device
 from prune_bench.benchmarks.frame_cache import FrameCache
+from prune_bench.benchmarks.headline import rule_of
 from prune_bench.benchmarks.probe import unreadable_items
 from prune_bench.benchmarks.published.scoring import SCORINGS, scoring_for
 from prune_bench.cli.display import print_wide
@@ -305,14 +306,25 @@ def print_table(rows: list[SummaryRow], title: str, console: Console) -> None:
             style="yellow",
         )
     console.print(
-        "n = items behind the row; accuracy in % per task; avg = mean over tasks, with its 95% bootstrap interval "
-        "(items resampled within tasks) and the exact McNemar p against 'none' on the same items; %full = avg "
+        f"n = items behind the row; accuracy in % per task; avg = the benchmark's headline number "
+        f"({_rule_text(rows)}), with its 95% bootstrap interval "
+        f"({_resampling(rows)}) and the exact McNemar p against 'none' on the same items; %full = avg "
         "relative to 'none'; ret = visual tokens "
         "kept, averaged over LLM layers; FLOPs = LLM prefill FLOPs relative to 'none', exact (GQA-aware, "
         "causal), FLOPs* = the papers' convention 4nd^2 + 2n^2d + 2ndm; prune ms = median selection time. "
         "`prune-bench table DIR` prints every column (input and decode retention too) as markdown, LaTeX "
         "or CSV; `prune-bench plot DIR` draws the figures."
     )
+
+
+def _rule_text(rows: Sequence[SummaryRow]) -> str:
+    return rows[0].headline_rule if rows else "mean of task accuracies"
+
+
+def _resampling(rows: Sequence[SummaryRow]) -> str:
+    if rows and rows[0].rule.over == "items":
+        return "items resampled"
+    return "items resampled within tasks"
 
 
 #: What one results directory holds one of: mixing them would blend rows in every table.
@@ -485,7 +497,7 @@ def run_evaluation(specs: Sequence[str], settings: EvaluationSettings, reg: Regi
             )
     store = ResultStore(out_dir, read_only=True)
     title = f"{bench.name}: keep={', '.join(f'{k:g}' for k in settings.keeps)} ({unit})"
-    rows = summarize(store.records(), hashes)
+    rows = summarize(store.records(), hashes, rule=rule_of(bench))
     print_table(rows, title, console)
     for line in budget_warnings(rows) + repeated_frame_warnings(store.records(), hashes, num_frames):
         console.print(line, markup=False, style="yellow")

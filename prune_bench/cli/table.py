@@ -10,7 +10,7 @@ import click
 
 from prune_bench.core.flops import CONVENTIONS
 from prune_bench.report.data import load_results, report_rows
-from prune_bench.report.tables import FLOPS_NOTE, FORMATS, render, render_versus
+from prune_bench.report.tables import COLUMN_SETS, COMPACT_TASKS, FLOPS_NOTE, FORMATS, render, render_versus
 
 #: what ``click.option(...)`` returns: a decorator of a command function
 OptionDecorator = Callable[[Callable[..., Any]], Callable[..., Any]]
@@ -47,6 +47,19 @@ def output_option() -> OptionDecorator:
     )
 
 
+def columns_option() -> OptionDecorator:
+    return click.option(
+        "--columns",
+        "columns_set",
+        type=click.Choice(COLUMN_SETS),
+        default=None,
+        help="Column set of markdown and LaTeX: 'compact' fits a page (no input/decode retention or "
+        f"absolute FLOPs, the percentage of 'none' on the average only, per-task columns only up to "
+        f"{COMPACT_TASKS} tasks), 'all' prints every column. Default: compact for LaTeX, all otherwise; "
+        "CSV always has every column.",
+    )
+
+
 def emit(text: str, output: Path | None) -> None:
     """Print ``text``, or write it to ``output`` (saying where on stderr)."""
     if output is None:
@@ -62,6 +75,7 @@ def emit(text: str, output: Path | None) -> None:
 @format_option("markdown")
 @flops_option()
 @output_option()
+@columns_option()
 @click.option(
     "--versus",
     nargs=2,
@@ -72,13 +86,20 @@ def emit(text: str, output: Path | None) -> None:
     "each, A - B with its 95% bootstrap interval, and the exact McNemar p-value.",
 )
 def table(
-    results: tuple[Path, ...], fmt: str, flops: str, output: Path | None, versus: tuple[str, str] | None
+    results: tuple[Path, ...],
+    fmt: str,
+    flops: str,
+    output: Path | None,
+    columns_set: str | None,
+    versus: tuple[str, str] | None,
 ) -> None:
     """Print the table of RESULTS (one or more results directories of one model and benchmark).
 
-    A column per task, the average with its 95% bootstrap interval, each accuracy also as a
-    percentage of the unpruned model, the best value of each column within a budget in bold (CSV: a
-    'best' column), retention (input, layer-average, decode), prefill FLOPs (absolute per item and
+    A column per task, the benchmark's headline number (its own rule: accuracy over all questions,
+    or the mean of task accuracies) with its 95% bootstrap interval, each accuracy also as a
+    percentage of the unpruned model, the best accuracy within a budget in bold where it is
+    significantly better than every other method there (exact McNemar p < 0.05; CSV: a 'best'
+    column), retention (input, layer-average, decode), prefill FLOPs (absolute per item and
     relative), and the change vs the unpruned model with the p-value of an exact McNemar test on the
     items both ran (CSV: every interval raw, per task too).
     """
@@ -86,4 +107,4 @@ def table(
     if versus is not None:
         emit(render_versus(rows, *versus, fmt=fmt), output)
         return
-    emit(render(rows, fmt, flops, paper_layout=True), output)
+    emit(render(rows, fmt, flops, paper_layout=True, columns_set=columns_set), output)

@@ -13,7 +13,9 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from prune_bench.benchmarks.headline import MEAN_OF_TASKS, HeadlineRule, rule_of
 from prune_bench.core.compose import parse_part, split_specs
+from prune_bench.core.plugins import registry
 from prune_bench.errors import UserError
 from prune_bench.runner.store import ResultStore
 from prune_bench.runner.summary import SummaryRow, summarize
@@ -54,7 +56,35 @@ def load_records(directory: str | Path) -> list[dict[str, Any]]:
         missing = [k for k in REQUIRED if k not in r]
         if missing:
             raise UserError(f"record {n} of '{directory}/results.jsonl' lacks {', '.join(missing)}")
+    benchmarks = _benchmarks(store)
+    for r in records:  # the benchmark a record answered, from its run's manifest (for its headline rule)
+        if "benchmark" not in r and r["config_hash"] in benchmarks:
+            r["benchmark"] = benchmarks[r["config_hash"]]
     return records
+
+
+def _benchmarks(store: ResultStore) -> dict[str, str]:
+    """Configuration hash -> benchmark name, from the manifests (empty when they are unreadable)."""
+    try:
+        runs = store.manifests()
+    except UserError:
+        return {}
+    out: dict[str, str] = {}
+    for run in runs:
+        for config_hash, config in (run.get("configs") or {}).items():
+            name = (config or {}).get("benchmark") or run.get("benchmark")
+            if isinstance(name, str):
+                out[config_hash] = name
+    return out
+
+
+def headline_rule(records: Iterable[dict[str, Any]]) -> HeadlineRule:
+    """The headline rule of the benchmark the records answered (the registered benchmark's
+    ``headline``); the mean of task accuracies when they name none, several, or one not installed."""
+    names = {r.get("benchmark") for r in records} - {None}
+    if len(names) != 1:
+        return MEAN_OF_TASKS
+    return rule_of(registry().benchmarks.get(str(names.pop())))
 
 
 def run_context(directory: str | Path) -> dict[str, Any] | None:
@@ -141,8 +171,10 @@ def prepare(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def report_rows(records: Iterable[dict[str, Any]]) -> list[SummaryRow]:
-    """One :class:`SummaryRow` per (strategy, keep, unit), reference first (see :func:`prepare`)."""
-    return summarize(prepare(records))
+    """One :class:`SummaryRow` per (strategy, keep, unit), reference first (see :func:`prepare`), its
+    ``average`` the benchmark's headline number (:func:`headline_rule`)."""
+    kept = prepare(records)
+    return summarize(kept, rule=headline_rule(kept))
 
 
 def reference_row(rows: Iterable[SummaryRow]) -> SummaryRow | None:

@@ -3,9 +3,10 @@
 Every accuracy is a mean of 0/1 outcomes (``correct``), one per item. Its 95% interval is a
 percentile bootstrap: the items are resampled with replacement (:data:`RESAMPLES` times, a fixed
 :data:`SEED`, so a table prints the same interval every time it is built) and the interval is the
-2.5th to 97.5th percentile of the resampled accuracies. A headline average (the mean of the task
-accuracies, tasks weighing equally) resamples the items within each task (stratified), so the
-interval is the interval of that statistic and not of the pooled accuracy.
+2.5th to 97.5th percentile of the resampled accuracies. The headline number follows the benchmark's
+rule (:class:`~prune_bench.benchmarks.headline.HeadlineRule`): a mean of task accuracies (tasks
+weighing equally) resamples the items within each task (stratified), so the interval is the interval
+of that statistic and not of the pooled accuracy; an all-questions rule resamples the pooled items.
 
 For 0/1 outcomes, drawing ``n`` items with replacement and counting the correct ones *is* a binomial
 draw ``Binomial(n, k/n)``; for paired outcomes, counting the items only A got right, only B got right
@@ -32,6 +33,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+
+from prune_bench.benchmarks.headline import MEAN_OF_TASKS, HeadlineRule
 
 #: resamples of every bootstrap
 RESAMPLES = 2000
@@ -111,6 +114,27 @@ def average_interval(
     return _percentile_interval(draws, confidence) if draws.size else None
 
 
+def headline_interval(
+    by_task: Mapping[str, Sequence[bool]],
+    rule: HeadlineRule = MEAN_OF_TASKS,
+    resamples: int = RESAMPLES,
+    seed: int = SEED,
+    confidence: float = CONFIDENCE,
+) -> Interval | None:
+    """Interval (in %) of ``rule.score(by_task)``: the items pooled and resampled together for an
+    all-questions rule, resampled within each task for a mean of tasks (a task without items, or one
+    of ``rule.all_tasks`` that is absent, adds its constant 0 to the mean); ``None`` without items."""
+    _check(resamples, confidence)
+    if rule.over == "items":
+        pooled = [v for values in by_task.values() for v in values]
+        return average_interval([pooled], resamples, seed, confidence)
+    strata = [v for v in by_task.values() if len(v)]
+    draws = stratified_accuracy_draws(strata, resamples, seed)
+    if not draws.size:
+        return None
+    return _percentile_interval(draws * len(strata) / rule.denominator(list(by_task)), confidence)
+
+
 def task_intervals(
     items: Outcomes, resamples: int = RESAMPLES, seed: int = SEED, confidence: float = CONFIDENCE
 ) -> dict[str, Interval]:
@@ -144,6 +168,17 @@ def mcnemar_exact(only_a: int, only_b: int) -> float:
     return min(1.0, 2.0 * math.exp(log_tail))
 
 
+def mcnemar_shared(a: Outcomes, b: Outcomes, task: str | None = None) -> float | None:
+    """Exact McNemar p-value of A against B on the items both ran (only those of ``task`` when given);
+    ``None`` when they share no such item."""
+    shared = [i for i in a.keys() & b.keys() if task is None or a[i][0] == task]
+    if not shared:
+        return None
+    only_a = sum(a[i][1] and not b[i][1] for i in shared)
+    only_b = sum(b[i][1] and not a[i][1] for i in shared)
+    return mcnemar_exact(only_a, only_b)
+
+
 @dataclass(frozen=True)
 class Paired:
     """A paired comparison of A against B on the items both ran (accuracies and ``delta`` in %)."""
@@ -156,7 +191,7 @@ class Paired:
     p: float  # exact McNemar
     only_a: int  # shared items only A got right
     only_b: int  # shared items only B got right
-    tasks: int  # tasks among the shared items
+    tasks: int  # tasks among the shared items (1 under an all-questions rule)
 
 
 def paired(
@@ -165,10 +200,12 @@ def paired(
     resamples: int = RESAMPLES,
     seed: int = SEED,
     confidence: float = CONFIDENCE,
+    rule: HeadlineRule = MEAN_OF_TASKS,
 ) -> Paired | None:
-    """A against B on the items both ran (``None`` when they share none): both averages over tasks,
-    their difference with a paired-bootstrap interval (shared items resampled together, within each
-    task) and the exact McNemar p-value over all shared items. An item's task is A's."""
+    """A against B on the items both ran (``None`` when they share none): both headline numbers under
+    ``rule`` (by default the mean over tasks), their difference with a paired-bootstrap interval
+    (shared items resampled together: within each task for a mean of tasks, all pooled for an
+    all-questions rule) and the exact McNemar p-value over all shared items. An item's task is A's."""
     _check(resamples, confidence)
     shared = a.keys() & b.keys()
     if not shared:
@@ -176,6 +213,7 @@ def paired(
     counts: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0, 0, 0])  # n, only a, only b, a, b
     for item in shared:
         task, right_a = a[item]
+        task = "" if rule.over == "items" else task  # all questions: one stratum
         right_b = b[item][1]
         c = counts[task]
         c[0] += 1
@@ -185,12 +223,14 @@ def paired(
         c[4] += right_b
     table = np.array([counts[t] for t in sorted(counts)], dtype=np.int64)
     sizes, only_a, only_b = table[:, 0], table[:, 1], table[:, 2]
-    acc_a = 100.0 * float(np.mean(table[:, 3] / sizes))
-    acc_b = 100.0 * float(np.mean(table[:, 4] / sizes))
+    # the mean of tasks divides by every task the rule names (MLVU: absent ones count 0 for both)
+    share = 1.0 if rule.over == "items" else sizes.size / rule.denominator(sorted(counts))
+    acc_a = 100.0 * share * float(np.mean(table[:, 3] / sizes))
+    acc_b = 100.0 * share * float(np.mean(table[:, 4] / sizes))
     probs = np.stack([only_a, only_b, sizes - only_a - only_b], axis=1) / sizes[:, None]
     rng = np.random.default_rng(seed)
     draws = rng.multinomial(sizes, probs, size=(resamples, sizes.size))  # (resamples, tasks, 3)
-    deltas = 100.0 * ((draws[..., 0] - draws[..., 1]) / sizes).mean(axis=1)
+    deltas = 100.0 * share * ((draws[..., 0] - draws[..., 1]) / sizes).mean(axis=1)
     return Paired(
         n=int(sizes.sum()),
         accuracy_a=acc_a,

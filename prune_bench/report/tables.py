@@ -1,9 +1,14 @@
 """Accuracy-per-task tables in markdown, LaTeX (booktabs) and CSV.
 
-One row per (strategy, keep): accuracy on each task, their average, visual-token retention (into the
+One row per (strategy, keep): accuracy on each task, the benchmark's headline number (``avg``: its
+:class:`~prune_bench.benchmarks.headline.HeadlineRule`, named in the note), visual-token retention (into the
 LLM / averaged over its layers / visible while decoding), prefill FLOPs relative to the unpruned model
 under one named convention, and the change of the average vs the ``none`` reference row (in points).
-The best pruned value of each scored column within one budget is bold (markdown, LaTeX).
+The best pruned value of each scored column within one budget is bold (markdown, LaTeX); for an
+accuracy only where it is significantly better than every other row of that budget (exact McNemar
+p < :data:`SIGNIFICANCE` on the items both ran), so a bold number is never inside the noise. LaTeX is a
+booktabs ``table`` float, the note as its caption, resized to the text width, with the compact column
+set by default (:data:`COLUMN_SETS`).
 
 Uncertainty (:mod:`prune_bench.report.stats`, computed by ``summarize``): a ``95% CI`` column beside
 the average (percentile bootstrap, items resampled within each task) and a ``p vs none`` column (exact
@@ -28,6 +33,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
+from prune_bench.benchmarks.headline import MEAN_OF_TASKS, HeadlineRule
 from prune_bench.core.flops import CONVENTIONS
 from prune_bench.errors import UserError
 from prune_bench.report import stats
@@ -35,6 +41,12 @@ from prune_bench.report.data import REFERENCE, mixed_units, reference_row
 from prune_bench.runner.summary import SummaryRow
 
 FORMATS: tuple[str, ...] = ("md", "markdown", "latex", "csv")
+#: the significance level behind bold accuracies (:func:`best_cells`)
+SIGNIFICANCE = 0.05
+#: "all": every column; "compact": what a page fits (no input/decode retention or absolute FLOPs, the
+#: headline's percentage only, the task columns only for up to :data:`COMPACT_TASKS` tasks)
+COLUMN_SETS: tuple[str, ...] = ("all", "compact")
+COMPACT_TASKS = 6
 #: what each FLOPs convention of :data:`prune_bench.core.flops.CONVENTIONS` counts, for the table note
 FLOPS_NOTE = {
     "exact": "exact: LLM prefill, GQA-aware, causal attention",
@@ -60,6 +72,9 @@ class Column:
     interval: bool = False  # cells are (low, high): ``[low, high]`` in text, ``<csv>_low``/``_high`` in CSV
     pvalue: bool = False  # shown as papers print p (``<0.001``, ``0.03``), raw in CSV
     csv_only: bool = False  # a raw column of the CSV, not printed in markdown or LaTeX
+    wide: bool = False  # left out of the compact column set (LaTeX's default)
+    #: an accuracy column: the task whose items it is over ("": all items); bold only where significant
+    task: str | None = None
 
 
 @dataclass
@@ -73,10 +88,16 @@ class Table:
     reference: list[Cell] | None = None  # the reference row's cells, for percentages of it
     paper_layout: bool = False
     note: str | None = None  # replaces the accuracy table's note (another kind of table)
+    rule: HeadlineRule = MEAN_OF_TASKS  # the benchmark's headline rule behind ``avg``
+    outcomes: list[stats.Outcomes | None] = field(default_factory=list)  # per row, for significance
+    #: a best accuracy is bold only where it is significantly better than every other row of its
+    #: budget (exact McNemar p < alpha); None: the best is bold whatever the difference
+    alpha: float | None = None
+    compact: bool = False  # print the compact column set (``wide`` columns left out)
 
     def shown(self) -> list[int]:
         """Indices of the columns markdown and LaTeX print (CSV has every column)."""
-        return [j for j, c in enumerate(self.columns) if not c.csv_only]
+        return [j for j, c in enumerate(self.columns) if not c.csv_only and not (self.compact and c.wide)]
 
 
 def flops_scale(values: Sequence[float]) -> tuple[float, str]:
@@ -89,12 +110,22 @@ def flops_scale(values: Sequence[float]) -> tuple[float, str]:
     return 1.0, "FLOPs"
 
 
-def build_table(rows: Sequence[SummaryRow], flops: str = "exact", paper_layout: bool = False) -> Table:
+def build_table(
+    rows: Sequence[SummaryRow],
+    flops: str = "exact",
+    paper_layout: bool = False,
+    alpha: float | None = SIGNIFICANCE,
+    columns_set: str = "all",
+) -> Table:
     """Lay out ``summarize`` rows: reference first, then blocks of one budget (keep, unit).
 
     ``flops`` names the FLOPs convention shown (``exact`` or ``paper``); ``paper_layout`` adds the
-    percentages of the reference and the absolute prefill FLOPs (see the module docstring).
+    percentages of the reference and the absolute prefill FLOPs (see the module docstring); ``alpha``
+    the significance level a best accuracy must reach to be bold (None: bold the best regardless);
+    ``columns_set`` ``"compact"`` prints the columns a page fits (see :data:`COLUMN_SETS`).
     """
+    if columns_set not in COLUMN_SETS:
+        raise ValueError(f"column set must be one of {COLUMN_SETS}, got {columns_set!r}")
     if flops not in CONVENTIONS:
         raise ValueError(f"flops convention must be one of {CONVENTIONS}, got {flops!r}")
     # Reference first, then one block per budget (largest keep first), strategies by name within it.
@@ -107,22 +138,25 @@ def build_table(rows: Sequence[SummaryRow], flops: str = "exact", paper_layout: 
         columns.append(Column("unit", "unit"))
     columns.append(Column("n", "n", count=True))  # items behind the row: every cell is a mean over these
     rel = paper_layout and ref is not None
-    columns += [Column(t, f"acc_{t}", better="high", relative=rel) for t in tasks]
+    many = len(tasks) > COMPACT_TASKS  # MVBench's 20: the compact set shows the headline only
+    columns += [Column(t, f"acc_{t}", better="high", relative=rel, wide=many, task=t) for t in tasks]
     columns += [
-        Column("avg", "average", better="high", relative=rel),
+        Column("avg", "average", better="high", relative=rel, task=""),
         Column(f"{stats.CONFIDENCE:.0%} CI", "average_ci", interval=True),
-        Column("ret. input", "retention_input", digits=3),
+        Column("ret. input", "retention_input", digits=3, wide=True),
         Column("ret. layer-avg", "retention_layer_average", digits=3),
-        Column("ret. decode", "retention_decode", digits=3),
+        Column("ret. decode", "retention_decode", digits=3, wide=True),
     ]
     scale, unit = flops_scale([r.flops[flops] for r in rows])
     if paper_layout:
         columns.append(
-            Column(f"prefill {unit}", f"prefill_{unit.lower()}_{flops}", digits=3, significant=True)
+            Column(
+                f"prefill {unit}", f"prefill_{unit.lower()}_{flops}", digits=3, significant=True, wide=True
+            )
         )
     columns += [
         Column(f"rel. FLOPs ({flops})", f"flops_{flops}", digits=3, better="low"),
-        Column(f"Δ avg vs {REFERENCE}", f"delta_vs_{REFERENCE}", better="high", signed=True),
+        Column(f"Δ avg vs {REFERENCE}", f"delta_vs_{REFERENCE}", better="high", signed=True, task=""),
         Column(f"p vs {REFERENCE}", f"p_vs_{REFERENCE}", pvalue=True),
     ]
     for t in tasks:  # the raw uncertainty of every cell, CSV only
@@ -161,7 +195,18 @@ def build_table(rows: Sequence[SummaryRow], flops: str = "exact", paper_layout: 
         cells.append(line)
         groups.append(None if r.strategy == REFERENCE else (r.keep, r.unit))
     reference = cells[rows.index(ref)] if ref is not None else None
-    return Table(columns, cells, groups, flops, reference, paper_layout)
+    return Table(
+        columns,
+        cells,
+        groups,
+        flops,
+        reference,
+        paper_layout,
+        rule=rows[0].rule if rows else MEAN_OF_TASKS,
+        outcomes=[r.outcomes for r in rows],
+        alpha=alpha,
+        compact=columns_set == "compact",
+    )
 
 
 def _fmt(value: Cell, col: Column) -> str:
@@ -187,16 +232,21 @@ def percent_of_reference(table: Table, i: int, j: int) -> float | None:
     ref = table.reference[j] if table.reference is not None else None
     if not table.columns[j].relative or table.groups[i] is None:
         return None
+    if table.compact and table.columns[j].task != "":  # compact: the headline's percentage only
+        return None
     if not isinstance(value, float | int) or not isinstance(ref, float | int) or not ref:
         return None
     return 100.0 * value / ref
 
 
-def best_cells(table: Table) -> set[tuple[int, int]]:
+def best_cells(table: Table, significant: bool = True) -> set[tuple[int, int]]:
     """(row, column) of the best value of each scored column, among pruned rows of the same budget.
 
     The reference row is never bolded (it is the ceiling, not a competitor); rows are compared within
     one (keep, unit), as papers compare methods at one retention; ties, at the precision shown, all win.
+    With ``table.alpha`` set (and ``significant``), an accuracy column's best is kept only when it is
+    one row and the exact McNemar test against every other row of its budget (on the items both ran,
+    of the column's task) gives p < alpha: a best inside the noise is not marked.
     """
     best: set[tuple[int, int]] = set()
     for j, col in enumerate(table.columns):
@@ -210,8 +260,35 @@ def best_cells(table: Table) -> set[tuple[int, int]]:
             by_group.setdefault(group, []).append((round(value, col.digits), i))
         for entries in by_group.values():
             target = (max if col.better == "high" else min)(v for v, _ in entries)
-            best.update((i, j) for v, i in entries if v == target)
+            winners = [i for v, i in entries if v == target]
+            if significant and table.alpha is not None and col.task is not None and table.outcomes:
+                others = [i for _, i in entries if i not in winners]
+                if (
+                    len(winners) > 1
+                    or not others
+                    or not all(_significant(table, winners[0], k, col.task) for k in others)
+                ):
+                    continue
+            best.update((i, j) for i in winners)
     return best
+
+
+def _significant(table: Table, i: int, k: int, task: str) -> bool:
+    """Whether rows i and k differ at ``table.alpha`` on the items both ran (of ``task``; "": all)."""
+    a, b = table.outcomes[i], table.outcomes[k]
+    if not a or not b or table.alpha is None:
+        return False
+    p = stats.mcnemar_shared(a, b, task or None)
+    return p is not None and p < table.alpha
+
+
+def _bold_note(table: Table) -> str:
+    if table.alpha is None:
+        return "best per budget in bold"
+    return (
+        f"bold: best per budget, for accuracies only where significantly better than every other method "
+        f"of that budget (exact McNemar p < {table.alpha:g} on the items both ran)"
+    )
 
 
 def to_markdown(table: Table) -> str:
@@ -249,9 +326,10 @@ def _counts(table: Table) -> list[int]:
 
 def _stats_note(table: Table) -> str:
     """What the intervals and p-values are, and the warning for small rows."""
+    within = "" if table.rule.over == "items" else ", within each task"
     text = (
-        f" {stats.CONFIDENCE:.0%} CI: percentile bootstrap of avg ({stats.RESAMPLES:,} resamples of the items, "
-        f"within each task); p vs {REFERENCE}: exact McNemar test against {REFERENCE} on the items both ran."
+        f" {stats.CONFIDENCE:.0%} CI: percentile bootstrap of avg ({stats.RESAMPLES:,} resamples of the items"
+        f"{within}); p vs {REFERENCE}: exact McNemar test against {REFERENCE} on the items both ran."
     )
     small = [n for n in _counts(table) if n < stats.SMALL_N]
     if small:
@@ -273,9 +351,9 @@ def _note(table: Table) -> str:
             else " Prefill FLOPs are per item."
         )
     return (
-        f"Accuracy in %, avg = mean over tasks; ret. = fraction of visual tokens kept (input to the LLM, "
+        f"Accuracy in %, avg = {table.rule.text}; ret. = fraction of visual tokens kept (input to the LLM, "
         f"averaged over its layers, visible while decoding); rel. FLOPs = prefill FLOPs / unpruned "
-        f"({FLOPS_NOTE[table.flops]}); Δ in accuracy points vs {REFERENCE}; best per budget in bold."
+        f"({FLOPS_NOTE[table.flops]}); Δ in accuracy points vs {REFERENCE}; {_bold_note(table)}."
         + extra
         + _stats_note(table)
     )
@@ -321,15 +399,28 @@ def _latex_display(row: list[Cell], j: int, i: int, table: Table) -> str:
 
 
 def to_latex(table: Table) -> str:
-    """A booktabs ``tabular``: reference row first, a rule between budgets, best per column in bold."""
+    """A booktabs table float that fits the text width: the note as its caption, the ``tabular``
+    inside a ``resizebox`` (packages: booktabs, graphicx); reference row first, a rule between
+    budgets, bold as :func:`best_cells` decides."""
     best = best_cells(table)
     shown = table.shown()
     spec = "".join("l" if table.columns[j].csv in _TEXT_COLUMNS else "r" for j in shown)
     heads = [
         latex_escape(table.columns[j].header).replace("Δ", r"$\Delta$").replace("−", "$-$") for j in shown
     ]
-    note = latex_escape(_note(table)).replace("Δ", "Delta").replace("−", "-")
-    out = [f"% {note}", rf"\begin{{tabular}}{{{spec}}}", r"\toprule", " & ".join(heads) + r" \\", r"\midrule"]
+    note = latex_escape(_note(table)).replace("Δ", r"$\Delta$").replace("−", "$-$")
+    out = [
+        r"% needs \usepackage{booktabs,graphicx}",
+        r"\begin{table}[t]",
+        r"\centering",
+        rf"\caption{{{note}}}",
+        r"\label{tab:prune-bench}",
+        r"\resizebox{\linewidth}{!}{%",
+        rf"\begin{{tabular}}{{{spec}}}",
+        r"\toprule",
+        " & ".join(heads) + r" \\",
+        r"\midrule",
+    ]
     for i, row in enumerate(table.rows):
         if i > 0 and table.groups[i] != table.groups[i - 1]:
             out.append(r"\midrule")
@@ -340,26 +431,28 @@ def to_latex(table: Table) -> str:
             pct = percent_of_reference(table, i, j)
             cells.append(text if pct is None else rf"{text} {{\scriptsize({pct:.1f}\%)}}")
         out.append(" & ".join(cells) + r" \\")
-    out += [r"\bottomrule", r"\end{tabular}"]
+    out += [r"\bottomrule", r"\end{tabular}}", r"\end{table}"]
     return "\n".join(out) + "\n"
 
 
 def to_csv(table: Table) -> str:
     """CSV with machine-friendly headers and raw numbers (4 decimals); empty where not applicable.
 
-    In the paper layout each relative column gets a ``<column>_pct_full`` twin and a last ``best``
-    column lists the columns where the row is best within its budget (``;``-separated).
+    In the paper layout each relative column gets a ``<column>_pct_full`` twin, a ``best`` column lists
+    the columns where the row is best within its budget (``;``-separated) and ``best_significant``
+    those among them where it is significantly better than every other row of the budget (what
+    markdown and LaTeX print bold).
     """
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
-    best = best_cells(table)
+    best, significant = best_cells(table, significant=False), best_cells(table)
     header: list[str] = []
     for c in table.columns:
         if c.interval:
             header += [f"{c.csv}_low", f"{c.csv}_high"]
         else:
             header += [c.csv, f"{c.csv}_pct_full"] if c.relative else [c.csv]
-    writer.writerow(header + (["best"] if table.paper_layout else []))
+    writer.writerow(header + (["best", "best_significant"] if table.paper_layout else []))
     for i, row in enumerate(table.rows):
         line: list[str] = []
         for j, (v, c) in enumerate(zip(row, table.columns, strict=True)):
@@ -371,7 +464,8 @@ def to_csv(table: Table) -> str:
                 pct = percent_of_reference(table, i, j)
                 line.append("" if pct is None else f"{pct:.2f}")
         if table.paper_layout:
-            line.append(";".join(c.csv for j, c in enumerate(table.columns) if (i, j) in best))
+            for marked in (best, significant):
+                line.append(";".join(c.csv for j, c in enumerate(table.columns) if (i, j) in marked))
         writer.writerow(line)
     return buf.getvalue()
 
@@ -389,14 +483,22 @@ def _csv_cell(value: Cell, col: Column) -> str:
 
 
 def render(
-    rows: Sequence[SummaryRow], fmt: str = "md", flops: str = "exact", paper_layout: bool = False
+    rows: Sequence[SummaryRow],
+    fmt: str = "md",
+    flops: str = "exact",
+    paper_layout: bool = False,
+    columns_set: str | None = None,
+    alpha: float | None = SIGNIFICANCE,
 ) -> str:
     """``summarize`` rows as a table in ``fmt`` (markdown/md, latex or csv), FLOPs under convention
-    ``flops``; ``paper_layout`` as in the module docstring."""
+    ``flops``; ``paper_layout`` as in the module docstring; ``columns_set`` "all" or "compact" (by
+    default compact for LaTeX, which must fit a page, all for the others; CSV always has every
+    column); ``alpha`` as in :func:`build_table`."""
     renderers = {"md": to_markdown, "markdown": to_markdown, "latex": to_latex, "csv": to_csv}
     if fmt not in renderers:
         raise ValueError(f"format must be one of {FORMATS}, got {fmt!r}")
-    return renderers[fmt](build_table(rows, flops, paper_layout))
+    chosen = columns_set or ("compact" if fmt == "latex" else "all")
+    return renderers[fmt](build_table(rows, flops, paper_layout, alpha, chosen))
 
 
 def versus_table(rows: Sequence[SummaryRow], a: str, b: str) -> Table:
@@ -445,7 +547,7 @@ def versus_table(rows: Sequence[SummaryRow], a: str, b: str) -> Table:
     groups: list[tuple[float, str] | None] = []
     for ra, rb in pairs:
         budget = budget_of((ra, rb))
-        test = stats.paired(ra.outcomes, rb.outcomes)
+        test = stats.paired(ra.outcomes, rb.outcomes, rule=ra.rule)
         line: list[Cell] = [budget.keep] + ([budget.unit] if with_unit else [])
         if test is None:
             line += [0, None, None, None, None, None, None, None]
@@ -455,9 +557,10 @@ def versus_table(rows: Sequence[SummaryRow], a: str, b: str) -> Table:
         cells.append(line)
         groups.append((budget.keep, budget.unit))
     note = (
-        f"{a} vs {b} on the items both ran (n), at each budget: average accuracy over tasks in %; "
+        f"{a} vs {b} on the items both ran (n), at each budget: {pairs[0][0].rule.text} in %; "
         f"Δ = {a} − {b} in points with its {stats.CONFIDENCE:.0%} CI (paired bootstrap: {stats.RESAMPLES:,} "
-        "resamples of the shared items, within each task); p: exact McNemar test (two-sided binomial "
+        f"resamples of the shared items{'' if pairs[0][0].rule.over == 'items' else ', within each task'}); "
+        "p: exact McNemar test (two-sided binomial "
         "on the items exactly one of them got right)."
     )
     n_at = 2 if with_unit else 1

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from statistics import mean, median
 from typing import Any
 
+from prune_bench.benchmarks.headline import MEAN_OF_TASKS, HeadlineRule
 from prune_bench.core.flops import CONVENTIONS
 from prune_bench.report import stats
 from prune_bench.report.stats import Interval, Paired
@@ -52,6 +53,13 @@ class SummaryRow:
     scoring: str = "logits"
     #: item id -> (task, correct), what the statistics are computed from (for further paired tests)
     outcomes: dict[str, tuple[str, bool]] = field(default_factory=dict, repr=False, compare=False)
+    #: the benchmark's rule behind ``average`` (:class:`~prune_bench.benchmarks.headline.HeadlineRule`)
+    rule: HeadlineRule = field(default=MEAN_OF_TASKS, repr=False, compare=False)
+
+    @property
+    def headline_rule(self) -> str:
+        """``average``'s rule in words ("mean of task accuracies", "accuracy over all questions")."""
+        return self.rule.text
 
 
 def summarize(
@@ -59,8 +67,10 @@ def summarize(
     hashes: set[str] | None = None,
     resamples: int = stats.RESAMPLES,
     seed: int = stats.SEED,
+    rule: HeadlineRule = MEAN_OF_TASKS,
 ) -> list[SummaryRow]:
-    """One row per configuration of ``records`` (only those of ``hashes`` when given), with its
+    """One row per configuration of ``records`` (only those of ``hashes`` when given), its ``average``
+    the benchmark's headline number under ``rule`` (by default the mean of task accuracies), with its
     bootstrap intervals (``resamples`` resamples, seeded by ``seed``) and, for a pruned row, its paired
     test against the ``none`` row (the one budgeted in the same unit when there are several)."""
     latest: dict[str, dict[str, dict[str, Any]]] = defaultdict(dict)  # hash -> item -> record
@@ -85,9 +95,11 @@ def summarize(
             strategy = f"{strategy} [{scoring}]"
         if len(labels[(recs[0]["strategy"], keep, unit)]) > len(scorings[(recs[0]["strategy"], keep, unit)]):
             strategy = f"{strategy} ({config_hash[:8]})"
-        items = stats.outcomes(recs)
-        by_task = stats.by_task(items)
-        acc = {t: 100.0 * sum(v) / len(v) for t, v in by_task.items()}
+        items = stats.outcomes(r for r in recs if rule.counts(r))
+        # a task whose every answer left the count (an empty generated answer) still counts, at 0
+        by_task = {**{r["task"]: [] for r in recs}, **stats.by_task(items)}
+        by_task = dict(sorted(by_task.items()))
+        acc = {t: 100.0 * sum(v) / len(v) if v else 0.0 for t, v in by_task.items()}
         rows.append(
             SummaryRow(
                 strategy=strategy,
@@ -97,8 +109,7 @@ def summarize(
                 config_hash=config_hash,
                 first_empty_layer=_first_empty_layer(recs),
                 accuracy=acc,
-                # Average of task accuracies (tasks weigh equally, as papers average benchmarks).
-                average=mean(acc.values()) if acc else 0.0,
+                average=rule.score(by_task),
                 retention={
                     k: mean(r["retention"][k] for r in recs) for k in ("input", "layer_average", "decode")
                 },
@@ -111,9 +122,10 @@ def summarize(
                 pruning_ms=median(r["timings_ms"].get("pruning", 0.0) for r in recs),
                 task_items={t: len(v) for t, v in by_task.items()},
                 accuracy_ci=stats.task_intervals(items, resamples, seed),
-                average_ci=stats.average_interval(by_task, resamples, seed),
+                average_ci=stats.headline_interval(by_task, rule, resamples, seed),
                 outcomes=items,
                 scoring=scoring,
+                rule=rule,
             )
         )
         if is_reference:
@@ -124,7 +136,7 @@ def summarize(
                 (r for r in references if (r.unit, r.scoring) == (row.unit, row.scoring)),
                 next((r for r in references if r.unit == row.unit), references[0]),
             )
-            row.vs_none = stats.paired(row.outcomes, ref.outcomes, resamples, seed)
+            row.vs_none = stats.paired(row.outcomes, ref.outcomes, resamples, seed, rule=rule)
     rows.sort(key=lambda r: (r.strategy != "none", r.strategy, r.keep))
     return rows
 

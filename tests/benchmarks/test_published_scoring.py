@@ -26,6 +26,7 @@ from prune_bench.benchmarks.published.parsing import (
 from prune_bench.benchmarks.published.scoring import scoring_for
 from prune_bench.cli.main import main
 from prune_bench.errors import UserError
+from prune_bench.report.data import load_records, report_rows
 
 pytest.importorskip("pyarrow.parquet")
 
@@ -312,6 +313,9 @@ def test_compare_and_the_lmms_eval_model_give_the_same_answers_and_headline(
             for i, j, t in zip(items, judged, texts, strict=True)
         ]
         assert bench.score(list(ours.values())).overall == pytest.approx(bench.score(theirs).overall)
+        # ... and `table`/`report`/`plot` show that same number as the row's average
+        (row,) = [r for r in report_rows(load_records(out)) if r.strategy == strategy]
+        assert row.average == pytest.approx(bench.score(theirs).overall)
         # the sidecar carries what pruning achieved, one line per request, joinable on (task, doc_id)
         lines = [json.loads(line) for line in log.read_text().splitlines()]
         assert [(x["task"], x["doc_id"]) for x in lines] == [(name, n) for n in range(len(items))]

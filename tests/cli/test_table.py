@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from prune_bench.errors import UserError
+from prune_bench.report import stats
 from prune_bench.report.data import load_results, report_rows
 
 
@@ -50,8 +51,11 @@ def test_markdown_marks_the_best_average_per_budget_and_gives_percentages(swept:
             assert float(m.group(4)) == pytest.approx(100 * r.average / full.average, abs=0.05)
         else:
             assert m.group(4) is None
-        same_budget = [o.average for o in rows if o.strategy != "none" and o.keep == r.keep]
-        assert bool(m.group(1)) == (round(r.average, 1) == round(max(same_budget), 1)), (r.strategy, r.keep)
+        others = [o for o in rows if o.strategy not in ("none", r.strategy) and o.keep == r.keep]
+        best = all(round(r.average, 1) > round(o.average, 1) for o in others)
+        # bold: the best of its budget and significantly better than each other row there
+        significant = all(stats.mcnemar_shared(r.outcomes, o.outcomes) < 0.05 for o in others)
+        assert bool(m.group(1)) == bool(others and best and significant), (r.strategy, r.keep)
 
 
 def test_csv_has_percent_columns_and_names_the_best(swept: Path, rows, run_cli) -> None:

@@ -47,7 +47,7 @@ def test_markdown_shape(records: list[dict[str, Any]]) -> None:
 
 
 def test_latex_bolds_the_best_pruned_value_per_budget(records: list[dict[str, Any]]) -> None:
-    tex = render(report_rows(records), "latex")
+    tex = render(report_rows(records), "latex", columns_set="all", alpha=None)  # best, significant or not
     assert r"\toprule" in tex and r"\midrule" in tex and r"\bottomrule" in tex
     rows = [line for line in tex.splitlines() if line.endswith(r"\\")]
     none = next(line for line in rows if line.startswith("none"))

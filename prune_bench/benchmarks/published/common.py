@@ -21,10 +21,10 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from statistics import mean
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar
 
 from prune_bench.benchmarks.base import Benchmark, VideoQAItem
+from prune_bench.benchmarks.headline import ALL_QUESTIONS, HeadlineRule
 from prune_bench.benchmarks.published.parsing import Parsed
 from prune_bench.benchmarks.published.scoring import Generation
 from prune_bench.errors import UserError
@@ -126,12 +126,6 @@ def accuracy(records: Sequence[dict[str, Any]]) -> float:
     return 100.0 * sum(bool(r["correct"]) for r in records) / len(records) if records else 0.0
 
 
-def answered(record: dict[str, Any]) -> bool:
-    """Whether a record has an answer: a logit-scored one always, a generated one unless it is empty."""
-    response = record.get("response")
-    return response is None or bool(str(response).strip())
-
-
 class PublishedBenchmark(Benchmark):
     """A benchmark read from a local copy in lmms-eval's layout.
 
@@ -141,18 +135,12 @@ class PublishedBenchmark(Benchmark):
 
     #: the expected directory layout, as one line for error messages
     layout: ClassVar[str]
-    #: lmms-eval's headline number: accuracy over all items, or the mean of per-task accuracies
-    score_rule: ClassVar[Literal["items", "tasks"]] = "items"
-    #: with ``score_rule="tasks"``: divide by every task in ``tasks``, an absent one counting 0 (MLVU)
-    mean_over_all_tasks: ClassVar[bool] = False
-    #: leave questions with an empty response out of the accuracies (MVBench's ``answered`` count)
-    skip_unanswered: ClassVar[bool] = False
+    #: lmms-eval's headline number (accuracy over all questions unless the task aggregates otherwise)
+    headline: ClassVar[HeadlineRule] = ALL_QUESTIONS
     #: further breakdowns the records carry in ``groups`` (besides ``task``)
     group_keys: ClassVar[tuple[str, ...]] = ()
     #: the task's ``generation_kwargs`` (max_new_tokens; ``until`` as lmms-eval's TaskConfig fills it)
     generation: ClassVar[Generation] = Generation(max_new_tokens=16)
-    #: the rule a score line names
-    rule_text: ClassVar[str] = ""
 
     def __init__(self, data_dir: str | Path | None = None) -> None:
         if data_dir is None:
@@ -227,9 +215,10 @@ class PublishedBenchmark(Benchmark):
 
     # ------------------------------------------------------------------------------ scores
     def score(self, records: Iterable[dict[str, Any]]) -> PublishedScore:
-        """lmms-eval's number for one row's records, with the per-task and per-group breakdowns."""
+        """lmms-eval's number for one row's records (:attr:`headline`), with the per-task and per-group
+        breakdowns."""
         every = list(records)
-        recs = [r for r in every if answered(r)] if self.skip_unanswered else every
+        recs = [r for r in every if self.headline.counts(r)]
         by: dict[str, dict[str, list[dict[str, Any]]]] = defaultdict(lambda: defaultdict(list))
         for r in every:  # a task whose every answer is empty still counts, at 0 (as lmms-eval's)
             by["task"].setdefault(r["task"], [])
@@ -238,13 +227,8 @@ class PublishedBenchmark(Benchmark):
             for key in self.group_keys:
                 by[key][r.get("groups", {}).get(key, "?")].append(r)
         breakdown = {k: {name: accuracy(rs) for name, rs in sorted(v.items())} for k, v in by.items()}
-        if self.score_rule == "tasks" and self.mean_over_all_tasks:
-            overall = sum(breakdown["task"].get(t, 0.0) for t in self.tasks) / len(self.tasks)
-        elif self.score_rule == "tasks":
-            overall = mean(breakdown["task"].values()) if recs else 0.0
-        else:
-            overall = accuracy(recs)
-        return PublishedScore(overall, len(recs), breakdown)
+        outcomes = {task: [bool(r["correct"]) for r in rs] for task, rs in by["task"].items()}
+        return PublishedScore(self.headline.score(outcomes) if recs else 0.0, len(recs), breakdown)
 
     def score_lines(self, records: Iterable[dict[str, Any]], hashes: set[str]) -> list[str]:
         """One line per (strategy, keep, scoring): lmms-eval's headline number and its breakdowns, and
@@ -256,10 +240,7 @@ class PublishedBenchmark(Benchmark):
                 scoring = r.get("scoring", "logits")
                 rows[(r["strategy"], r["keep"], scoring)].append(r)
                 own_format += scoring == "generate" and r.get("prompt") == "model"
-        rule = self.rule_text or (
-            "mean of task accuracies" if self.score_rule == "tasks" else "accuracy over all questions"
-        )
-        lines = [f"{self.name} score as lmms-eval computes it ({rule}), %:"]
+        lines = [f"{self.name} score as lmms-eval computes it ({self.headline.text}), %:"]
         for (strategy, keep, scoring), recs in sorted(
             rows.items(), key=lambda kv: (kv[0][0] != "none", kv[0])
         ):

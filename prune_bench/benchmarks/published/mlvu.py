@@ -20,6 +20,7 @@ import random
 import re
 
 from prune_bench.benchmarks.base import VideoQAItem
+from prune_bench.benchmarks.headline import HeadlineRule
 from prune_bench.benchmarks.published.common import (
     PublishedBenchmark,
     find_video,
@@ -44,10 +45,12 @@ class MLVUDev(PublishedBenchmark):
     name = "mlvu_dev"
     tasks = TASK_TYPES
     layout = "DIR/test-00000-of-00001.parquet (columns video_name, question, answer, task_type) and DIR/<video_name>"
-    score_rule = "tasks"
-    mean_over_all_tasks = True
+    headline = HeadlineRule(
+        over="tasks",
+        all_tasks=TASK_TYPES,
+        text="mean of the accuracies of its 7 task types, a type without questions counting 0",
+    )
     generation = Generation(max_new_tokens=16)
-    rule_text = "mean of the accuracies of its 7 task types, a type without questions counting 0"
 
     def parse(self, item: VideoQAItem, response: str, rng: random.Random) -> Parsed:
         return Parsed(extract_mcq_answer(response, "ABCD"))

@@ -22,6 +22,7 @@ from itertools import zip_longest
 from pathlib import Path
 
 from prune_bench.benchmarks.base import VideoQAItem
+from prune_bench.benchmarks.headline import HeadlineRule
 from prune_bench.benchmarks.published.common import LETTERS, PublishedBenchmark, find_video, read_annotations
 from prune_bench.benchmarks.published.parsing import Parsed, mvbench_normalise
 from prune_bench.benchmarks.published.scoring import Generation
@@ -64,13 +65,13 @@ class MVBench(PublishedBenchmark):
     name = "mvbench"
     tasks = tuple(DATA_LIST)
     layout = "DIR/json/<task>.json and DIR/video/<task folder>/<video> (OpenGVLab/MVBench, unzipped)"
-    score_rule = "tasks"
-    skip_unanswered = True
-    generation = Generation(max_new_tokens=16)
-    rule_text = (
-        "mean of the 20 task accuracies, each over the questions with a non-empty answer; lmms-eval "
-        "reports the tasks one by one (its mvbench group sets no aggregate) and papers print their mean"
+    headline = HeadlineRule(
+        over="tasks",
+        skip_unanswered=True,
+        text="mean of the 20 task accuracies, each over the questions with a non-empty answer; lmms-eval "
+        "reports the tasks one by one (its mvbench group sets no aggregate) and papers print their mean",
     )
+    generation = Generation(max_new_tokens=16)
 
     def parse(self, item: VideoQAItem, response: str, rng: random.Random) -> Parsed:
         # mcq_acc compares mvbench_normalise(response) with mvbench_normalise(right letter) = the letter
