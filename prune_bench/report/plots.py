@@ -90,8 +90,9 @@ def _unit_label(rows: Sequence[SummaryRow]) -> str | None:
 
 
 def _accuracy_caption(fig: Figure, title: str, rows: Sequence[SummaryRow], context: Context | None) -> None:
+    band = " and the grey band around the unpruned level" if reference_row(rows) is not None else ""
     notes = [
-        f"Accuracy: {headline_rule(rows)}. Bars and the grey band: 95% bootstrap intervals. "
+        f"Accuracy: {headline_rule(rows)}. Bars{band}: 95% bootstrap intervals. "
         "Pareto front: the pruned configurations no other beats on both cost and accuracy."
     ]
     caption(fig, title, rows, context, notes + accuracy_notes(rows))
