@@ -40,6 +40,10 @@ Where we differ, and why:
   frames' tokens globally, and the LLaVA-OneVision newline token is not visual, so never dropped.
 * The official attention adds a causal mask and softmaxes in float32 then casts to the model dtype
   before averaging; we average in float32.
+* Engineering, not selection: a stage reads one number back from the device (how many visual
+  tokens it sees); the kept indices follow from that count without another read. What a stage
+  costs beyond that is the framework's: the layer's q/k for the attention row
+  (``adapters/decoder.py``, ``_pre_rows``).
 """
 
 from __future__ import annotations
@@ -127,11 +131,13 @@ class PyramidDrop(Strategy):
         cumulative = self.config.ratio**stage
 
         def rank_drop(state: TokenState, ctx: StageContext) -> TokenState:
-            n_input = ctx.memory.setdefault(INPUT_COUNT_KEY, state.num_visual)
-            if state.num_visual == 0:
+            vis = state.visual_index  # the stage's one host sync (its count); reused below
+            if INPUT_COUNT_KEY not in ctx.memory:
+                ctx.memory[INPUT_COUNT_KEY] = vis.numel()
+            if vis.numel() == 0:
                 return state
-            scores = last_token_visual_attention(state, ctx)
-            return topk_visual(state, scores, int(n_input * cumulative))
+            scores = last_token_visual_attention(state, ctx, visual_index=vis)
+            return topk_visual(state, scores, int(ctx.memory[INPUT_COUNT_KEY] * cumulative), visual_index=vis)
 
         return rank_drop
 

@@ -7,6 +7,7 @@ from prune_bench.core.context import StageContext
 from prune_bench.core.stages import PruningPlan
 from prune_bench.core.state import TokenKind, TokenState
 from prune_bench.core.strategy import BudgetWarning, ModelInfo
+from prune_bench.strategies.common.select import topk_visual
 from prune_bench.strategies.pyramiddrop import PyramidDrop, pdrop_layer_average, scaled_layers
 from prune_bench.testing import assert_drop_equals_mask
 
@@ -54,14 +55,18 @@ def test_layers_scale_to_depth_and_the_default_layer_average():
 
 @pytest.mark.parametrize("keep", [0.3, 0.4, 0.5])
 def test_for_budget_solves_lambda_for_the_layer_average(keep):
-    info = ModelInfo(num_layers=28, num_frames=32, tokens_per_frame=196, hidden_size=3584, family="llava_onevision")
+    info = ModelInfo(
+        num_layers=28, num_frames=32, tokens_per_frame=196, hidden_size=3584, family="llava_onevision"
+    )
     s = PyramidDrop.for_budget(keep, "layer-average", info)
     assert pdrop_layer_average(s.config.ratio, (7, 14, 21), 28) == pytest.approx(keep, abs=1e-9)
     assert PyramidDrop.for_budget(keep, "input", info).config.ratio == keep
 
 
 def test_unreachable_budget_warns():
-    info = ModelInfo(num_layers=28, num_frames=32, tokens_per_frame=196, hidden_size=3584, family="llava_onevision")
+    info = ModelInfo(
+        num_layers=28, num_frames=32, tokens_per_frame=196, hidden_size=3584, family="llava_onevision"
+    )
     with pytest.warns(BudgetWarning):
         s = PyramidDrop.for_budget(0.2, "layer-average", info, layers=(8, 16, 24))
     assert s.config.ratio == 0.0
@@ -98,3 +103,38 @@ def test_achieved_layer_average_matches_up_to_truncation(tiny_adapter, tiny_samp
     n, layers = sample.state.num_visual, info.num_layers
     # int() truncation loses less than one token in each layer after the first stage
     assert keep - (layers - 1) / (layers * n) <= result.layer_average_retention <= keep + 1e-9
+
+
+def test_known_counts_keep_the_same_tokens_as_reading_them_back():
+    state = _state(24)
+    g = torch.Generator().manual_seed(0)
+    mask = torch.rand(len(state), generator=g) > 0.5
+    by_count = state.keep_mask(mask, count=int(mask.sum()))
+    assert torch.equal(by_count.source, state.keep_mask(mask).source)
+    assert torch.equal(by_count.hidden, state.keep_mask(mask).hidden)
+    scores = torch.rand(24, generator=g)
+    vis = state.visual_index
+    kept = topk_visual(state, scores, 7, visual_index=vis)
+    expected = state.source[vis[scores.topk(7).indices.sort().values]]
+    assert torch.equal(kept.source[kept.is_visual], expected) and kept.num_visual == 7
+    assert (kept.kind == int(TokenKind.TEXT)).sum() == 4
+    assert kept.reindexed().next_position == len(kept) == int(kept.reindexed().position.max()) + 1
+
+
+def test_each_stage_reads_the_device_once_for_its_visual_count(monkeypatch):
+    state = _state(16)
+    ctx = _ctx({}, torch.rand(len(state), generator=torch.Generator().manual_seed(1)))
+    stage = PyramidDrop(ratio=0.5).make_stage(1)
+    reads: list[str] = []
+
+    def counted(owner, name):
+        original = getattr(owner, name)
+        monkeypatch.setattr(owner, name, lambda *a, **k: (reads.append(name), original(*a, **k))[1])
+
+    for name in ("nonzero", "item", "tolist", "__bool__", "__int__"):
+        counted(torch.Tensor, name)
+    counted(torch, "nonzero")
+    out = stage(state, ctx)
+    monkeypatch.undo()
+    assert reads == ["nonzero"]  # the visual index; the kept indices follow from its count
+    assert out.num_visual == 8
