@@ -32,6 +32,7 @@ from prune_bench.runner.speed import (
     rows_from_json,
     time_vision,
 )
+from prune_bench.runner.speed_input import DEFAULT_SCENES, FEATURES, INPUTS, default_features, input_frames
 from prune_bench.session import Session
 
 COLUMNS = (
@@ -39,6 +40,7 @@ COLUMNS = (
     ("keep", "keep"),
     ("frames", "frames"),
     ("ret. layer-avg", "retention_layer_average"),
+    ("segments", "segments"),
     ("vision ms", "vision_ms"),
     ("pruning ms", "pruning_ms"),
     ("LM prefill ms", "lm_prefill_ms"),
@@ -54,6 +56,8 @@ COLUMNS = (
 
 
 def _fmt(value: Any) -> str:
+    if value is None:
+        return "-"
     if isinstance(value, float):
         return f"{value:.3f}" if abs(value) < 10 else f"{value:.1f}"
     return str(value)
@@ -68,6 +72,7 @@ def markdown(rows: list[SpeedRow], meta: dict[str, Any]) -> str:
         f"Command: `{meta['command']}`",
         f"Medians of {meta['repeats']} runs after {meta['warmup']} warm-up runs; {meta['decode_tokens']} decoded tokens; "
         f"{meta['text_tokens']} text tokens around the video.",
+        *([f"Input: {meta['input_description']}."] if "input_description" in meta else []),
         "",
     ]
     for frames, hf in meta["hf_lm_prefill_ms"].items():
@@ -86,7 +91,8 @@ def markdown(rows: list[SpeedRow], meta: dict[str, Any]) -> str:
     lines += [
         "",
         "overhead = pruning time / the pruned model's LM prefill time (stages excluded); speed-up = unpruned LM prefill / this LM prefill (pruning "
-        "excluded); FLOPs-ideal = ratio of exact LLM prefill FLOPs (GQA-aware, causal); achieved/ideal = their ratio.",
+        "excluded); FLOPs-ideal = ratio of exact LLM prefill FLOPs (GQA-aware, causal); achieved/ideal = their ratio; "
+        "segments = the temporal segments or windows the strategy formed on this video (- where it forms none).",
     ]
     staged = [r for r in rows if r.stage_ms]
     if staged:
@@ -118,6 +124,19 @@ def write_outputs(
         write_speed_plots(rows, path)
 
 
+def describe_input(source: str, video: str | None, scenes: int, features: str) -> str:
+    """One line saying which video the stages saw, and whether their features were centred."""
+    what = {
+        "scenes": f"rendered clip of {scenes} scene{'s' if scenes > 1 else ''} with hard cuts (seed 0)",
+        "noise": "independent uniform random pixels every frame",
+    }.get(source, f"video file {video}")
+    how = {
+        "centred": "random-weight tower's tokens centred (their mean over the video removed, norms kept)",
+        "tower": "random-weight tower's tokens as they are",
+    }[features]
+    return f"{source if video is None else 'video'}: {what}; features: {how}"
+
+
 @click.command("speed")
 @click.argument("strategies", nargs=-1)
 @click.option(
@@ -126,6 +145,35 @@ def write_outputs(
     type=click.Path(dir_okay=False, exists=True),
     default=None,
     help="Only redraw speed.md and the figures next to an existing speed.json.",
+)
+@click.option(
+    "--input",
+    "input_name",
+    type=click.Choice(INPUTS),
+    default=None,
+    help="The video: 'scenes' (default), a clip rendered with hard cuts between --scenes scenes; 'noise', "
+    "independent random pixels, the single-segment worst case at a real shape.",
+)
+@click.option(
+    "--video",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Measure on this video file instead, decoded at each --frames count by the project's decoder.",
+)
+@click.option(
+    "--scenes",
+    type=int,
+    default=DEFAULT_SCENES,
+    show_default=True,
+    help="Scenes of --input scenes (1: no cut).",
+)
+@click.option(
+    "--features",
+    type=click.Choice(FEATURES),
+    default=None,
+    help="What the stages get: the tower's tokens 'centred' (their mean over the video removed: random "
+    "weights map every token near one direction, which hides the scenes) or as the 'tower' gives them. "
+    "Default: centred for scenes and --video, tower for noise.",
 )
 @click.option(
     "--arch", default="llava-onevision-7b", show_default=True, help="Named architecture (random weights)."
@@ -173,10 +221,15 @@ def speed(
     sets: tuple[str, ...],
     out: str | None,
     render: str | None,
+    input_name: str | None,
+    video: str | None,
+    scenes: int,
+    features: str | None,
 ) -> None:
     """Time STRATEGIES at a real architecture's shape with random weights (no download).
 
-    The unpruned model ('none') is always measured as the reference.
+    The unpruned model ('none') is always measured as the reference. The video is a rendered clip of
+    scenes (default), noise or your own file (--video), through the model's random-weight tower.
     """
     if render:
         payload = json.loads(Path(render).read_text())
@@ -186,6 +239,12 @@ def speed(
         return
     if not strategies:
         raise UserError("name at least one strategy, e.g. prune-bench speed hieravid fastv --keep 0.3")
+    if video is not None and input_name is not None:
+        raise UserError("pass --input or --video, not both (--video measures on your file)")
+    if scenes < 1:
+        raise UserError(f"--scenes must be at least 1, got {scenes}")
+    source = video if video is not None else input_name or "scenes"
+    features = features or default_features(source)
     reg = registry()
     for k in keeps:
         check_keep(k)
@@ -229,6 +288,9 @@ def speed(
             "decode_tokens": decode_tokens,
             "text_tokens": text_tokens,
             "budget_unit": budget_unit,
+            "input": "video" if video is not None else source,
+            "input_description": describe_input(source, video, scenes, features),
+            "features": features,
             "hf_lm_prefill_ms": hf,
             "command": " ".join(
                 [
@@ -242,7 +304,9 @@ def speed(
     with Progress(console=console, transient=True) as progress:
         bar = progress.add_task("measuring", total=len(frame_counts) * (1 + (len(specs) - 1) * len(keeps)))
         for frames in frame_counts:
-            sample = time_vision(adapter, frames, text_tokens, capture=True)
+            clip = input_frames(source, frames, max(adapter.frame_size), scenes=scenes)
+            sample = time_vision(adapter, clip, text_tokens, features=features, capture=True)
+            del clip
             hf[str(frames)] = hf_lm_prefill_ms(adapter, sample, warmup=warmup, repeats=repeats)
             for spec in specs:
                 for keep in [1.0] if spec == "none" else keeps:
@@ -279,15 +343,15 @@ def speed(
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()
     finish(rows)
-    table = Table(title=f"{arch} on {info_machine['device']}")
+    table = Table(title=f"{arch} on {info_machine['device']}, input {meta()['input_description']}")
     for col, _ in COLUMNS:
         table.add_column(col, justify="left" if col == "strategy" else "right", no_wrap=True)
     for r in rows:
         d = r.as_dict()
         table.add_row(*(_fmt(d[k]) for _, k in COLUMNS))
     print_wide(console, table)
-    for frames, ms in hf.items():
-        console.print(f"HF language-model forward, unpruned, {frames} frames: {ms:.1f} ms")
+    for count, ms in hf.items():
+        console.print(f"HF language-model forward, unpruned, {count} frames: {ms:.1f} ms")
     if out:
         write_outputs(Path(out), rows, meta(), failures)
         console.print(f"wrote {Path(out) / 'speed.md'}, speed.json and plots")

@@ -16,7 +16,14 @@ Figures, all per sample:
 * ``peak_mem_gib``: peak allocated memory during the run (summed over the GPUs of a model placed by
   ``--device-map``); ``kv_cache_mib``: the prompt's KV cache;
 * ``speedup``: unpruned ``lm_prefill_ms`` / this ``lm_prefill_ms``; ``ideal_speedup``: the same
-  ratio of exact LLM prefill FLOPs; ``efficiency`` = speedup / ideal_speedup.
+  ratio of exact LLM prefill FLOPs; ``efficiency`` = speedup / ideal_speedup;
+* ``segments``: how many temporal segments or windows the strategy formed on this video (None for a
+  strategy that forms none): the distinct ``TokenState.segment`` ids of the visual tokens after its
+  pre-LLM stages, where HieraVid, FastVID, FlashVID, HoliTom and PruneVid record them, read from one
+  extra untimed prefill (:func:`segments_formed`). Their per-segment work depends on it: a greedy DPP
+  over one segment makes every pick in sequence.
+
+The video is :mod:`prune_bench.runner.speed_input`'s: rendered scenes, noise or the user's file.
 
 The Hugging Face reference (``hf_lm_prefill_ms``) is the HF language model's own forward
 (``use_cache=True``, same SDPA backend, same embeddings) over the unpruned prompt, so the cost of
@@ -40,7 +47,9 @@ import torch
 
 from prune_bench.adapters.base import Adapter, AnswerResult, EncodedSample, default_dtype
 from prune_bench.core.flops import LMShape, prefill_flops
+from prune_bench.core.stages import PruningPlan
 from prune_bench.core.timing import Clock
+from prune_bench.runner.speed_input import speed_sample
 from prune_bench.session import Session
 
 
@@ -65,6 +74,7 @@ class SpeedRow:
     speedup: float = 1.0
     ideal_speedup: float = 1.0
     stage_ms: dict[str, float] = field(default_factory=dict)
+    segments: int | None = None
 
     @property
     def efficiency(self) -> float:
@@ -132,6 +142,20 @@ def kv_cache_bytes(shape: LMShape, result: AnswerResult, dtype: torch.dtype) -> 
     return sum(c.attn_tokens for c in result.counts) * per_token
 
 
+def segments_formed(session: Session, sample: EncodedSample) -> int | None:
+    """Temporal segments (or windows) ``session``'s strategy formed on ``sample``: the distinct segment
+    ids ``>= 0`` of the visual tokens after its ``input``, ``segment`` and ``frame`` stages (a prefill
+    under those stages alone, untimed); None when it records none."""
+    full = session.plan(sample.frames or session.num_frames)
+    if not full.pre_llm:
+        return None
+    plan = PruningPlan.of(full.pre_llm, session.adapter.model_info(sample.frames).num_layers)
+    state = session.adapter.prefill(sample, plan, mode=session.mode, seed=session.seed).state
+    ids = state.segment[state.is_visual]
+    found = int(torch.unique(ids[ids >= 0]).numel())
+    return found or None
+
+
 def measure_session(
     session: Session,
     sample: EncodedSample,
@@ -181,15 +205,24 @@ def measure_session(
         flops_exact=prefill_flops(shape, first.counts, "exact"),
         flops_paper=prefill_flops(shape, first.counts, "paper"),
         stage_ms={k.removeprefix("stage:"): med(k) for k in stages},
+        segments=segments_formed(session, sample),
     )
 
 
 def time_vision(
-    adapter: Adapter, frames: int, text_tokens: int, *, capture: bool, repeats: int = 5
+    adapter: Adapter,
+    frames: torch.Tensor,
+    text_tokens: int,
+    *,
+    features: str,
+    capture: bool,
+    repeats: int = 5,
 ) -> EncodedSample:
-    """Encode the synthetic sample ``repeats`` times; the returned sample carries the median time."""
+    """Encode uint8 ``frames`` ``[T, H, W, 3]`` (:func:`~prune_bench.runner.speed_input.speed_sample`)
+    ``repeats`` times after one warm-up; the returned sample carries the median time."""
     samples = [
-        adapter.encode_synthetic(frames, text_tokens, capture_vision=capture) for _ in range(repeats + 1)
+        speed_sample(adapter, frames, text_tokens, features=features, capture_vision=capture)
+        for _ in range(repeats + 1)
     ]
     sample = samples[-1]
     sample.encode_ms = median(s.encode_ms for s in samples[1:])
