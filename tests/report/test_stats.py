@@ -201,3 +201,48 @@ def test_summarize_pairs_on_shared_items_only(records: list[dict[str, Any]]) -> 
     assert fastv.items == 4 and fastv.vs_none is not None and fastv.vs_none.n == 4
     no_reference = summarize([r for r in records if r["strategy"] != "none"])
     assert all(r.vs_none is None for r in no_reference)
+
+
+def _coverage(draw, truth: float, trials: int, seed: int, interval) -> float:  # type: ignore[no-untyped-def]
+    rng = np.random.default_rng(seed)
+    hits = 0
+    for t in range(trials):
+        low, high = interval(draw(rng), t)
+        hits += low <= truth <= high
+    return hits / trials
+
+
+def test_the_interval_covers_a_known_proportion_at_its_nominal_rate() -> None:
+    # 400 simulated benchmarks of 200 items with a true accuracy of 60%: a 95% interval should hold
+    # 60 in about 95% of them (binomial standard error of the rate over 400 trials: 1.1 points)
+    rate = _coverage(
+        lambda rng: list(rng.random(200) < 0.6),
+        60.0,
+        trials=400,
+        seed=11,
+        interval=lambda sample, t: accuracy_interval(sample, resamples=1000, seed=t),
+    )
+    assert 0.92 <= rate <= 0.98, rate
+
+
+def test_the_stratified_interval_covers_the_mean_over_tasks_at_its_nominal_rate() -> None:
+    # two tasks of unequal size and accuracy (40 items at 90%, 160 at 50%): the mean of tasks is 70
+    rate = _coverage(
+        lambda rng: {"a": list(rng.random(40) < 0.9), "b": list(rng.random(160) < 0.5)},
+        70.0,
+        trials=400,
+        seed=12,
+        interval=lambda sample, t: average_interval(sample, resamples=1000, seed=t),
+    )
+    assert 0.91 <= rate <= 0.98, rate
+
+
+def test_mcnemar_rejects_a_true_null_at_most_at_its_level() -> None:
+    # two methods equally good, disagreeing on 30% of 300 items: exact McNemar is conservative
+    rng = np.random.default_rng(13)
+    rejections = 0
+    for _ in range(1000):
+        discordant = rng.binomial(300, 0.3)
+        only_a = rng.binomial(discordant, 0.5)
+        rejections += mcnemar_exact(int(only_a), int(discordant - only_a)) < 0.05
+    assert rejections / 1000 <= 0.05 + 0.02  # the level, plus three standard errors of the rate
