@@ -5,8 +5,9 @@ fps=1,mode=drop,seed=0]`` runs lmms-eval's tasks through prune-bench's adapters 
 mounted (``pretrained`` left out: the shipped small model; a strategy spec may be ``a+b`` or carry
 options, ``hieravid[segment_level=false]``). lmms-eval finds the class through the ``lmms_eval.models``
 entry-point group (``pyproject.toml``: ``prune_bench = "prune_bench.integrations.lmms_eval:manifests"``),
-which its model registry (``ModelRegistryV2.load_entrypoint_manifests``) loads; install with
-``pip install 'prune-bench[lmms]'``.
+which its model registry (``ModelRegistryV2.load_entrypoint_manifests``) loads; install as the
+README's "lmms-eval" section says (torch and torchvision from one index: a CUDA torchvision beside a CPU
+torch fails to load, and lmms-eval's evaluator imports transformers, which imports torchvision).
 
 The class is a "simple" lmms-eval model (``is_simple = True``): lmms-eval hands it ``Instance``
 objects whose ``args`` are ``(context, gen_kwargs, doc_to_visual, doc_id, task, split)`` for
@@ -26,7 +27,8 @@ pruning_log=PATH``, by default ``prune_bench_pruning.jsonl`` in the ``--output_p
 started with (none without one; ``.rank<N>`` added per process in a multi-process launch).
 
 Followed: lmms-eval commit 75571cfe0fa36ca5ec2e6aa2bb268f9d38295af3 (``api/instance.py``,
-``evaluator.py``, ``loggers/evaluation_tracker.py``, ``api/task.py``).
+``evaluator.py``, ``loggers/evaluation_tracker.py``, ``api/task.py``); run against lmms-eval 0.7.3 from
+PyPI (``tests/integrations/test_lmms_install.py``).
 """
 
 from __future__ import annotations
@@ -63,7 +65,25 @@ def manifests() -> list[Any]:
     """The ``lmms_eval.models`` entry point: lmms-eval's manifest naming this module's class."""
     from lmms_eval.models.registry_v2 import ModelManifest
 
-    return [ModelManifest(model_id=MODEL_NAME, simple_class_path=f"{__name__}.PruneBenchLMM")]
+    class_path = f"{__name__}.PruneBenchLMM"
+    list_in_lmms_eval_models_command(class_path)
+    return [ModelManifest(model_id=MODEL_NAME, simple_class_path=class_path)]
+
+
+def list_in_lmms_eval_models_command(class_path: str) -> None:
+    """Name the model in ``lmms-eval models``, which lists only lmms-eval's built-in tables.
+
+    lmms-eval 0.7.3 resolves ``--model`` through its registry (where :func:`manifests` puts us) but its
+    ``models`` command and wizard read ``AVAILABLE_SIMPLE_MODELS``, which only its deprecated
+    ``LMMS_EVAL_PLUGINS`` path adds to, as done here. The registry loads entry points while
+    ``lmms_eval.models`` is being imported, so the module is taken from ``sys.modules`` (importing it
+    would recurse); a table that is not a plain dict (a read-only view derived from the registry, as
+    lmms-eval's open PR #1450 makes it, listing entry-point models itself) is left alone.
+    """
+    models = sys.modules.get("lmms_eval.models")
+    table = getattr(models, "AVAILABLE_SIMPLE_MODELS", None)
+    if type(table) is dict:
+        table.setdefault(MODEL_NAME, class_path)
 
 
 def _as_float(name: str, value: Any) -> float:
@@ -71,6 +91,13 @@ def _as_float(name: str, value: Any) -> float:
         return float(value)
     except (TypeError, ValueError):
         raise UserError(f"model_args {name} must be a number, got {value!r}") from None
+
+
+def _as_int(name: str, value: Any) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise UserError(f"model_args {name} must be a whole number, got {value!r}") from None
 
 
 def frames_of_visual(visual: Sequence[Any], num_frames: int, sample_fps: float | None) -> torch.Tensor:
@@ -175,14 +202,20 @@ class PruneBenchLMM(_LmmsBase):  # type: ignore[misc,valid-type]
             keep=self.keep,
             unit=budget_unit,  # type: ignore[arg-type]  # Session checks it
             mode=mode,  # type: ignore[arg-type]
-            seed=int(seed),
-            num_frames=int(frames) if frames not in (None, "") else None,
+            seed=_as_int("seed", seed),
+            num_frames=_as_int("frames", frames) if frames not in (None, "") else None,
         )
         self.prompt_format = adapter.prompt_format.with_benchmark_prompt()
         self.pruning_log = pruning_log_path(pruning_log, self._rank, self._world_size)
         if self.pruning_log is not None:
-            self.pruning_log.parent.mkdir(parents=True, exist_ok=True)
-            self.pruning_log.write_text("")  # this run's requests only
+            try:
+                self.pruning_log.parent.mkdir(parents=True, exist_ok=True)
+                self.pruning_log.write_text("")  # this run's requests only
+            except OSError as exc:
+                raise UserError(
+                    f"cannot write the pruning log {self.pruning_log} ({exc.strerror}); pass "
+                    "model_args pruning_log=PATH in a writable folder, or pruning_log=none"
+                ) from None
 
     # ------------------------------------------------------------------------------ helpers
     @property

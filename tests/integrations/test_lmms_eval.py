@@ -1,5 +1,5 @@
-"""The lmms-eval model class against lmms-eval's interface (tests/lmms_eval_standin.py when lmms-eval is
-absent, as it is on CPU test machines: its install pulls a CUDA torchvision)."""
+"""The lmms-eval model class against lmms-eval's interface: lmms-eval itself where the lmms extra is
+installed (.ci/run's last step), tests/lmms_eval_standin.py where it is not (the test extra leaves it out)."""
 
 from __future__ import annotations
 
@@ -113,11 +113,19 @@ def test_generation_stops_at_until(model, video) -> None:
         assert cut.text == full.split(" " + words[1])[0]
 
 
-def test_bad_model_args_are_one_readable_error(lmms_module) -> None:
+def test_bad_model_args_are_one_readable_error(lmms_module, tmp_path) -> None:
     with pytest.raises(UserError, match="unknown model_args for prune_bench: strategie"):
         lmms_module.PruneBenchLMM(strategie="fastv")
     with pytest.raises(UserError, match="keep must be in"):
         lmms_module.PruneBenchLMM(keep="1.5")
+    for name in ("frames", "seed"):
+        with pytest.raises(UserError, match=f"model_args {name} must be a whole number, got 'x'"):
+            lmms_module.PruneBenchLMM.create_from_arg_string(f"strategy=none,device=cpu,{name}=x")
+    (tmp_path / "a_file").write_text("")
+    with pytest.raises(UserError, match="cannot write the pruning log .*a_file/log.jsonl .*pruning_log=none"):
+        lmms_module.PruneBenchLMM.create_from_arg_string(
+            f"strategy=none,frames=4,device=cpu,pruning_log={tmp_path / 'a_file' / 'log.jsonl'}"
+        )
 
 
 def test_rank_and_world_size_come_from_the_launcher(lmms_module, monkeypatch) -> None:
@@ -230,3 +238,20 @@ def test_the_example_local_task_runs_through_the_model_and_scores(model, monkeyp
     results = [utils.process_results(docs[n], [a])["accuracy"] for n, a in enumerate(answers)]
     expected = 100.0 * sum(r["pred"] == docs[n]["answer"] for n, r in enumerate(results)) / 4
     assert len(results) == 4 and aggregate(results) == expected
+
+
+def test_the_model_joins_the_table_lmms_eval_models_lists_unless_it_is_read_only(
+    lmms_module, monkeypatch
+) -> None:
+    import sys
+    import types
+
+    path = "prune_bench.integrations.lmms_eval.PruneBenchLMM"
+    table = {"llava_hf": "LlavaHf"}
+    loading = types.SimpleNamespace(AVAILABLE_SIMPLE_MODELS=table)  # lmms_eval.models, mid-import
+    monkeypatch.setitem(sys.modules, "lmms_eval.models", loading)
+    lmms_module.manifests()
+    assert table == {"llava_hf": "LlavaHf", "prune_bench": path}
+    loading.AVAILABLE_SIMPLE_MODELS = types.MappingProxyType({"llava_hf": "LlavaHf"})
+    (manifest,) = lmms_module.manifests()
+    assert manifest.simple_class_path == path and "prune_bench" not in loading.AVAILABLE_SIMPLE_MODELS
