@@ -80,6 +80,12 @@ Where we differ, and why:
 * ``inner_layer = 18`` is for the 28-layer Qwen2-7B; on a model too shallow for it we scale it by
   ``num_layers / 28``. Attention comes from the tower's captured q/k (no patched SigLIP, no eager
   layer). Density tie-break noise is left out (deterministic).
+* Engineering, not selection: every window's static clustering is one padded DPC-kNN batch and every
+  frame's dynamic one another (the code loops over windows and frames); centres are written by
+  index, padding writing back what it holds, and the inner merge splits kept / merged tokens from
+  their known counts, so the only reads back to the host are the DP's gain table (the DP itself is
+  the code's, on ``T x T`` numbers), two "any group to cluster?" checks, the cluster counts and the
+  kept count.
 """
 
 from __future__ import annotations
@@ -206,6 +212,24 @@ def beta_cluster_merge(
     return centres, real, merged
 
 
+def place_centres(
+    keep: torch.Tensor,
+    hidden: torch.Tensor,
+    grid: torch.Tensor,
+    frame: torch.Tensor,
+    centres: torch.Tensor,
+    real: torch.Tensor,
+    merged: torch.Tensor,
+) -> None:
+    """Keep group ``g``'s real centres in frame ``frame[g]`` (distinct frames) and give them their
+    merged states, in place. A group's centre slots are distinct, so the padding ones write back what
+    they hold: no boolean-mask index (each would read a count back from the device)."""
+    rows = frame[:, None].expand_as(centres)
+    keep[rows, centres] = keep[rows, centres] | real
+    where = grid[rows, centres]
+    hidden[where] = torch.where(real[..., None], merged.to(hidden.dtype), hidden[where])
+
+
 def sequential_pair_average(
     hidden: torch.Tensor, kept: torch.Tensor, dropped: torch.Tensor, target: torch.Tensor
 ) -> torch.Tensor:
@@ -297,9 +321,7 @@ class HoliTom(Strategy):
         s_counts = torch.round(n_static.double() * rho).long()
         if bool((s_counts > 0).any()):
             centres, real, merged = beta_cluster_merge(time_mean, static, s_counts, cfg.knn, beta)
-            rows = first[:, None].expand_as(centres)[real]
-            keep[rows, centres[real]] = True
-            hidden[grid[rows, centres[real]]] = merged[real].to(hidden.dtype)
+            place_centres(keep, hidden, grid, first, centres, real, merged)
         # dynamic tokens: dominant by vision attention, the rest as contextual clusters, per frame
         dynamic = ~static[window]  # [T, P]
         n_dynamic = dynamic.sum(dim=1).double()
@@ -316,9 +338,7 @@ class HoliTom(Strategy):
         if bool((contextual > 0).any()):
             rest = dynamic & ~is_dominant
             centres, real, merged = beta_cluster_merge(feats, rest, contextual, cfg.knn, beta)
-            rows = torch.arange(frames, device=device)[:, None].expand_as(centres)[real]
-            keep[rows, centres[real]] = True
-            hidden[grid[rows, centres[real]]] = merged[real].to(hidden.dtype)
+            place_centres(keep, hidden, grid, torch.arange(frames, device=device), centres, real, merged)
         full = torch.ones(len(state), dtype=torch.bool, device=device)
         full[grid] = keep
         segment = torch.full((len(state),), -1, dtype=torch.long, device=device)
@@ -332,17 +352,19 @@ class HoliTom(Strategy):
         n_keep = round(n * (1 - self.config.inner_ratio))
         if n == 0 or n_keep >= n:
             return state
-        scores = last_token_visual_attention(state, ctx)
+        scores = last_token_visual_attention(state, ctx, visual_index=vis)
         chosen = torch.zeros(n, dtype=torch.bool, device=state.device)
         chosen[scores.float().topk(n_keep).indices] = True
-        kept, dropped = vis[chosen], vis[~chosen]
+        # the chosen ones in order, then the others in order: the two counts are known, no read back
+        by_choice = vis[torch.argsort(chosen.to(torch.uint8), descending=True, stable=True)]
+        kept, dropped = by_choice[:n_keep], by_choice[n_keep:]
         if n_keep > 0:
             h = F.normalize(state.hidden.float(), dim=-1)
             target = (h[dropped] @ h[kept].T).argmax(dim=1)
             hidden = state.hidden.clone()
             hidden[kept] = sequential_pair_average(state.hidden, kept, dropped, target).to(hidden.dtype)
             state = state.with_hidden(hidden)
-        return keep_visual_subset(state, chosen)
+        return keep_visual_subset(state, chosen, visual_index=vis, kept=n_keep)
 
     def stages(self, model: ModelInfo) -> list[Stage]:
         out = [

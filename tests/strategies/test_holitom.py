@@ -10,6 +10,7 @@ from prune_bench.core.strategy import BudgetWarning, ModelInfo
 from prune_bench.strategies.holitom import (
     HoliTom,
     beta_cluster_merge,
+    place_centres,
     sequential_pair_average,
     static_windows,
     window_gain,
@@ -151,7 +152,9 @@ def test_budget_maps_rho_to_input_or_layer_average_and_warns_it_is_an_upper_boun
         by_average = HoliTom.for_budget(0.4, "layer-average", info)
     # inner merge before layer round(18 * 4 / 28) = 3 halves: .4 = rho * (2.5 + 1.5 * .5) / 4
     assert by_average.config.retain_ratio == pytest.approx(0.4 * 4 / 3.25)
-    deep = ModelInfo(num_layers=28, num_frames=32, tokens_per_frame=196, hidden_size=3584, family="llava_onevision")
+    deep = ModelInfo(
+        num_layers=28, num_frames=32, tokens_per_frame=196, hidden_size=3584, family="llava_onevision"
+    )
     with pytest.warns(BudgetWarning):
         assert HoliTom.for_budget(0.10, "input", deep).config.tau == 0.65  # the scripts' 10% setting
     with pytest.warns(BudgetWarning, match="inner merge"):
@@ -165,3 +168,23 @@ def test_budget_warning_says_whether_the_budget_is_missed_or_only_may_be() -> No
         warn_budget("holitom", 0.1, 0.1, "why")
     with pytest.warns(BudgetWarning, match=r"fastv cannot reach keep=0\.100: why; running at keep=0\.190"):
         warn_budget("fastv", 0.1, 0.19, "why")
+
+
+def test_place_centres_writes_only_real_centres_like_boolean_mask_indexing():
+    g = torch.Generator().manual_seed(0)
+    frames, per_frame, d = 4, 6, 3
+    grid = torch.arange(2, 2 + frames * per_frame).view(frames, per_frame)
+    hidden = torch.randn(2 + frames * per_frame + 1, d, generator=g)
+    keep = torch.rand(frames, per_frame, generator=g) > 0.6  # dominant tokens already kept
+    centres = torch.stack([torch.randperm(per_frame, generator=g)[:3] for _ in range(frames)])
+    real = torch.tensor(
+        [[True, True, False], [True, False, False], [False, False, False], [True, True, True]]
+    )
+    merged = torch.randn(frames, 3, d, generator=g)
+    frame = torch.arange(frames)
+    expected_keep, expected_hidden = keep.clone(), hidden.clone()
+    rows = frame[:, None].expand_as(centres)[real]
+    expected_keep[rows, centres[real]] = True
+    expected_hidden[grid[rows, centres[real]]] = merged[real]
+    place_centres(keep, hidden, grid, frame, centres, real, merged)
+    assert torch.equal(keep, expected_keep) and torch.equal(hidden, expected_hidden)
