@@ -13,7 +13,9 @@ Two conventions for the language model's prefill (FastV, PyramidDrop and DyCoke 
   ``2*H*hd*n(n+1)/2`` and ``A V`` the same again. This is the work a causal kernel (FlashAttention,
   SDPA with ``is_causal``) needs; eager attention computes the full ``n x n`` square and
   ``torch.utils.flop_counter`` counts the square (``4*H*hd*n^2``);
-* MLP: gate, up and down projections, ``3 * 2*n_mlp*d*m``.
+* MLP: gate, up and down projections, ``3 * 2*n_mlp*d*m``; for a sparse-MoE MLP (Qwen3-VL-30B-A3B)
+  ``m`` is the width of the experts a token is routed to (``experts_per_token * expert_size``) and the
+  router adds ``2*n_mlp*d*experts``: the work done, not the parameters held.
 
 Norms, RoPE, softmax, activations, residual adds and biases are ignored (all ``O(n*d)``, well under 1%
 of the total). The embedding lookup costs nothing and the ``lm_head`` is EXCLUDED from
@@ -56,6 +58,16 @@ class LMShape:
     head_dim: int
     num_layers: int
     vocab_size: int = 0  # only used by lm_head_flops
+    #: a sparse-MoE MLP in every layer (Qwen3-VL-30B-A3B): experts in all, experts a token, each one's
+    #: width; 0: a dense MLP of ``intermediate_size``
+    num_experts: int = 0
+    experts_per_token: int = 0
+    expert_size: int = 0
+
+    @property
+    def mlp_width(self) -> int:
+        """The MLP width a token goes through: its active experts' widths summed for MoE."""
+        return self.experts_per_token * self.expert_size if self.num_experts else self.intermediate_size
 
     @classmethod
     def from_config(cls, text_config: Any) -> LMShape:
@@ -63,6 +75,14 @@ class LMShape:
         heads = text_config.num_attention_heads
         kv_heads = getattr(text_config, "num_key_value_heads", None) or heads
         head_dim = getattr(text_config, "head_dim", None) or text_config.hidden_size // heads
+        experts = getattr(text_config, "num_experts", 0) or 0
+        if experts and (
+            getattr(text_config, "mlp_only_layers", None)
+            or getattr(text_config, "decoder_sparse_step", 1) != 1
+        ):
+            raise ValueError(
+                "FLOPs of a model mixing dense and MoE layers are not counted (every layer must be sparse)"
+            )
         return cls(
             hidden_size=text_config.hidden_size,
             intermediate_size=text_config.intermediate_size,
@@ -71,6 +91,9 @@ class LMShape:
             head_dim=head_dim,
             num_layers=text_config.num_hidden_layers,
             vocab_size=getattr(text_config, "vocab_size", 0) or 0,
+            num_experts=experts,
+            experts_per_token=(getattr(text_config, "num_experts_per_tok", 0) or 0) if experts else 0,
+            expert_size=(getattr(text_config, "moe_intermediate_size", 0) or 0) if experts else 0,
         )
 
 
@@ -86,8 +109,10 @@ def _projection_flops(shape: LMShape, n: int) -> float:
 
 
 def _mlp_flops(shape: LMShape, n: int) -> float:
-    """SwiGLU MLP (gate, up, down) of ``n`` tokens."""
-    return 3 * 2.0 * n * shape.hidden_size * shape.intermediate_size
+    """SwiGLU MLP (gate, up, down) of ``n`` tokens; for MoE the experts each token is routed to, plus
+    the router's ``d x experts`` projection (the routing softmax and top-k ignored, as norms are)."""
+    router = 2.0 * n * shape.hidden_size * shape.num_experts
+    return 3 * 2.0 * n * shape.hidden_size * shape.mlp_width + router
 
 
 def _attention_flops(shape: LMShape, query_key_pairs: float) -> float:
@@ -106,7 +131,7 @@ def _exact_layer(shape: LMShape, layer: LayerCount) -> float:
 
 
 def _paper_layer(shape: LMShape, layer: LayerCount) -> float:
-    d, m, n = shape.hidden_size, shape.intermediate_size, layer.attn_tokens
+    d, m, n = shape.hidden_size, shape.mlp_width, layer.attn_tokens
     return 4.0 * n * d * d + 2.0 * n * n * d + 2.0 * layer.mlp_tokens * d * m
 
 

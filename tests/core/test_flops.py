@@ -220,9 +220,7 @@ def test_flops_drop_when_tokens_drop(convention: Any) -> None:
     full = prefill_flops(shape, [tokens(6000, 6000)] * 28, convention)
     previous = full
     for keep in (5000, 3000, 1000, 100, 0):
-        pruned = prefill_flops(
-            shape, [tokens(6000, 6000)] * 2 + [tokens(keep, keep)] * 26, convention
-        )
+        pruned = prefill_flops(shape, [tokens(6000, 6000)] * 2 + [tokens(keep, keep)] * 26, convention)
         assert pruned < previous
         previous = pruned
     post = prefill_flops(
@@ -243,3 +241,49 @@ def test_decode_and_speedup_follow_token_counts() -> None:
     speedup = ideal_speedup(shape, half, full)
     assert speedup == prefill_flops(shape, full, "exact") / prefill_flops(shape, half, "exact")
     assert 1.5 < speedup < 2.0
+
+
+def test_a_sparse_moe_mlp_counts_the_experts_a_token_goes_through_and_the_router() -> None:
+    from types import SimpleNamespace
+
+    from prune_bench.core.ledger import LayerCount
+
+    config = SimpleNamespace(
+        hidden_size=8,
+        intermediate_size=1000,  # the dense width a MoE config also carries: not what a token runs
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        head_dim=4,
+        num_hidden_layers=1,
+        vocab_size=10,
+        num_experts=6,
+        num_experts_per_tok=2,
+        moe_intermediate_size=3,
+        decoder_sparse_step=1,
+        mlp_only_layers=[],
+    )
+    shape = LMShape.from_config(config)
+    assert shape.mlp_width == 6
+    layer = LayerCount(attn_tokens=5, attn_visual=0, mlp_tokens=4, mlp_visual=0)
+    dense = LMShape.from_config(SimpleNamespace(**{**vars(config), "num_experts": 0}))
+    # the same layer with a dense MLP of width 1000, minus that MLP, plus 2 experts of 3 and the router
+    expected = prefill_flops(dense, [layer]) - 3 * 2.0 * 4 * 8 * 1000 + 3 * 2.0 * 4 * 8 * 6 + 2.0 * 4 * 8 * 6
+    assert prefill_flops(shape, [layer]) == pytest.approx(expected)
+    assert _paper_mlp(shape) == 6
+    with pytest.raises(ValueError, match="dense and MoE"):
+        LMShape.from_config(SimpleNamespace(**{**vars(config), "mlp_only_layers": [0]}))
+
+
+def _paper_mlp(shape: LMShape) -> float:
+    """The MLP width the paper convention uses: its FFN term over 2*n*d."""
+    from prune_bench.core.ledger import LayerCount
+
+    one = LayerCount(attn_tokens=0, attn_visual=0, mlp_tokens=1, mlp_visual=0)
+    return prefill_flops(shape, [one], "paper") / (2.0 * shape.hidden_size)
+
+
+def test_qwen3_vl_30b_a3b_counts_its_8_active_experts() -> None:
+    from prune_bench.adapters.configs import qwen3_vl_30b_a3b_config
+
+    shape = LMShape.from_config(qwen3_vl_30b_a3b_config().text_config)
+    assert shape.num_experts == 128 and shape.mlp_width == 8 * 768
