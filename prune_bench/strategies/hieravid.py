@@ -28,7 +28,9 @@ the relevance is NEGATED before normalisation (copied from CDPruner's recipe, it
 lowest-attention tokens the most "relevant"); ``relevance_sign="positive"`` is the alternative.
 Pruned tokens keep their original RoPE positions; nothing happens during decoding. On Qwen2-VL the
 authors average the attention of the last 4 prompt tokens (``query_tokens=4``, set by ``for_budget``
-for that family; 1 elsewhere). Other quirks of
+for that family; 1 elsewhere). The authors have no Qwen3-VL code; we give Qwen3-VL its predecessor's
+4 (the same prompt template and processor lineage), a choice of ours, not theirs; InternVL3 and the
+LLaVA family get the authors' LLaVA setting, 1. Other quirks of
 the code, kept: ``cos(f, earlier)`` rewards segments that *resemble* earlier ones (the name
 "marginal value" suggests the opposite); the z-score divides by the population std; relevance is
 normalised once over all visual tokens, not per segment; the total budget is whatever the
@@ -271,7 +273,10 @@ class HieraVid(Strategy):
     }
 
     #: the authors' per-family settings, applied unless the user sets the option
-    FAMILY_DEFAULTS: ClassVar[dict[str, dict[str, Any]]] = {"qwen2_vl": {"query_tokens": 4}}
+    FAMILY_DEFAULTS: ClassVar[dict[str, dict[str, Any]]] = {
+        "qwen2_vl": {"query_tokens": 4},
+        "qwen3_vl": {"query_tokens": 4},  # ours: the authors have no Qwen3-VL code (see the docstring)
+    }
 
     @classmethod
     def for_budget(cls, keep: float, unit: BudgetUnit, model: ModelInfo, **options: Any) -> Strategy:

@@ -364,6 +364,8 @@ def test_qwen2_vl_uses_the_authors_four_query_tokens():
     assert HieraVid.for_budget(0.3, "layer-average", qwen).config.query_tokens == 4
     assert HieraVid.for_budget(0.3, "layer-average", llava).config.query_tokens == 1
     assert HieraVid.for_budget(0.3, "layer-average", qwen, query_tokens=2).config.query_tokens == 2
+    qwen3 = ModelInfo(num_layers=36, num_frames=32, tokens_per_frame=144, hidden_size=4096, family="qwen3_vl")
+    assert HieraVid.for_budget(0.3, "layer-average", qwen3).config.query_tokens == 4  # ours, documented
 
 
 def test_segment_sizes_equal_bincount_with_and_without_the_number_of_ids() -> None:
