@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
+from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
@@ -68,10 +69,27 @@ def _bars(ax: Axes, series: dict[str, list[SpeedRow]], value: str, fmt: str, ide
     )
 
 
-def speedup_figure(rows: list[SpeedRow]) -> Figure:
-    """Measured LM-prefill speed-up over unpruned per strategy, beside the FLOPs-ideal one."""
+def run_title(what: str, meta: Mapping[str, Any] | None) -> str:
+    """``what`` over the run it measured: architecture, machine, dtype, attention, input, repeats (the
+    parts ``meta``, a speed run's ``speed.json`` meta, knows)."""
+    if not meta:
+        return what
+    machine = meta.get("machine") or {}
+    parts = [f"{meta['arch']} (random weights)" if meta.get("arch") else None, machine.get("device")]
+    parts.append(", ".join(str(machine[k]) for k in ("dtype", "attention") if machine.get(k)) or None)
+    if meta.get("input"):
+        parts.append(f"input: {meta['input']}")
+    if meta.get("repeats"):
+        parts.append(f"median of {meta['repeats']}")
+    return what + "\n" + ", ".join(p for p in parts if p)
+
+
+def speedup_figure(rows: list[SpeedRow], meta: Mapping[str, Any] | None = None) -> Figure:
+    """Measured LM-prefill speed-up over unpruned per strategy, beside the FLOPs-ideal one; the title
+    names the run (:func:`run_title`)."""
     keep = single_budget(rows)
     fig, panels = _panels(rows)
+    fig.suptitle(run_title("LM prefill speed-up", meta), fontsize=11)
     for ax, frames in panels:
         series = _series(rows, frames)
         if keep is not None:
@@ -93,10 +111,11 @@ def speedup_figure(rows: list[SpeedRow]) -> Figure:
     return fig
 
 
-def overhead_figure(rows: list[SpeedRow]) -> Figure:
+def overhead_figure(rows: list[SpeedRow], meta: Mapping[str, Any] | None = None) -> Figure:
     """Pruning time as a share of the pruned LM prefill per strategy, against the 5% target."""
     keep = single_budget(rows)
     fig, panels = _panels(rows)
+    fig.suptitle(run_title("Pruning overhead", meta), fontsize=11)
     for ax, frames in panels:
         series = _series(rows, frames)
         if keep is not None:
@@ -122,10 +141,14 @@ def overhead_figure(rows: list[SpeedRow]) -> Figure:
     return fig
 
 
-def write_speed_plots(rows: list[SpeedRow], out_dir: Path) -> list[Path]:
+def write_speed_plots(
+    rows: list[SpeedRow], out_dir: Path, meta: Mapping[str, Any] | None = None
+) -> list[Path]:
+    """``speedup.png`` and ``overhead.png`` of a speed run (none without a pruned row); ``meta`` (the
+    run's ``speed.json`` meta) names the run in the titles."""
     if not any(r.strategy != "none" for r in rows):
         return []
     return [
-        *save(speedup_figure(rows), out_dir / "speedup"),
-        *save(overhead_figure(rows), out_dir / "overhead"),
+        *save(speedup_figure(rows, meta), out_dir / "speedup"),
+        *save(overhead_figure(rows, meta), out_dir / "overhead"),
     ]

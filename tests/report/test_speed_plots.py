@@ -80,3 +80,21 @@ def test_speed_plots_write_without_warnings(tmp_path: Path, rows: list[SpeedRow]
     paths = write_speed_plots(rows, tmp_path)
     assert sorted(p.name for p in paths) == ["overhead.png", "speedup.png"]
     assert all(p.read_bytes().startswith(b"\x89PNG") for p in paths)
+
+
+def test_speed_figure_titles_name_the_run_and_fit() -> None:
+    meta = {
+        "arch": "llava-onevision-7b",
+        "machine": {"device": "NVIDIA H200", "dtype": "bfloat16", "attention": "sdpa"},
+        "repeats": 3,
+        "input": "scenes",
+    }
+    for figure in (speedup_figure, overhead_figure):
+        fig = figure(ONE_BUDGET_ROWS, meta)
+        title = fig._suptitle.get_text()  # noqa: SLF001 - matplotlib keeps the suptitle there
+        for part in ("llava-onevision-7b", "NVIDIA H200", "bfloat16", "scenes", "median of 3"):
+            assert part in title, (part, title)
+        fig.canvas.draw()
+        box = fig._suptitle.get_window_extent()  # noqa: SLF001
+        assert box.x0 >= 0 and box.x1 <= fig.bbox.width and box.y1 <= fig.bbox.height
+    assert "\n" not in speedup_figure(ONE_BUDGET_ROWS)._suptitle.get_text()  # noqa: SLF001 - rows alone
