@@ -52,6 +52,12 @@ How it maps onto this framework, and where we differ:
   scale it by ``num_layers / 32``.
 * The density tie-break noise is left out (deterministic selections); one-frame clips get one
   segment instead of the code's ``int(T * 0.25) = 0`` clusters crash.
+* Engineering, not selection: the static groups of every segment and the dynamic group of every
+  frame are one padded DPC-kNN batch (the code loops over segments and frames). The frame labels are
+  read back once for ``refine_clusters`` (plain Python over ``T`` labels, as coded), and the segment
+  ids and widths then stay on the host; stage 2 reads back the visual count, the last video token,
+  the groups (``unique``) and its kept count, and spreads the budget's largest remainders on the
+  device.
 
 Budgets. PruneVid has no budget knob: its retention emerges from ``tau``, the cluster ratio and
 ``alpha`` (16-17 % reported). ``for_budget`` keeps the authors' stage 1 and solves stage 2 per
@@ -166,23 +172,36 @@ def refine_clusters(labels: list[int]) -> list[int]:
     return out
 
 
-def temporal_segments(frame_features: torch.Tensor, ratio: float, k: int) -> torch.Tensor:
-    """Segment id of every frame: DPC-kNN clusters of the frame means, refined into runs."""
+def temporal_segment_ids(frame_features: torch.Tensor, ratio: float, k: int) -> list[int]:
+    """Segment id of every frame, on the host: DPC-kNN clusters of the frame means (read back once,
+    for ``refine_clusters``), refined into runs."""
     frames = frame_features.shape[0]
     clusters = max(1, int(frames * ratio))
     _, labels = dpc_knn_cluster(frame_features[None].float(), clusters, k)
-    refined = torch.tensor(refine_clusters(labels[0].tolist()), device=frame_features.device)
-    starts = torch.zeros(frames, dtype=torch.long, device=frame_features.device)
-    starts[1:] = (refined[1:] != refined[:-1]).long()
-    return torch.cumsum(starts, dim=0)
+    refined = refine_clusters(labels[0].tolist())
+    ids = [0] * frames
+    for t in range(1, frames):  # a handful of frames, already on the host
+        ids[t] = ids[t - 1] + (refined[t] != refined[t - 1])
+    return ids
 
 
-def static_positions(feats: torch.Tensor, frame_segment: torch.Tensor, tau: float) -> torch.Tensor:
-    """``[S, P]``: positions whose mean cosine over ordered pairs of distinct frames exceeds ``tau``."""
-    segments = int(frame_segment.max().item()) + 1
+def temporal_segments(frame_features: torch.Tensor, ratio: float, k: int) -> torch.Tensor:
+    """Segment id of every frame (:func:`temporal_segment_ids`) as a tensor on the features' device."""
+    ids = temporal_segment_ids(frame_features, ratio, k)
+    return torch.tensor(ids, dtype=torch.long, device=frame_features.device)
+
+
+def static_positions(
+    feats: torch.Tensor, frame_segment: torch.Tensor, tau: float, widths: list[int] | None = None
+) -> torch.Tensor:
+    """``[S, P]``: positions whose mean cosine over ordered pairs of distinct frames exceeds ``tau``;
+    ``widths``: the frames of each segment when the caller has them on the host (saves two reads)."""
+    if widths is None:
+        widths = torch.bincount(frame_segment).tolist()
+    segments = len(widths)
     x = F.normalize(feats.float(), dim=-1)
     sums = torch.zeros(segments, *x.shape[1:], device=x.device).index_add_(0, frame_segment, x)
-    w = torch.bincount(frame_segment, minlength=segments).float()[:, None]
+    w = torch.tensor(widths, dtype=torch.float32, device=x.device)[:, None]
     sim = ((sums**2).sum(dim=-1) - w) / (w * (w - 1))  # 0 / 0 = nan for one frame: dynamic
     return sim > tau
 
@@ -238,24 +257,33 @@ def in_official_order(state: TokenState, order: torch.Tensor) -> TokenState:
     return replace(state.with_hidden(hidden), **moved)
 
 
-def group_keep_counts(sizes: torch.Tensor, alpha: float, total: int | None) -> torch.Tensor:
-    """Tokens kept per group: ``int(n * alpha)`` as coded, or ``total`` spread by largest remainders."""
+def group_keep_counts(
+    sizes: torch.Tensor, alpha: float, total: int | None, size_total: int | None = None
+) -> torch.Tensor:
+    """Tokens kept per group: ``int(n * alpha)`` as coded, or ``total`` spread by largest remainders;
+    ``size_total``: ``sizes.sum()`` when the caller knows it (saves a read back)."""
     if total is None:
         return (sizes.float() * alpha).long()
-    total = max(0, min(int(total), int(sizes.sum().item())))
+    size_total = int(sizes.sum().item()) if size_total is None else size_total
+    total = max(0, min(int(total), size_total))
     quota = sizes.float() * total / sizes.sum().clamp_min(1)
     base = quota.floor().long()
-    extra = total - int(base.sum().item())
-    if extra > 0:
-        base[(quota - base).argsort(descending=True, stable=True)[:extra]] += 1
+    # the ``total - sum(base)`` largest remainders get one more, ranked on the device
+    order = (quota - base).argsort(descending=True, stable=True)
+    rank = torch.empty_like(order).scatter_(0, order, torch.arange(order.numel(), device=order.device))
+    base = base + (rank < total - base.sum()).long()
     return torch.minimum(base, sizes)
 
 
-def topk_per_group(score: torch.Tensor, group: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
-    """Indices of the ``keep[g]`` highest scores of every group ``g`` (no loop over groups)."""
+def topk_per_group(
+    score: torch.Tensor, group: torch.Tensor, keep: torch.Tensor, sizes: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Indices of the ``keep[g]`` highest scores of every group ``g`` (no loop over groups);
+    ``sizes``: the groups' sizes when the caller has them."""
     by_score = score.float().argsort(descending=True, stable=True)
     order = by_score[group[by_score].argsort(stable=True)]  # grouped, best first inside a group
-    sizes = torch.bincount(group, minlength=keep.numel())
+    if sizes is None:
+        sizes = torch.bincount(group, minlength=keep.numel())
     offset = torch.cumsum(sizes, 0) - sizes
     rank = torch.arange(score.numel(), device=score.device) - offset[group[order]]
     return order[rank < keep[group[order]]]
@@ -298,10 +326,12 @@ class PruneVid(Strategy):
         device = state.device
         feats = state.hidden[grid].float()  # [T, P, D]
         ctx.memory[INPUT_VISUAL_KEY] = grid.numel()
-        frame_segment = temporal_segments(feats.mean(dim=1), cfg.temporal_segment_ratio, cfg.knn)
-        segments = int(frame_segment.max().item()) + 1
-        static = static_positions(feats, frame_segment, cfg.tau)  # [S, P]
-        width = torch.bincount(frame_segment, minlength=segments).float()
+        ids = temporal_segment_ids(feats.mean(dim=1), cfg.temporal_segment_ratio, cfg.knn)
+        segments = ids[-1] + 1
+        widths = [ids.count(s) for s in range(segments)]
+        frame_segment = torch.tensor(ids, dtype=torch.long, device=device)
+        static = static_positions(feats, frame_segment, cfg.tau, widths)  # [S, P]
+        width = torch.tensor(widths, dtype=torch.float32, device=device)
         time_mean = torch.zeros(segments, per_frame, feats.shape[-1], device=device)
         time_mean = time_mean.index_add_(0, frame_segment, feats) / width[:, None, None]
         # one batch of groups: every segment's static tokens, then every frame's dynamic tokens
@@ -343,18 +373,19 @@ class PruneVid(Strategy):
         vis = state.visual_index
         if vis.numel() == 0:
             return state
-        after_video = int(torch.nonzero(state.kind != TokenKind.TEXT).max().item()) + 1
-        queries = max(1, len(state) - after_video)
+        position = torch.arange(len(state), device=state.device)
+        last_video = torch.where(state.kind != TokenKind.TEXT, position, -1).max()
+        queries = max(1, len(state) - int(last_video.item()) - 1)
         attn = ctx.last_token_attention(state, queries)  # [H, q, N]
         score = attn.amax(dim=0).amax(dim=0)[vis]
         table = ctx.memory.get(GROUP_KEY)
         group = table[state.source[vis]] if table is not None else torch.zeros_like(vis)
-        _, group = torch.unique(group, return_inverse=True)
-        sizes = torch.bincount(group)
-        keep = group_keep_counts(sizes, self.config.alpha, self.budget_total(vis.numel(), ctx))
-        chosen = topk_per_group(score, group, keep)
+        _, group, sizes = torch.unique(group, return_inverse=True, return_counts=True)
+        total = self.budget_total(vis.numel(), ctx)
+        keep = group_keep_counts(sizes, self.config.alpha, total, size_total=vis.numel())
+        chosen = topk_per_group(score, group, keep, sizes)
         ctx.memory[KEPT_KEY] = state.source[vis[chosen]]
-        return keep_visual_subset(state, chosen)
+        return keep_visual_subset(state, chosen, visual_index=vis, kept=chosen.numel())
 
     def budget_total(self, stage1_visual: int, ctx: StageContext) -> int | None:
         """Visual tokens stage 2 keeps so that the layer average is ``target_keep``."""

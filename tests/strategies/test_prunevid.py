@@ -15,6 +15,7 @@ from prune_bench.strategies.prunevid import (
     group_representatives,
     refine_clusters,
     static_positions,
+    temporal_segment_ids,
     temporal_segments,
     topk_per_group,
 )
@@ -234,3 +235,30 @@ def test_official_order_emits_each_frames_dynamic_cluster_means_in_density_peak_
     torch.testing.assert_close(
         spatial.hidden[spatial.visual_index].sum(dim=0), expected.sum(dim=0), atol=1e-5, rtol=1e-5
     )
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_largest_remainders_ranked_on_the_device_match_the_plain_loop(seed):
+    g = torch.Generator().manual_seed(seed)
+    sizes = torch.randint(0, 40, (17,), generator=g)
+    for total in (0, 1, 37, int(sizes.sum()) - 3, int(sizes.sum()) + 5):
+        quota = sizes.float() * min(total, int(sizes.sum())) / sizes.sum().clamp_min(1)
+        expected = quota.floor().long()
+        for i in (quota - expected).argsort(descending=True, stable=True)[
+            : min(total, int(sizes.sum())) - int(expected.sum())
+        ]:
+            expected[i] += 1
+        expected = torch.minimum(expected, sizes)
+        assert torch.equal(group_keep_counts(sizes, 0.4, total), expected)
+        assert torch.equal(group_keep_counts(sizes, 0.4, total, size_total=int(sizes.sum())), expected)
+
+
+def test_segment_ids_on_the_host_match_the_tensor_and_widths():
+    frames = torch.cat(
+        [torch.randn(1, 8).expand(4, -1), torch.randn(1, 8).expand(5, -1)]
+    ) + 0.01 * torch.randn(9, 8)
+    ids = temporal_segment_ids(frames, ratio=0.25, k=7)
+    assert temporal_segments(frames, ratio=0.25, k=7).tolist() == ids == [0] * 4 + [1] * 5
+    seg = torch.tensor(ids)
+    feats = torch.randn(9, 3, 4)
+    assert torch.equal(static_positions(feats, seg, 0.1, [4, 5]), static_positions(feats, seg, 0.1))
