@@ -46,6 +46,9 @@ Where we differ, and why:
 * Edge cases the port crashes on (``contextual = 0`` divides by zero; fewer remaining tokens than
   contextual targets mismatches shapes) are handled: no contextual tokens, or fewer targets.
 * Attention is computed from the tower's captured q/k (no eager tower).
+* Engineering, not selection: batched over frames (the port loops over them); which remaining slots
+  are targets, and how many tokens each frame merges or drops, are known on the host, so the stage
+  reads back only the layout's grid and the merge's target check.
 """
 
 from __future__ import annotations
@@ -88,6 +91,16 @@ def split_budget(spatial_tokens: int, dominant_ratio: float) -> tuple[int, int]:
     return dominant, spatial_tokens - dominant
 
 
+def contextual_positions(rest: int, contextual: int) -> tuple[list[int], list[int]]:
+    """(targets, members): places among a frame's ``rest`` non-dominant tokens (in spatial order) of
+    the contextual targets, every ``max(1, rest // contextual)``-th from the first, at most
+    ``contextual`` of them, and of the tokens merged into them."""
+    step = max(1, rest // contextual)
+    targets = list(range(0, rest, step))[:contextual]
+    chosen = set(targets)
+    return targets, [i for i in range(rest) if i not in chosen]
+
+
 def visionzip_assign(
     received: torch.Tensor, keys: torch.Tensor, dominant: int, contextual: int
 ) -> torch.Tensor:
@@ -110,11 +123,10 @@ def visionzip_assign(
         return assign
     # the non-dominant slots of each frame, in spatial order ([T, rest])
     remaining = torch.sort(is_dom.long() * p + slots[None, :], dim=1).values[:, :rest]
-    step = max(1, rest // contextual)
-    target_pos = torch.arange(0, rest, step, device=device)[:contextual]
-    is_target = torch.zeros(rest, dtype=torch.bool, device=device)
-    is_target[target_pos] = True
-    targets, members = remaining[:, is_target], remaining[:, ~is_target]
+    # every step-th remaining slot is a target: which ones is known on the host (no mask to read back)
+    target_pos, member_pos = contextual_positions(rest, contextual)
+    targets = remaining[:, torch.tensor(target_pos, dtype=torch.long, device=device)]
+    members = remaining[:, torch.tensor(member_pos, dtype=torch.long, device=device)]
     k = F.normalize(keys.float(), dim=-1)
     k_targets = k.gather(1, targets[..., None].expand(-1, -1, k.shape[-1]))
     k_members = k.gather(1, members[..., None].expand(-1, -1, k.shape[-1]))
@@ -155,23 +167,31 @@ class VisionZip(Strategy):
         received, keys = vision.received.to(state.device), vision.keys.to(state.device)
         assign = visionzip_assign(received, keys, dominant, contextual)
         n = len(state)
+        frames = grid.shape[0]
+        # per frame, known on the host: the tokens merged into a target, and those dropped
+        rest = per_frame - min(dominant, per_frame)
+        merged_away = len(contextual_positions(rest, contextual)[1]) if contextual > 0 and rest else 0
+        dropped_count = 0 if contextual > 0 and rest else rest
+        n_reps = n - frames * merged_away
         target = torch.arange(n, device=state.device)
         dropped = torch.zeros(n, dtype=torch.bool, device=state.device)
         kept_slot = assign >= 0
-        target[grid[kept_slot]] = grid.gather(1, assign.clamp_min(0))[kept_slot]
-        dropped[grid[~kept_slot]] = True
-        merged = state.merge(target, weighting="uniform")
-        representatives = torch.nonzero(target == torch.arange(n, device=state.device)).flatten()
+        target[grid] = torch.where(kept_slot, grid.gather(1, assign.clamp_min(0)), grid)
+        dropped[grid] = ~kept_slot
+        merged = state.merge(target, weighting="uniform", kept=n_reps)
+        own = target == torch.arange(n, device=state.device)
+        by_role = torch.argsort(own.to(torch.uint8), descending=True, stable=True)  # reps, then members
+        representatives = by_role[:n_reps]
         if self.config.contextual_combine == "sum":
-            merged = merged.with_hidden(self._target_plus_mean(state, target)[representatives])
-        return merged.keep_mask(~dropped[representatives])
+            plus_mean = self._target_plus_mean(state, target, by_role[n_reps:])
+            merged = merged.with_hidden(plus_mean[representatives])
+        return merged.keep_mask(~dropped[representatives], kept=n_reps - frames * dropped_count)
 
     @staticmethod
-    def _target_plus_mean(state: TokenState, target: torch.Tensor) -> torch.Tensor:
-        """The port's contextual token: its target's hidden state plus the mean of the assigned ones."""
+    def _target_plus_mean(state: TokenState, target: torch.Tensor, members: torch.Tensor) -> torch.Tensor:
+        """The port's contextual token: its target's hidden state plus the mean of the assigned ones
+        (``members``: the tokens with another target, in index order)."""
         n = len(state)
-        own = target == torch.arange(n, device=state.device)
-        members = torch.nonzero(~own).flatten()
         h = state.hidden.float()
         total = torch.zeros_like(h).index_add_(0, target[members], h[members])
         ones = torch.ones(members.numel(), device=state.device)

@@ -7,7 +7,7 @@ from prune_bench.core.context import StageContext, VisionAttention
 from prune_bench.core.stages import PruningPlan
 from prune_bench.core.state import TokenKind, TokenState
 from prune_bench.core.strategy import BudgetWarning, ModelInfo
-from prune_bench.strategies.visionzip import VisionZip, split_budget, visionzip_assign
+from prune_bench.strategies.visionzip import VisionZip, contextual_positions, split_budget, visionzip_assign
 from prune_bench.testing import assert_drop_equals_mask
 
 
@@ -99,7 +99,17 @@ def test_retention_is_spatial_tokens_per_frame_and_text_is_untouched(tiny_adapte
 
 
 def test_budget_below_one_token_per_frame_warns():
-    info = ModelInfo(num_layers=28, num_frames=32, tokens_per_frame=196, hidden_size=3584, family="llava_onevision")
+    info = ModelInfo(
+        num_layers=28, num_frames=32, tokens_per_frame=196, hidden_size=3584, family="llava_onevision"
+    )
     assert VisionZip.for_budget(0.1, "input", info).config.spatial_tokens == 20
     with pytest.warns(BudgetWarning):
         assert VisionZip.for_budget(0.001, "input", info).config.spatial_tokens == 1
+
+
+@pytest.mark.parametrize("rest, contextual", [(146, 8), (10, 3), (5, 7), (9, 1), (1, 1)])
+def test_contextual_positions_are_every_step_th_remaining_slot_and_the_rest(rest, contextual):
+    targets, members = contextual_positions(rest, contextual)
+    step = max(1, rest // contextual)
+    assert targets == torch.arange(0, rest, step)[:contextual].tolist()
+    assert sorted(targets + members) == list(range(rest)) and not set(targets) & set(members)
