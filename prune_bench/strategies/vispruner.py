@@ -43,6 +43,9 @@ Where we differ, and why:
   both: A is the ``ceil(R / 2)`` even places, a quota larger than A removes all of A and the
   next round goes on, so every frame ends with exactly ``T - T_imp`` diverse tokens.
 * The attention ranking uses a stable sort so equal scores resolve by index.
+* Engineering, not selection: every frame's matching runs in one batch (the code handles one image);
+  the rounds stay sequential (each depends on the last), with no read back inside them, and the
+  kept count (``T`` a frame) is known on the host.
 """
 
 from __future__ import annotations
@@ -153,7 +156,9 @@ class VisPruner(Strategy):
         )
         keep = torch.ones(len(state), dtype=torch.bool, device=state.device)
         keep[grid] = keep_grid
-        return state.keep_mask(keep)
+        # every frame keeps exactly ``total`` (its candidates outnumber the diverse budget): no read back
+        frames = grid.shape[0]
+        return state.keep_mask(keep, kept=len(state) - frames * (per_frame - total))
 
     def stages(self, model: ModelInfo) -> list[Stage]:
         return [

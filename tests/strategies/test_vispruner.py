@@ -92,3 +92,14 @@ def test_budget_below_one_token_per_frame_warns():
     assert VisPruner.for_budget(0.1, "input", info).config.visual_token_num == 20
     with pytest.warns(BudgetWarning):
         assert VisPruner.for_budget(0.001, "input", info).config.visual_token_num == 1
+
+
+@pytest.mark.parametrize(
+    "important, diverse, step", [(10, 5, 8), (0, 20, 8), (15, 0, 8), (3, 17, 1), (1, 22, 3)]
+)
+def test_every_frame_keeps_exactly_important_plus_diverse(important, diverse, step):
+    g = torch.Generator().manual_seed(important + diverse)
+    attention, features = torch.rand(5, 25, generator=g), torch.randn(5, 25, 6, generator=g)
+    features[:, 7] = features[:, 3]  # duplicates
+    keep = vispruner_keep_mask(attention, features, important, diverse, step)
+    assert keep.sum(dim=1).tolist() == [important + diverse] * 5
