@@ -14,10 +14,14 @@ no decoder layer run between stages. Each strategy is budgeted at layer-average 
 Per strategy and stage: the median milliseconds of ``--repeats`` runs after ``--warmup`` (CUDA events on
 a GPU, a monotonic clock on the CPU), and the host synchronisations one run makes: on CUDA the
 warnings of ``torch.cuda.set_sync_debug_mode("warn")``; on the CPU the calls that would synchronise on
-a GPU (``item``, ``tolist``, ``bool``/``int``/``float`` of a tensor, ``nonzero``, ``unique``, indexing
-with a boolean mask, reading a tensor as an index); and the ATen operators one run dispatches (about
-one kernel launch each on CUDA: what a stage costs when the GPU waits on the host). ``--prefill-ms`` (the pruned model's LM prefill,
-e.g. ``lm_prefill_ms`` from ``prune-bench speed``) adds the overhead column: stage time / prefill.
+a GPU (``item``, ``tolist``, ``bool``/``int``/``float`` of a tensor, ``nonzero``, ``unique``,
+``bincount``, ``repeat_interleave`` by a tensor, indexing with a boolean mask, reading a tensor as an
+index); and the ATen operators one run dispatches (about one kernel launch each on CUDA: what a stage
+costs when the GPU waits for the host). ``--prefill-ms`` (the pruned model's LM prefill, e.g.
+``lm_prefill_ms`` from ``prune-bench speed``) adds the overhead column: stage time / prefill.
+
+Not included: the vision tower's attention a stage asks for (computed lazily by the adapter, counted
+in a real run's stage time) and the decoder layer's q/k projections beyond the random ones here.
 """
 
 from __future__ import annotations
@@ -157,6 +161,15 @@ def count_host_reads() -> Iterator[Counter[str]]:
     wrap(torch, "nonzero", "nonzero")
     wrap(torch, "unique", "unique")
     wrap(torch, "masked_select", "masked_select")
+    wrap(torch, "bincount", "bincount")  # CUDA sizes its output from the input's maximum
+    wrap(torch.Tensor, "bincount", "bincount")
+    # a tensor of repeats without output_size: CUDA reads the total back
+    wrap(
+        torch,
+        "repeat_interleave",
+        "repeat_interleave",
+        lambda _x, r=None, *a, **k: isinstance(r, torch.Tensor) and "output_size" not in k,
+    )
     wrap(torch.Tensor, "__getitem__", "bool-mask index", bool_index)
     wrap(torch.Tensor, "__setitem__", "bool-mask assign", bool_index_tensor_value)
     try:

@@ -1,0 +1,50 @@
+"""scripts/selection-overhead.py: its host-read counter and one measured strategy."""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "selection-overhead.py"
+
+
+@pytest.fixture(scope="module")
+def script():
+    spec = importlib.util.spec_from_file_location("selection_overhead", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["selection_overhead"] = module
+    spec.loader.exec_module(module)
+    yield module
+    del sys.modules["selection_overhead"]
+
+
+def test_host_read_counter_counts_what_would_synchronise_and_restores_torch(script):
+    x = torch.arange(6.0)
+    item = torch.Tensor.item
+    with script.count_host_reads() as reads:
+        x.max().item()
+        x[x > 2]  # a boolean mask
+        x[torch.tensor([0, 1])]  # an index tensor: no read
+        torch.nonzero(x)
+        bool(x.any())
+        x[x > 2] = 0.0  # a scalar through a mask: no read
+    assert reads == {"item": 1, "bool-mask index": 1, "nonzero": 1, "__bool__": 1}
+    assert torch.Tensor.item is item
+
+
+def test_measure_times_each_stage_and_counts_one_read_per_pdrop_stage(script):
+    shape = script.SHAPES["llava-onevision-0.5b"]
+    device = torch.device("cpu")
+    args = argparse.Namespace(frames=2, keep=0.5, warmup=0, repeats=1)
+    state = script.synthetic_state(shape, args.frames, device, torch.float32)
+    vision = script.synthetic_vision(shape, args.frames, device)
+    layer = script.RandomLayer(shape, device, torch.float32)
+    row = script.measure("pdrop", args, shape, device, state, vision, layer)
+    assert list(row["stage_ms"]) == ["pdrop.stage1", "pdrop.stage2", "pdrop.stage3"]
+    assert row["host_syncs"] == 3 and row["syncs_by_kind"] == {"nonzero": 3}
+    assert row["visual_before"] == 2 * 196 > row["visual_after"] > 0 and row["aten_ops"] > 0
