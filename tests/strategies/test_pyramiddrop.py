@@ -109,7 +109,7 @@ def test_known_counts_keep_the_same_tokens_as_reading_them_back():
     state = _state(24)
     g = torch.Generator().manual_seed(0)
     mask = torch.rand(len(state), generator=g) > 0.5
-    by_count = state.keep_mask(mask, count=int(mask.sum()))
+    by_count = state.keep_mask(mask, kept=int(mask.sum()))
     assert torch.equal(by_count.source, state.keep_mask(mask).source)
     assert torch.equal(by_count.hidden, state.keep_mask(mask).hidden)
     scores = torch.rand(24, generator=g)
