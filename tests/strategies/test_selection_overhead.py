@@ -48,3 +48,17 @@ def test_measure_times_each_stage_and_counts_one_read_per_pdrop_stage(script):
     assert list(row["stage_ms"]) == ["pdrop.stage1", "pdrop.stage2", "pdrop.stage3"]
     assert row["host_syncs"] == 3 and row["syncs_by_kind"] == {"nonzero": 3}
     assert row["visual_before"] == 2 * 196 > row["visual_after"] > 0 and row["aten_ops"] > 0
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize(("name", "reads"), [("pdrop", 3), ("visionzip", 3), ("vispruner", 2)])
+def test_on_cuda_the_stages_synchronise_no_more_than_the_cpu_count_says(script, name, reads):
+    shape = script.SHAPES["llava-onevision-0.5b"]
+    device = torch.device("cuda")
+    args = argparse.Namespace(frames=4, keep=0.3, warmup=1, repeats=1)
+    state = script.synthetic_state(shape, args.frames, device, torch.bfloat16)
+    vision = script.synthetic_vision(shape, args.frames, device)
+    layer = script.RandomLayer(shape, device, torch.bfloat16)
+    row = script.measure(name, args, shape, device, state, vision, layer)
+    assert row["host_syncs"] <= reads, row["syncs_by_kind"]
