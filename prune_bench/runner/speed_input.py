@@ -8,31 +8,35 @@ sequence, over eight segments an eighth of them in a batch.
 
 * ``scenes`` (the default): a clip with scene structure drawn by the synthetic benchmark's renderer
   (:mod:`prune_bench.benchmarks.synthetic.render`): ``scenes`` scenes of (nearly) equal length, hard
-  cuts between them, each a flat background of its own palette colour with one object of its own
-  shape and colour moving across it; deterministic by seed.
-* ``noise``: uniform random pixels, every frame independent: the named worst case for a method whose
-  segmenter then sees no structure at all (one segment, or one per frame, as its thresholds decide).
+  cuts between them, each a flat background of its own palette colour with a few still objects and
+  one larger object moving across it; deterministic by seed.
+* ``noise``: uniform random pixels, every frame independent: the named single-segment worst case
+  (below: a random tower at a real shape maps it to near-identical tokens).
 * a file (``--video``): decoded by the project's own decoder (:func:`~prune_bench.benchmarks.video.
   load_video`, uniform sampling) at the requested frame count.
 
 Whichever it is, the frames go through the adapter's own preprocessing and random-weight tower
 (:meth:`Adapter.pixels`, :meth:`Adapter.encode_ids`), exactly as in an evaluation.
 
-What a random-weight tower does to scene structure (measured on the CPU at llava-onevision-7b's shape,
-SigLIP so400m + projector + pooling, 8 frames): it maps every token close to one direction. The
-tokens of one frame of the scene clip have a mean cosine similarity of 0.998, consecutive frames
-0.94-1.00 inside a scene and still 0.76-0.94 across a cut, so HieraVid's segmenter (a new segment
-where fewer than 40 % of the tokens have similarity above 0.6 to the previous frame) sees ONE
-segment on scenes and on noise alike (noise: 0.90 between frames). The ordering survives (a cut is
-less similar than a frame inside a scene); only the common direction hides it. Hence the feature
-treatment ``centred``: the video's visual tokens minus their mean over the video, each rescaled to
-its own norm, which is a constant shift of every visual token by the same vector, computed from
-the tower's own output, nothing drawn. Measured on the same features: scenes then form exactly their
-4 segments (similarity about 0.95-0.99 inside a scene, 0.07 to -0.76 across a cut), noise one
-segment a frame. ``tower`` hands the stages the tower's output unchanged. ``centred`` is the default
-for scenes and a file, ``tower`` for noise: noise through a random tower at a real shape is the
-single-segment worst case (at the tiny test shapes the same noise stays noise, a segment most
-frames; the ``segments`` column says what each method formed).
+What a random-weight tower does to scene structure. Measured on the CPU at llava-onevision-7b's shape
+(SigLIP so400m, projector and pooling at their real shape, fp32, 32 frames, 8 scenes), it maps every
+token close to one direction: the tokens of one frame have a mean cosine similarity of 0.993, the
+same position in consecutive frames 0.99-1.00 inside a scene and still 0.66-0.95 across a cut. The
+ordering survives, so the segmenters that cut at the least similar transitions find the scenes
+(FastVID 8 segments, FlashVID 8, PruneVid 8, HoliTom 4), but HieraVid's absolute thresholds (a new
+segment where fewer than 40 % of the tokens have similarity above 0.6 to the previous frame) see ONE
+segment. Hence the feature treatment ``centred``: the video's visual tokens minus their mean over the
+video, each rescaled to the norm it had, a shift of every visual token by the same vector computed
+from the tower's own output (nothing is drawn). On the same clip the tokens then have 0.95-1.00
+inside a scene and -0.57 to 0.74 across a cut: HieraVid forms 5 segments (the two cuts between
+similar backgrounds stay above its thresholds), FastVID 8, FlashVID 8, PruneVid 7, HoliTom 8.
+``tower`` hands the stages the tower's output unchanged. ``centred`` is the default for scenes and
+a file, ``tower`` for noise: through the same tower noise gives 0.88-0.92 between frames, and
+HieraVid 1 segment, HoliTom 1, PruneVid 2, FastVID and FlashVID their minimum of 8 (centred, noise
+would be a segment every frame). Centring amplifies whatever differs inside a video, so a clip of
+one scene, centred, gives the frame-level segmenters its motion as cuts (FastVID a segment a frame
+at the tiny test shape) while HieraVid still forms one. At the tiny test shapes the raw tower keeps
+noise apart (a segment most frames); the ``segments`` column always says what each method formed.
 """
 
 from __future__ import annotations
