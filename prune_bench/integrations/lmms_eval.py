@@ -219,6 +219,12 @@ class PruneBenchLMM(_LmmsBase):  # type: ignore[misc,valid-type]
 
     # ------------------------------------------------------------------------------ helpers
     @property
+    def device(self) -> Any:
+        """This process's model device: lmms-eval's evaluator puts the tensors it gathers across ranks
+        there (``lm.device``), as for its own models."""
+        return self.session.adapter.device
+
+    @property
     def tokenizer(self) -> Any:
         return self.session.adapter.tokenizer
 

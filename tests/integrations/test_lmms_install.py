@@ -113,3 +113,34 @@ def test_lmms_evals_command_line_runs_the_example_task_through_the_model(tmp_pat
                      tmp_path)  # fmt: skip
     assert "keep must be in" in bad.stdout + bad.stderr
     assert not list((tmp_path / "bad").rglob("*_results.json"))
+
+
+@pytest.mark.slow
+def test_two_processes_under_torchrun_answer_each_document_once_and_gather_them_all(tmp_path: Path) -> None:
+    # lmms-eval splits the documents by the launcher's rank (here torchrun's, two gloo CPU processes),
+    # each process answers its share through our model and rank 0 gathers every answer
+    made = _run([sys.executable, str(TASKS / "tiny_mc_video" / "make_videos.py")], tmp_path)
+    assert made.returncode == 0, made.stderr
+    logs = tmp_path / "logs"
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "-m", "lmms_eval"]
+    run = _run([*torchrun, "--tasks", "prune_bench_tiny_mc_video", "--include_path", str(TASKS), "--batch_size", "1",
+                "--model", "prune_bench", "--model_args", "strategy=random,keep=0.5,frames=4,device=cpu",
+                "--output_path", str(logs), "--log_samples"], tmp_path)  # fmt: skip
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    assert "Error during evaluation" not in run.stdout + run.stderr, (run.stdout + run.stderr)[-3000:]
+    answered = {
+        rank: [
+            json.loads(line)["doc_id"]
+            for line in (logs / f"prune_bench_pruning.jsonl.rank{rank}").read_text().splitlines()
+        ]
+        for rank in (0, 1)
+    }
+    assert answered[0] and answered[1] and not set(answered[0]) & set(answered[1])  # each once, both worked
+    assert sorted(answered[0] + answered[1]) == [0, 1, 2, 3]
+    (samples_file,) = logs.rglob("*_samples_prune_bench_tiny_mc_video.jsonl")
+    assert sorted(json.loads(line)["doc_id"] for line in samples_file.read_text().splitlines()) == [
+        0,
+        1,
+        2,
+        3,
+    ]
