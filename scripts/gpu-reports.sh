@@ -11,6 +11,9 @@
 #            4  the strategies added in the eighth session (and cdpruner, evs, pool) at keep 0.1 / 0.2 /
 #               0.3, 32 and 64 frames; decode as CUDA graphs against the eager loop (32 decoded tokens)
 #            5  Qwen3-VL-8B, Qwen2.5-VL-7B and InternVL3-8B at 32 frames, every strategy at keep 0.3
+#            6  every strategy at keep 0.3, 32 frames, LLaVA-OneVision-7B, on the two named speed inputs:
+#               the rendered 8-scene clip (tokens centred) and noise (the single-segment worst case),
+#               with the segments each method formed; the speed input's GPU test
 # Env: REPEATS (default 3), TAR=FILE to pack OUT_DIR into one archive after each part (for machines
 # that return few files). Every table and figure names the GPU, dtype, attention backend and versions.
 set -uo pipefail
@@ -61,7 +64,15 @@ for part in $PARTS; do
         $PB speed $EVERY --arch $arch --frames 32 --keep 0.3 "${COMMON[@]}" --out "$OUT/$arch-32f"
       done
       ;;
-    *) echo "unknown part '$part' (parts: 1 2 3 4 5)" >&2; exit 2 ;;
+    6)
+      for input in scenes noise; do
+        $PB speed $EVERY --arch llava-onevision-7b --frames 32 --keep 0.3 --input $input "${COMMON[@]}" \
+          --out "$OUT/32f-input-$input"
+      done
+      timeout 300 python -m pytest -q -p no:cacheprovider -m gpu tests/runner/test_speed_input.py 2>&1 \
+        | tail -5 | tee "$OUT/speed-input-gpu-test.txt"
+      ;;
+    *) echo "unknown part '$part' (parts: 1 2 3 4 5 6)" >&2; exit 2 ;;
   esac
   if [ -n "${TAR:-}" ]; then  # after every part, so a call cut short still returns the parts it finished
     tar -C "$OUT" -czf "$TAR.tmp" --exclude "$(basename "$TAR")*" . && mv "$TAR.tmp" "$TAR"

@@ -40,12 +40,21 @@ def synthetic_scenes(
 
 
 def synthetic_sample(
-    adapter: Adapter, num_frames: int, text_tokens: int, *, capture_vision: bool, seed: int = 0
+    adapter: Adapter,
+    num_frames: int,
+    text_tokens: int,
+    *,
+    capture_vision: bool,
+    seed: int = 0,
+    frames: torch.Tensor | None = None,
 ) -> EncodedSample:
-    """Square scenes at the adapter's larger frame side and ``text_tokens`` random ids below its
-    multimodal token ids: a system-prompt-like prefix, then the video span, then the question."""
+    """Square scenes at the adapter's larger frame side (or the uint8 ``frames`` given, ``[T, H, W, 3]``)
+    and ``text_tokens`` random ids below its multimodal token ids: a system-prompt-like prefix, then
+    the video span, then the question."""
     g = torch.Generator().manual_seed(seed)
-    frames = synthetic_scenes(num_frames, max(adapter.frame_size), g)
+    if frames is None:
+        frames = synthetic_scenes(num_frames, max(adapter.frame_size), g)
+    num_frames = frames.shape[0]
     text = torch.randint(0, adapter.plain_text_vocab, (text_tokens,), generator=g).tolist()
     split = min(SYSTEM_PREFIX_TOKENS, text_tokens // 2)
     ids = text[:split] + adapter.video_span(adapter.video_token_count(num_frames)) + text[split:]
