@@ -40,10 +40,12 @@ Where we differ, and why:
   frames' tokens globally, and the LLaVA-OneVision newline token is not visual, so never dropped.
 * The official attention adds a causal mask and softmaxes in float32 then casts to the model dtype
   before averaging; we average in float32.
-* Engineering, not selection: a stage reads one number back from the device (how many visual
-  tokens it sees); the kept indices follow from that count without another read. What a stage
-  costs beyond that is the framework's: the layer's q/k for the attention row
-  (``adapters/decoder.py``, ``_pre_rows``).
+* Engineering, not selection: the first stage reads one number back from the device (how many
+  visual tokens it sees); the kept indices follow from that count without another read, and a later
+  stage that finds as many tokens as the previous one left knows its visual count without reading
+  it (a read mid-prefill costs the host's lead over the GPU for every layer after it, which the
+  few-token late layers feel most). What a stage costs beyond that is the framework's: the layer's
+  q/k for the attention row (``adapters/decoder.py``, ``_pre_rows``).
 """
 
 from __future__ import annotations
@@ -59,11 +61,16 @@ from prune_bench.core.stages import Stage
 from prune_bench.core.state import PositionPolicy, TokenState
 from prune_bench.core.strategy import BudgetUnit, ModelInfo, Strategy, StrategyConfig, warn_budget
 from prune_bench.errors import UserError
-from prune_bench.strategies.common.select import last_token_visual_attention, topk_visual
+from prune_bench.strategies.common.select import (
+    known_visual_index,
+    last_token_visual_attention,
+    topk_visual,
+)
 
 REFERENCE_DEPTH = 32
 REFERENCE_LAYERS = (8, 16, 24)
 INPUT_COUNT_KEY = "pdrop.input_visual"
+LEFT_KEY = "pdrop.left"
 
 
 class PyramidDropConfig(StrategyConfig):
@@ -131,13 +138,21 @@ class PyramidDrop(Strategy):
         cumulative = self.config.ratio**stage
 
         def rank_drop(state: TokenState, ctx: StageContext) -> TokenState:
-            vis = state.visual_index  # the stage's one host sync (its count); reused below
-            if INPUT_COUNT_KEY not in ctx.memory:
-                ctx.memory[INPUT_COUNT_KEY] = vis.numel()
+            memory = ctx.memory
+            left = memory.get(LEFT_KEY)  # (tokens, visual tokens) the previous stage left
+            if left is not None and left[0] == len(state):  # nothing removed since: no read back
+                vis = known_visual_index(state, left[1])
+            else:
+                vis = state.visual_index  # one host sync, for the count
+            if INPUT_COUNT_KEY not in memory:
+                memory[INPUT_COUNT_KEY] = vis.numel()
             if vis.numel() == 0:
                 return state
+            k = max(0, min(int(memory[INPUT_COUNT_KEY] * cumulative), vis.numel()))
             scores = last_token_visual_attention(state, ctx, visual_index=vis)
-            return topk_visual(state, scores, int(ctx.memory[INPUT_COUNT_KEY] * cumulative), visual_index=vis)
+            out = topk_visual(state, scores, k, visual_index=vis)
+            memory[LEFT_KEY] = (len(out), k)
+            return out
 
         return rank_drop
 

@@ -138,3 +138,26 @@ def test_each_stage_reads_the_device_once_for_its_visual_count(monkeypatch):
     monkeypatch.undo()
     assert reads == ["nonzero"]  # the visual index; the kept indices follow from its count
     assert out.num_visual == 8
+
+
+def test_later_stages_know_their_visual_count_and_keep_the_tokens_a_read_would(monkeypatch):
+    state = _state(32)
+    attention = torch.rand(len(state), generator=torch.Generator().manual_seed(2))
+    strategy = PyramidDrop(ratio=0.5)
+    memory: dict = {}
+    reads: list[str] = []
+    original = torch.nonzero
+    monkeypatch.setattr(torch, "nonzero", lambda *a, **k: (reads.append("nonzero"), original(*a, **k))[1])
+    kept = [state]
+    for s in (1, 2, 3):
+        kept.append(strategy.make_stage(s)(kept[-1], _ctx(memory, attention)))
+    monkeypatch.undo()
+    assert reads == ["nonzero"] and [k.num_visual for k in kept] == [32, 16, 8, 4]
+    for s in (2, 3):  # a fresh read of the visual count keeps the same tokens
+        fresh = strategy.make_stage(s)(kept[s - 1], _ctx({"pdrop.input_visual": 32}, attention))
+        assert torch.equal(fresh.source, kept[s].source)
+    # a token removed by someone else between two stages: the count is read again
+    other = kept[1].keep(torch.arange(1, len(kept[1])))
+    memory_other = dict(memory, **{"pdrop.left": (len(kept[1]), 16)})
+    out = strategy.make_stage(2)(other, _ctx(memory_other, attention))
+    assert out.num_visual == 8 and torch.equal(out.source, kept[2].source[1:])  # its first token was text

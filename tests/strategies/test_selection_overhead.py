@@ -37,7 +37,7 @@ def test_host_read_counter_counts_what_would_synchronise_and_restores_torch(scri
     assert torch.Tensor.item is item
 
 
-def test_measure_times_each_stage_and_counts_one_read_per_pdrop_stage(script):
+def test_measure_times_each_stage_and_counts_pdrops_one_read(script):
     shape = script.SHAPES["llava-onevision-0.5b"]
     device = torch.device("cpu")
     args = argparse.Namespace(frames=2, keep=0.5, warmup=0, repeats=1)
@@ -46,13 +46,13 @@ def test_measure_times_each_stage_and_counts_one_read_per_pdrop_stage(script):
     layer = script.RandomLayer(shape, device, torch.float32)
     row = script.measure("pdrop", args, shape, device, state, vision, layer)
     assert list(row["stage_ms"]) == ["pdrop.stage1", "pdrop.stage2", "pdrop.stage3"]
-    assert row["host_syncs"] == 3 and row["syncs_by_kind"] == {"nonzero": 3}
+    assert row["host_syncs"] == 1 and row["syncs_by_kind"] == {"nonzero": 1}  # stage 1 reads its count
     assert row["visual_before"] == 2 * 196 > row["visual_after"] > 0 and row["aten_ops"] > 0
 
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
-@pytest.mark.parametrize(("name", "reads"), [("pdrop", 3), ("visionzip", 3), ("vispruner", 2)])
+@pytest.mark.parametrize(("name", "reads"), [("pdrop", 1), ("visionzip", 3), ("vispruner", 2)])
 def test_on_cuda_the_stages_synchronise_no_more_than_the_cpu_count_says(script, name, reads):
     shape = script.SHAPES["llava-onevision-0.5b"]
     device = torch.device("cuda")
