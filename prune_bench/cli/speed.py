@@ -121,7 +121,7 @@ def write_outputs(
         )
     (path / "speed.md").write_text(text)
     if plots:
-        write_speed_plots(rows, path)
+        write_speed_plots(rows, path, meta)
 
 
 def describe_input(source: str, video: str | None, scenes: int, features: str) -> str:
