@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Regenerate reports/synthetic/ (tables and figures) on the shipped default model with one command:
-# sweep + ablate into one resumable results store, then table + plot. CPU is fine: about 35 minutes
+# sweep + ablate into one resumable results store, then table + plot + the significance report. CPU is fine: about 35 minutes
 # on 2 cores. Re-run to continue a killed run; finished items are never recomputed.
 #
 # Usage: scripts/synthetic-reports.sh [OUT_DIR] [EXTRA_OPTIONS...]
@@ -27,3 +27,4 @@ $PB table "$RUN" --format markdown -o "$OUT/accuracy.md"
 $PB table "$RUN" --format csv -o "$OUT/accuracy.csv"
 $PB table "$RUN" --format latex -o "$OUT/accuracy.tex"
 $PB plot "$RUN" --out "$OUT"
+python scripts/significance-report.py "$RUN" -o "$OUT/significance.md"

@@ -244,6 +244,19 @@ def paired(
     )
 
 
+def holm(pvalues: Sequence[float]) -> list[float]:
+    """Holm-Bonferroni adjusted p-values of one family of tests, in the input order: the ``k``-th
+    smallest is multiplied by ``m - k`` (``k`` from 0), capped at 1 and made monotone, so rejecting
+    where the adjusted p < alpha keeps the family-wise error rate at alpha."""
+    order = sorted(range(len(pvalues)), key=lambda i: pvalues[i])
+    adjusted = [1.0] * len(pvalues)
+    running = 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (len(pvalues) - rank) * pvalues[i]))
+        adjusted[i] = running
+    return adjusted
+
+
 def format_p(p: float | None) -> str:
     """A p-value as a paper prints it: ``<0.001``, ``0.004``, ``0.03``, ``0.42``, ``1.00``."""
     if p is None or math.isnan(p):

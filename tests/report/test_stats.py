@@ -246,3 +246,13 @@ def test_mcnemar_rejects_a_true_null_at_most_at_its_level() -> None:
         only_a = rng.binomial(discordant, 0.5)
         rejections += mcnemar_exact(int(only_a), int(discordant - only_a)) < 0.05
     assert rejections / 1000 <= 0.05 + 0.02  # the level, plus three standard errors of the rate
+
+
+def test_holm_adjusts_in_the_input_order_and_stays_monotone() -> None:
+    from prune_bench.report.stats import holm
+
+    # sorted 0.01, 0.02, 0.04, 0.30 -> x4, x3, x2, x1 = 0.04, 0.06, 0.08, 0.30
+    assert holm([0.04, 0.01, 0.30, 0.02]) == pytest.approx([0.08, 0.04, 0.30, 0.06])
+    assert holm([0.5, 0.5]) == [1.0, 1.0]  # capped at 1
+    assert holm([0.03, 0.03, 0.03]) == pytest.approx([0.09, 0.09, 0.09])  # monotone through ties
+    assert holm([]) == []
