@@ -68,7 +68,7 @@ def accuracy_notes(rows: Sequence[SummaryRow]) -> list[str]:
 
 def headline_rule(rows: Sequence[SummaryRow]) -> str:
     """How the rows' headline number is computed (``mean of task accuracies``, say)."""
-    rules = {getattr(r, "headline_rule", "mean over tasks") for r in rows}
+    rules = {r.headline_rule for r in rows}
     return rules.pop() if len(rules) == 1 else "headline accuracy"
 
 
