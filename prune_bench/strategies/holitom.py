@@ -83,9 +83,10 @@ Where we differ, and why:
 * Engineering, not selection: every window's static clustering is one padded DPC-kNN batch and every
   frame's dynamic one another (the code loops over windows and frames); centres are written by
   index, padding writing back what it holds, and the inner merge splits kept / merged tokens from
-  their known counts, so the only reads back to the host are the DP's gain table (the DP itself is
-  the code's, on ``T x T`` numbers), two "any group to cluster?" checks, the cluster counts and the
-  kept count.
+  their known counts and takes its visual count from the outer merge, so it reads nothing back
+  mid-prefill; the outer merge reads the layout's grid, the DP's gain table (the DP itself is the
+  code's, on ``T x T`` numbers), two "any group to cluster?" checks, the cluster counts and the kept
+  count.
 """
 
 from __future__ import annotations
@@ -104,11 +105,17 @@ from prune_bench.core.stages import Stage
 from prune_bench.core.state import PositionPolicy, TokenState
 from prune_bench.core.strategy import BudgetUnit, ModelInfo, Strategy, StrategyConfig, warn_budget
 from prune_bench.strategies.common.dpc_knn import dpc_knn_cluster
-from prune_bench.strategies.common.select import keep_visual_subset, last_token_visual_attention
+from prune_bench.strategies.common.select import (
+    keep_visual_subset,
+    last_token_visual_attention,
+    visual_index_after,
+)
 from prune_bench.strategies.common.temporal import frame_grid_index
 
 #: Depth of Qwen2-7B, for which ``HOLITOM_k = 18`` was chosen.
 REFERENCE_DEPTH = 28
+#: (tokens, visual tokens) the outer merge left, so that the inner merge need not read its count back.
+LEFT_KEY = "holitom.left"
 
 
 class HoliTomConfig(StrategyConfig):
@@ -237,7 +244,7 @@ def sequential_pair_average(
     into ``target`` (an index into ``kept``), in closed form. :returns: ``[len(kept), D]``."""
     n_kept = kept.numel()
     device = hidden.device
-    m = torch.bincount(target, minlength=n_kept)
+    m = torch.zeros(n_kept, dtype=torch.long, device=device).index_add_(0, target, torch.ones_like(target))
     order = target.argsort(stable=True)  # members grouped by target, in dropped order
     offset = torch.cumsum(m, 0) - m
     rank = torch.empty_like(target)
@@ -343,11 +350,13 @@ class HoliTom(Strategy):
         full[grid] = keep
         segment = torch.full((len(state),), -1, dtype=torch.long, device=device)
         segment[grid] = window[:, None].expand_as(grid)
-        return state.with_hidden(hidden).with_segments(segment).keep_mask(full)
+        out = state.with_hidden(hidden).with_segments(segment).keep_mask(full)
+        ctx.memory[LEFT_KEY] = (len(out), len(out) - (len(state) - grid.numel()))  # the inner merge's count
+        return out
 
     # ------------------------------------------------------------------------------ inner
     def inner_merge(self, state: TokenState, ctx: StageContext) -> TokenState:
-        vis = state.visual_index
+        vis = visual_index_after(state, ctx.memory.get(LEFT_KEY))
         n = vis.numel()
         n_keep = round(n * (1 - self.config.inner_ratio))
         if n == 0 or n_keep >= n:

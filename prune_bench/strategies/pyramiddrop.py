@@ -62,9 +62,9 @@ from prune_bench.core.state import PositionPolicy, TokenState
 from prune_bench.core.strategy import BudgetUnit, ModelInfo, Strategy, StrategyConfig, warn_budget
 from prune_bench.errors import UserError
 from prune_bench.strategies.common.select import (
-    known_visual_index,
     last_token_visual_attention,
     topk_visual,
+    visual_index_after,
 )
 
 REFERENCE_DEPTH = 32
@@ -139,11 +139,7 @@ class PyramidDrop(Strategy):
 
         def rank_drop(state: TokenState, ctx: StageContext) -> TokenState:
             memory = ctx.memory
-            left = memory.get(LEFT_KEY)  # (tokens, visual tokens) the previous stage left
-            if left is not None and left[0] == len(state):  # nothing removed since: no read back
-                vis = known_visual_index(state, left[1])
-            else:
-                vis = state.visual_index  # one host sync, for the count
+            vis = visual_index_after(state, memory.get(LEFT_KEY))  # read back at the first stage only
             if INPUT_COUNT_KEY not in memory:
                 memory[INPUT_COUNT_KEY] = vis.numel()
             if vis.numel() == 0:

@@ -188,3 +188,35 @@ def test_place_centres_writes_only_real_centres_like_boolean_mask_indexing():
     expected_hidden[grid[rows, centres[real]]] = merged[real]
     place_centres(keep, hidden, grid, frame, centres, real, merged)
     assert torch.equal(keep, expected_keep) and torch.equal(hidden, expected_hidden)
+
+
+def test_inner_merge_takes_the_outer_merges_visual_count_without_reading_it(monkeypatch):
+    state, vision = _video_state()
+    memory: dict = {}
+    outer_ctx = StageContext(
+        hook="segment", num_layers=4, generator=torch.Generator(), memory=memory, _vision=lambda: vision
+    )
+    strategy = HoliTom(retain_ratio=0.9, tau=0.8, inner_ratio=0.5)
+    outer = strategy.outer_merge(state, outer_ctx)
+    assert memory["holitom.left"] == (len(outer), outer.num_visual)
+
+    def rows(s: TokenState, q: int) -> torch.Tensor:
+        return torch.linspace(0.1, 1.0, len(s)).flip(0).expand(2, q, -1)
+
+    def inner_ctx(mem: dict) -> StageContext:
+        return StageContext(
+            hook="layer", layer=1, num_layers=4, generator=torch.Generator(), memory=mem, _attention=rows
+        )
+
+    reads: list[str] = []
+    for name in ("nonzero", "bincount"):
+        original = getattr(torch, name)
+        monkeypatch.setattr(
+            torch, name, lambda *a, _o=original, _n=name, **k: (reads.append(_n), _o(*a, **k))[1]
+        )
+    inner = strategy.inner_merge(outer, inner_ctx(memory))
+    monkeypatch.undo()
+    assert reads == []
+    fresh = strategy.inner_merge(outer, inner_ctx({}))
+    assert torch.equal(inner.source, fresh.source) and torch.equal(inner.hidden, fresh.hidden)
+    assert inner.num_visual == round(outer.num_visual * 0.5)
