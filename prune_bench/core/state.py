@@ -132,17 +132,28 @@ class TokenState:
         idx = torch.unique(indices.to(self.device, torch.long))  # sorted, deduplicated
         return self._gather(idx, self.hidden.index_select(0, idx))
 
-    def keep_mask(self, mask: torch.Tensor) -> TokenState:
-        """Keep the tokens where ``mask`` is true (one host sync, for the count)."""
-        idx = torch.nonzero(mask.to(self.device), as_tuple=False).flatten()  # sorted and distinct already
+    def keep_mask(self, mask: torch.Tensor, kept: int | None = None) -> TokenState:
+        """Keep the tokens where ``mask`` is true: one host sync, for the count, unless the caller knows
+        it (``kept``, how many are true), which saves it."""
+        mask = mask.to(self.device)
+        if kept is None:
+            idx = torch.nonzero(mask, as_tuple=False).flatten()  # sorted and distinct already
+        else:  # the true entries first, each group in index order: the same indices, no sync
+            idx = torch.argsort(mask.to(torch.uint8), descending=True, stable=True)[:kept]
         return self._gather(idx, self.hidden.index_select(0, idx))
 
-    def merge(self, target: torch.Tensor, weighting: Literal["count", "uniform"] = "count") -> TokenState:
+    def merge(
+        self,
+        target: torch.Tensor,
+        weighting: Literal["count", "uniform"] = "count",
+        kept: int | None = None,
+    ) -> TokenState:
         """Merge each token into ``target[i]`` (an index into this state; ``target[i] == i`` keeps it).
 
         Every group's representative keeps its position and layout; its hidden state becomes the
         mean of the group, weighted by how many original tokens each member stands for
         (``"count"``) or unweighted (``"uniform"``). Targets must be representatives themselves.
+        ``kept``: how many representatives there are, when the caller knows (saves a host sync).
         """
         target = target.to(self.device, torch.long)
         n = len(self)
@@ -154,7 +165,10 @@ class TokenState:
         acc.index_add_(0, target, self.hidden.float() * w[:, None])
         total_w = torch.zeros(n, dtype=torch.float32, device=self.device).index_add_(0, target, w)
         count = torch.zeros(n, dtype=torch.float32, device=self.device).index_add_(0, target, self.weight)
-        idx = torch.nonzero(is_rep, as_tuple=False).flatten()
+        if kept is None:
+            idx = torch.nonzero(is_rep, as_tuple=False).flatten()
+        else:  # the representatives first, in index order: the same indices, no sync
+            idx = torch.argsort(is_rep.to(torch.uint8), descending=True, stable=True)[:kept]
         hidden = (acc[idx] / total_w[idx, None]).to(self.hidden.dtype)
         merged = self._gather(idx, hidden)
         return replace(merged, weight=count[idx])
@@ -167,7 +181,9 @@ class TokenState:
             # M-RoPE: shift every axis by the same amount so relative layout inside a frame survives.
             shift = self.position[0] - pos
             pos = self.position - shift[None, :]
-        return replace(self, position=pos, next_position=int(pos.max().item()) + 1 if n else 0)
+        # 1-D positions are 0..n-1: only M-RoPE's shifted axes need reading back
+        after = n if pos.dim() == 1 else (int(pos.max().item()) + 1 if n else 0)
+        return replace(self, position=pos, next_position=after)
 
     def _gather(self, idx: torch.Tensor, hidden: torch.Tensor) -> TokenState:
         values: dict[str, Any] = {}

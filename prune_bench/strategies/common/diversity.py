@@ -17,8 +17,8 @@ def cosine_distance_matrix(features: torch.Tensor) -> torch.Tensor:
     """``1 - cos`` between every pair of rows of ``features`` ``[N, D]``, float32 ``[N, N]``."""
     x = F.normalize(features.float(), dim=-1)
     # a non-finite feature would make its distances NaN, which wins every argmax (the same token picked
-    # again and again): count it as identical to every token instead
-    return torch.nan_to_num(1.0 - x @ x.T, nan=0.0, posinf=0.0, neginf=0.0)
+    # again and again): count it as identical to every token instead. In place: one N x N buffer.
+    return (x @ x.T).neg_().add_(1.0).nan_to_num_(nan=0.0, posinf=0.0, neginf=0.0)
 
 
 def greedy_max_min_diversity(features: torch.Tensor, k: int) -> torch.Tensor:
@@ -35,18 +35,19 @@ def greedy_max_min_diversity(features: torch.Tensor, k: int) -> torch.Tensor:
         return torch.zeros(1, dtype=torch.long, device=device)
     # nearest-neighbour distance: the second smallest of each column (the smallest is the token itself)
     nearest = torch.topk(dist, 2, dim=0, largest=False).values[1]
-    first = torch.argmax(nearest).reshape(1)
+    # a picked token's own row then sets its running minimum to -inf: it is never picked again, with
+    # no extra write per pick
+    dist.diagonal().fill_(-torch.inf)
     picks = torch.zeros(1 + padded_steps(k - 1, device), dtype=torch.long, device=device)
-    picks[:1] = first
-    closest = dist[first[0]].clone()
-    closest[first] = -torch.inf
+    torch.argmax(nearest, dim=0, keepdim=True, out=picks[:1])
+    closest = dist.index_select(0, picks[:1])[0]  # a copy; indexing by a 0-d tensor reads it to the host
     step = torch.ones(1, dtype=torch.long, device=device)
+    j = torch.zeros(1, dtype=torch.long, device=device)
 
     def pick() -> None:  # fixed shapes, step on the device: replayable as a CUDA graph
-        j = torch.argmax(closest).reshape(1)
+        torch.argmax(closest, dim=0, keepdim=True, out=j)
         picks.index_copy_(0, step, j)
         torch.minimum(closest, dist.index_select(0, j)[0], out=closest)
-        closest.index_fill_(0, j, -torch.inf)
         step.add_(1)
 
     # picks past k (filling the last graph replay) land in padding; once every token is picked,

@@ -36,7 +36,9 @@ def dpc_knn_score(
         dist_max = dist.masked_fill(~pairs, 0).flatten(1).amax(dim=1)[:, None, None]
         dist = torch.where(valid[:, None, :], dist, dist_max + 1)
     ks = torch.as_tensor(k, device=x.device).clamp(1, max(n, 1)).expand(b)
-    knn = dist.topk(int(ks.max().item()) if b else 0, dim=-1, largest=False).values  # [B, N, k_max]
+    # an int k needs no read back from the device
+    k_max = (max(1, min(k, max(n, 1))) if isinstance(k, int) else int(ks.max().item())) if b else 0
+    knn = dist.topk(k_max, dim=-1, largest=False).values  # [B, N, k_max]
     near = (torch.arange(knn.shape[-1], device=x.device)[None, :] < ks[:, None])[:, None, :]
     density = torch.exp(-(knn**2 * near).sum(dim=-1) / ks[:, None])
     if valid is not None:
@@ -64,14 +66,15 @@ def dpc_knn_cluster(
     b, n, _ = x.shape
     counts = torch.as_tensor(num_clusters, device=x.device).expand(b)
     score, dist = dpc_knn_score(x, k, valid)
-    c = int(counts.max().item()) if b else 0
+    c = (num_clusters if isinstance(num_clusters, int) else int(counts.max().item())) if b else 0
     centres = score.topk(c, dim=-1).indices
     if c == 0:
         return centres, torch.zeros(b, n, dtype=torch.long, device=x.device)
     real = torch.arange(c, device=x.device)[None, :] < counts[:, None]  # [B, C]
     to_centre = dist.gather(1, centres[:, :, None].expand(-1, -1, n))  # [B, C, N]
     assignment = to_centre.masked_fill(~real[..., None], torch.inf).argmin(dim=1)
-    rows = torch.arange(b, device=x.device)[:, None].expand_as(centres)
     slots = torch.arange(c, device=x.device)[None, :].expand_as(centres)
-    assignment[rows[real], centres[real]] = slots[real]
+    # a row's centres are distinct; its padding centres keep their assignment (no boolean-mask index,
+    # which would read the count back from the device)
+    assignment.scatter_(1, centres, torch.where(real, slots, assignment.gather(1, centres)))
     return centres, assignment

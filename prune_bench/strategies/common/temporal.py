@@ -18,9 +18,11 @@ def frame_grid_index(state: TokenState) -> torch.Tensor:
     Requires a complete grid (every position of every frame present), as at the LLM input.
     """
     vis = state.visual_index
-    rows, cols = state.frame_grid
+    frames = rows = cols = 0
+    if vis.numel():  # what state.num_frames and state.frame_grid say, in one host read instead of seven
+        last = torch.stack([state.frame[vis].max(), state.row[vis].max(), state.col[vis].max()]).tolist()
+        frames, rows, cols = (int(v) + 1 for v in last)
     per_frame = rows * cols
-    frames = state.num_frames
     if vis.numel() != frames * per_frame:
         raise ValueError("previous-frame similarity needs every visual token of every frame (run it first)")
     slot = state.frame[vis] * per_frame + state.row[vis] * cols + state.col[vis]
