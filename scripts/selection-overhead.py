@@ -250,7 +250,10 @@ def run_plan(
         if stage.hook == "decode":
             continue
         with clock.measure(stage.name):
-            state = stage.fn(state, stage_context(stage, layer, memory, vision, shape, generator))
+            new = stage.fn(state, stage_context(stage, layer, memory, vision, shape, generator))
+        if not isinstance(new, TokenState):
+            raise TypeError(f"stage {stage.name!r} returned {type(new).__name__}, not a TokenState")
+        state = new
         if stage.position_policy == "reindex":
             state = state.reindexed()
     return state
