@@ -16,7 +16,7 @@ a GPU, a monotonic clock on the CPU), and the host synchronisations one run make
 warnings of ``torch.cuda.set_sync_debug_mode("warn")``; on the CPU the calls that would synchronise on
 a GPU (``item``, ``tolist``, ``bool``/``int``/``float`` of a tensor, ``nonzero``, ``unique``,
 ``bincount``, ``repeat_interleave`` by a tensor, indexing with a boolean mask, reading a tensor as an
-index); and the ATen operators one run dispatches (about one kernel launch each on CUDA: what a stage
+index, ``torch.tensor``/``as_tensor`` of host values with a ``device``, a blocking copy); and the ATen operators one run dispatches (about one kernel launch each on CUDA: what a stage
 costs when the GPU waits for the host). ``--prefill-ms`` (the pruned model's LM prefill, e.g.
 ``lm_prefill_ms`` from ``prune-bench speed``) adds the overhead column: stage time / prefill.
 
@@ -131,6 +131,10 @@ class RandomLayer:
 _READS = ("item", "tolist", "__bool__", "__int__", "__float__", "__index__", "nonzero", "unique")
 
 
+def _to_a_device(data: Any, *args: Any, **kwargs: Any) -> bool:
+    return kwargs.get("device") is not None and not isinstance(data, torch.Tensor)
+
+
 @contextmanager
 def count_host_reads() -> Iterator[Counter[str]]:
     """Count, by name, the calls inside the block that synchronise the host with a GPU (see the module
@@ -161,6 +165,9 @@ def count_host_reads() -> Iterator[Counter[str]]:
     wrap(torch, "nonzero", "nonzero")
     wrap(torch, "unique", "unique")
     wrap(torch, "masked_select", "masked_select")
+    # host numbers copied to a device by a blocking copy, which waits for the stream on CUDA
+    wrap(torch, "tensor", "host-to-device copy", _to_a_device)
+    wrap(torch, "as_tensor", "host-to-device copy", _to_a_device)
     wrap(torch, "bincount", "bincount")  # CUDA sizes its output from the input's maximum
     wrap(torch.Tensor, "bincount", "bincount")
     # a tensor of repeats without output_size: CUDA reads the total back

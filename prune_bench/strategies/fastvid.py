@@ -67,6 +67,7 @@ from prune_bench.core.state import PositionPolicy, TokenState
 from prune_bench.core.strategy import BudgetUnit, ModelInfo, Strategy, StrategyConfig, warn_budget
 from prune_bench.strategies.common.dpc_knn import dpc_knn_score
 from prune_bench.strategies.common.temporal import frame_grid_index
+from prune_bench.strategies.common.transfer import host_to_device
 
 
 class FastVIDConfig(StrategyConfig):
@@ -160,7 +161,7 @@ def density_merge(
     if not frames:
         return index, valid, anchor_x
     width = max(counts[1][f] for f in frames)
-    af = torch.tensor(frames, device=tokens.device)  # [A] anchor frames
+    af = host_to_device(frames, tokens.device)  # [A] anchor frames
     # each anchor frame's pooled frames, in frame order, padded with a frame flagged invalid
     pooled = torch.argsort((~pool[af]).to(torch.int8), dim=1, stable=True)[:, :width]  # [A, W]
     real = pool[af].gather(1, pooled)  # [A, W]

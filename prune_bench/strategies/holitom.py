@@ -111,6 +111,7 @@ from prune_bench.strategies.common.select import (
     visual_index_after,
 )
 from prune_bench.strategies.common.temporal import frame_grid_index
+from prune_bench.strategies.common.transfer import host_to_device
 
 #: Depth of Qwen2-7B, for which ``HOLITOM_k = 18`` was chosen.
 REFERENCE_DEPTH = 28
@@ -311,8 +312,8 @@ class HoliTom(Strategy):
         total = frames * per_frame
         rho = min(cfg.retain_ratio / ((total - saved) / total), 1.0)
 
-        first = torch.tensor([s for s, _ in windows], device=device)
-        last = torch.tensor([e for _, e in windows], device=device)
+        first = host_to_device([s for s, _ in windows], device)
+        last = host_to_device([e for _, e in windows], device)
         window = torch.repeat_interleave(torch.arange(len(windows), device=device), last - first + 1)
         width = last - first
         run = torch.cat([torch.zeros_like(similar[:1], dtype=torch.long), similar_run_lengths(similar)])

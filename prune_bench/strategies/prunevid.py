@@ -87,6 +87,7 @@ from prune_bench.core.strategy import BudgetUnit, ModelInfo, Strategy, StrategyC
 from prune_bench.strategies.common.dpc_knn import dpc_knn_cluster
 from prune_bench.strategies.common.select import keep_visual_subset
 from prune_bench.strategies.common.temporal import frame_grid_index
+from prune_bench.strategies.common.transfer import host_to_device
 
 #: Groups of at most this many tokens are not clustered (hard-coded ``> 14`` in the code).
 MIN_CLUSTER_TOKENS = 14
@@ -188,7 +189,7 @@ def temporal_segment_ids(frame_features: torch.Tensor, ratio: float, k: int) -> 
 def temporal_segments(frame_features: torch.Tensor, ratio: float, k: int) -> torch.Tensor:
     """Segment id of every frame (:func:`temporal_segment_ids`) as a tensor on the features' device."""
     ids = temporal_segment_ids(frame_features, ratio, k)
-    return torch.tensor(ids, dtype=torch.long, device=frame_features.device)
+    return host_to_device(ids, frame_features.device)
 
 
 def static_positions(
@@ -201,7 +202,7 @@ def static_positions(
     segments = len(widths)
     x = F.normalize(feats.float(), dim=-1)
     sums = torch.zeros(segments, *x.shape[1:], device=x.device).index_add_(0, frame_segment, x)
-    w = torch.tensor(widths, dtype=torch.float32, device=x.device)[:, None]
+    w = host_to_device(widths, x.device, torch.float32)[:, None]
     sim = ((sums**2).sum(dim=-1) - w) / (w * (w - 1))  # 0 / 0 = nan for one frame: dynamic
     return sim > tau
 
@@ -329,9 +330,9 @@ class PruneVid(Strategy):
         ids = temporal_segment_ids(feats.mean(dim=1), cfg.temporal_segment_ratio, cfg.knn)
         segments = ids[-1] + 1
         widths = [ids.count(s) for s in range(segments)]
-        frame_segment = torch.tensor(ids, dtype=torch.long, device=device)
+        frame_segment = host_to_device(ids, device)
         static = static_positions(feats, frame_segment, cfg.tau, widths)  # [S, P]
-        width = torch.tensor(widths, dtype=torch.float32, device=device)
+        width = host_to_device(widths, device, torch.float32)
         time_mean = torch.zeros(segments, per_frame, feats.shape[-1], device=device)
         time_mean = time_mean.index_add_(0, frame_segment, feats) / width[:, None, None]
         # one batch of groups: every segment's static tokens, then every frame's dynamic tokens

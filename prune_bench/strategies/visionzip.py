@@ -66,6 +66,7 @@ from prune_bench.core.stages import Stage
 from prune_bench.core.state import PositionPolicy, TokenState
 from prune_bench.core.strategy import BudgetUnit, ModelInfo, Strategy, StrategyConfig, warn_budget
 from prune_bench.strategies.common.temporal import frame_grid_index
+from prune_bench.strategies.common.transfer import host_to_device
 
 DOMINANT_RATIO = 54 / 64
 
@@ -125,8 +126,8 @@ def visionzip_assign(
     remaining = torch.sort(is_dom.long() * p + slots[None, :], dim=1).values[:, :rest]
     # every step-th remaining slot is a target: which ones is known on the host (no mask to read back)
     target_pos, member_pos = contextual_positions(rest, contextual)
-    targets = remaining[:, torch.tensor(target_pos, dtype=torch.long, device=device)]
-    members = remaining[:, torch.tensor(member_pos, dtype=torch.long, device=device)]
+    targets = remaining[:, host_to_device(target_pos, device)]
+    members = remaining[:, host_to_device(member_pos, device)]
     k = F.normalize(keys.float(), dim=-1)
     k_targets = k.gather(1, targets[..., None].expand(-1, -1, k.shape[-1]))
     k_members = k.gather(1, members[..., None].expand(-1, -1, k.shape[-1]))

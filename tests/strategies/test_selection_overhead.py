@@ -33,7 +33,9 @@ def test_host_read_counter_counts_what_would_synchronise_and_restores_torch(scri
         torch.nonzero(x)
         bool(x.any())
         x[x > 2] = 0.0  # a scalar through a mask: no read
-    assert reads == {"item": 1, "bool-mask index": 1, "nonzero": 1, "__bool__": 1}
+        torch.tensor([1, 2], device=x.device)  # a blocking copy to a device
+        torch.tensor([1, 2])  # stays on the host
+    assert reads == {"item": 1, "bool-mask index": 1, "nonzero": 1, "__bool__": 1, "host-to-device copy": 1}
     assert torch.Tensor.item is item
 
 
