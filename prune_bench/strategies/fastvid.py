@@ -120,7 +120,8 @@ def dynamic_segments(frame_features: torch.Tensor, segments: int, tau: float) ->
 def anchor_token_counts(frame_segment: torch.Tensor, context: int, stride: int) -> torch.Tensor:
     """Context tokens of every frame: ``(context * L) // ceil(L / p)`` for every ``p``-th frame
     counted from its segment's end, 0 for the others."""
-    lengths = torch.bincount(frame_segment)
+    # segment lengths, padded to one slot a frame (bincount would read the largest id back on CUDA)
+    lengths = torch.zeros_like(frame_segment).scatter_add_(0, frame_segment, torch.ones_like(frame_segment))
     length = lengths[frame_segment]
     last = (torch.cumsum(lengths, 0) - 1)[frame_segment]
     from_end = last - torch.arange(frame_segment.numel(), device=frame_segment.device)

@@ -314,7 +314,7 @@ class HoliTom(Strategy):
 
         first = host_to_device([s for s, _ in windows], device)
         last = host_to_device([e for _, e in windows], device)
-        window = torch.repeat_interleave(torch.arange(len(windows), device=device), last - first + 1)
+        window = host_to_device([w for w, (s, e) in enumerate(windows) for _ in range(e - s + 1)], device)
         width = last - first
         run = torch.cat([torch.zeros_like(similar[:1], dtype=torch.long), similar_run_lengths(similar)])
         static = (width > 0)[:, None] & (run[last] >= width[:, None])  # [W, P]
