@@ -35,7 +35,9 @@ def dpc_knn_score(
         pairs = valid[:, :, None] & valid[:, None, :]
         dist_max = dist.masked_fill(~pairs, 0).flatten(1).amax(dim=1)[:, None, None]
         dist = torch.where(valid[:, None, :], dist, dist_max + 1)
-    ks = torch.as_tensor(k, device=x.device).clamp(1, max(n, 1)).expand(b)
+    # an int is filled on the device (as_tensor would copy it there with a blocking, syncing copy)
+    ks = torch.full((b,), k, device=x.device) if isinstance(k, int) else k.to(x.device)
+    ks = ks.clamp(1, max(n, 1)).expand(b)
     # an int k needs no read back from the device
     k_max = (max(1, min(k, max(n, 1))) if isinstance(k, int) else int(ks.max().item())) if b else 0
     knn = dist.topk(k_max, dim=-1, largest=False).values  # [B, N, k_max]
@@ -64,7 +66,11 @@ def dpc_knn_cluster(
         padding) and each token's cluster in ``0..count-1``; a centre is always in its own cluster.
     """
     b, n, _ = x.shape
-    counts = torch.as_tensor(num_clusters, device=x.device).expand(b)
+    counts = (
+        torch.full((b,), num_clusters, device=x.device)
+        if isinstance(num_clusters, int)
+        else num_clusters.to(x.device).expand(b)
+    )
     score, dist = dpc_knn_score(x, k, valid)
     c = (num_clusters if isinstance(num_clusters, int) else int(counts.max().item())) if b else 0
     centres = score.topk(c, dim=-1).indices
