@@ -201,12 +201,16 @@ class AdapterContract:
         assert pre.counts[1].mlp_tokens == len(pre.state) == pre.caches[2].length < n
         assert torch.equal(pre.caches[-1].layout.source, pre.state.source)
 
+    @pytest.mark.parametrize("site", ["post", "pre"])
     def test_last_token_attention_equals_the_hf_models_eager_attention(
         self,
         contract_adapter: Adapter,
         contract_inputs: tuple[list[int], torch.Tensor],
         contract_sample: EncodedSample,
+        site: str,
     ) -> None:
+        # "post": the rows the layer's attention computed; "pre": rows recomputed from the layer's own
+        # q/k projections before it attends (the queries asked for only), as PyramidDrop's stages ask
         import torch
 
         from prune_bench.core.stages import PruningPlan, Stage
@@ -218,7 +222,8 @@ class AdapterContract:
             return state
 
         layers = range(contract_adapter.runner.num_layers)
-        plan = PruningPlan.of([Stage("spy", "layer", spy, layer=i) for i in layers], len(layers))
+        stages = [Stage("spy", "layer", spy, layer=i, site=site) for i in layers]  # type: ignore[arg-type]
+        plan = PruningPlan.of(stages, len(layers))
         contract_adapter.prefill(contract_sample, plan)
         # The whole HF model on the processor's inputs, not its language model on our embeddings: what a
         # model adds inside its LM (Qwen3-VL's DeepStack features after the first layers) is in the reference.

@@ -145,14 +145,25 @@ class DecoderRunner:
     def _qkv(
         self, layer: nn.Module, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Post-RoPE queries ``[H, n, hd]`` and keys ``[KV, n, hd]``, values ``[KV, n, hd]`` of ``x``."""
+        v = layer.self_attn.v_proj(x).view(x.shape[0], self.num_kv_heads, self.head_dim).transpose(0, 1)
+        return self._queries(layer, x, cos, sin), self._keys(layer, x, cos, sin), v
+
+    def _queries(
+        self, layer: nn.Module, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor
+    ) -> torch.Tensor:
         attn = layer.self_attn
-        n = x.shape[0]
-        q = attn.q_proj(x).view(n, self.num_heads, self.head_dim)
-        k = attn.k_proj(x).view(n, self.num_kv_heads, self.head_dim)
-        v = attn.v_proj(x).view(n, self.num_kv_heads, self.head_dim).transpose(0, 1)
+        q = attn.q_proj(x).view(x.shape[0], self.num_heads, self.head_dim)
         if getattr(attn, "q_norm", None) is not None:  # Qwen3: RMSNorm over each head before RoPE
-            q, k = attn.q_norm(q), attn.k_norm(k)
-        return apply_rope(q.transpose(0, 1), cos, sin), apply_rope(k.transpose(0, 1), cos, sin), v
+            q = attn.q_norm(q)
+        return apply_rope(q.transpose(0, 1), cos, sin)
+
+    def _keys(self, layer: nn.Module, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+        attn = layer.self_attn
+        k = attn.k_proj(x).view(x.shape[0], self.num_kv_heads, self.head_dim)
+        if getattr(attn, "k_norm", None) is not None:
+            k = attn.k_norm(k)
+        return apply_rope(k.transpose(0, 1), cos, sin)
 
     @staticmethod
     def _mlp(layer: nn.Module, h: torch.Tensor) -> torch.Tensor:
@@ -253,7 +264,9 @@ class DecoderRunner:
                 if mode == "drop":
                     state = self.pre_llm(state, plan, clock, memory, gens.on(where.embed), vision)
                     input_visual = state.num_visual
-                    out = self._prefill_drop(state, plan, max_new_tokens, clock, memory, gens, residual, where)
+                    out = self._prefill_drop(
+                        state, plan, max_new_tokens, clock, memory, gens, residual, where
+                    )
                 else:
                     out = self._prefill_mask(
                         state, plan, max_new_tokens, clock, memory, gens, vision, residual, where
@@ -293,20 +306,22 @@ class DecoderRunner:
         def keys(st: TokenState) -> torch.Tensor:
             x = layer.input_layernorm(st.hidden)
             cos, sin = self._rope(x, st.position)
-            return self._qkv(layer, x, cos, sin)[1]
+            return self._keys(layer, x, cos, sin)
 
         return keys
 
     def _pre_rows(self, layer: nn.Module) -> Callable[[TokenState, int], torch.Tensor]:
-        """Attention rows of ``layer`` computed from its own q/k on a state not yet attended."""
+        """Attention rows of ``layer`` computed from its own q/k on a state not yet attended: the keys
+        of every token, the queries of the ``num_queries`` rows asked for only, no values."""
 
         def rows(st: TokenState, num_queries: int) -> torch.Tensor:
             x = layer.input_layernorm(st.hidden)
             cos, sin = self._rope(x, st.position)
-            q, k, _ = self._qkv(layer, x, cos, sin)
             n = len(st)
-            qi = torch.arange(n - num_queries, n, device=st.device)
-            return attention_rows(q[:, qi], k, qi, self.scaling)
+            first = n - num_queries
+            q = self._queries(layer, x[first:], cos[first:], sin[first:])
+            qi = torch.arange(first, n, device=st.device)
+            return attention_rows(q, self._keys(layer, x, cos, sin), qi, self.scaling)
 
         return rows
 
@@ -355,7 +370,8 @@ class DecoderRunner:
             caches.append(self._new_cache(k, v, state, max_new_tokens))
             h = h + layer.self_attn.o_proj(self._attend(q, k, v, None))
             attn_n = len(state)
-            visual.append(state.is_visual.sum())
+            attn_visual = state.is_visual.sum()
+            visual.append(attn_visual)
             state = state.with_hidden(h)
             post = plan.at_layer(idx, "post")
             if post:
@@ -392,7 +408,7 @@ class DecoderRunner:
                 h = h + extra.to(device=h.device, dtype=h.dtype)
             state = state.with_hidden(h)
             sizes.append((attn_n, len(state)))
-            visual.append(state.is_visual.sum())
+            visual.append(state.is_visual.sum() if post else attn_visual)  # only a post stage changes it
         logits = self._logits(state.hidden[-1:], where)
         vis = _stack_on(visual, where.embed).tolist() if visual else []
         counts = [LayerCount(a, vis[2 * i], m, vis[2 * i + 1]) for i, (a, m) in enumerate(sizes)]
