@@ -297,6 +297,12 @@ class Session:
         ``max_new_tokens`` also greedily decode that many tokens (``result.generated``). ``item_id``
         derives the item's own random stream (:meth:`seed_for`); ``result.kernels`` says which path
         each hand-written kernel ran as (``{"gram": "triton", "dpp": "persistent"}``)."""
+        return self._run(sample, max_new_tokens, item_id)
+
+    def _run(
+        self, sample: EncodedSample, max_new_tokens: int, item_id: str | None, **decode: Any
+    ) -> AnswerResult:
+        """``adapter.run`` under this session's plan, mode and item seed, recording the kernel paths."""
         from prune_bench import kernels  # here, so that importing the CLI imports no kernel module
 
         with kernels.record_paths() as paths:
@@ -306,6 +312,7 @@ class Session:
                 mode=self.mode,
                 max_new_tokens=max_new_tokens,
                 seed=self.seed_for(item_id),
+                **decode,
             )
         result.kernels = dict(paths)
         return result
@@ -322,18 +329,8 @@ class Session:
         tokenizer = self.adapter.tokenizer
         if tokenizer is None:
             raise UserError("this model has no tokenizer (random-weight architecture); it cannot generate text")
-        from prune_bench import kernels
-
-        with kernels.record_paths() as paths:
-            result = self.adapter.run(
-                sample,
-                self._plan_for(sample),
-                mode=self.mode,
-                max_new_tokens=max_new_tokens,
-                seed=self.seed_for(item_id),
-                eos_token_id=getattr(tokenizer, "eos_token_id", None),
-            )
-        result.kernels = dict(paths)
+        eos = getattr(tokenizer, "eos_token_id", None)
+        result = self._run(sample, max_new_tokens, item_id, eos_token_id=eos)
         text = tokenizer.decode(result.generated, skip_special_tokens=True)
         for stop in until:
             if stop and stop in text:
