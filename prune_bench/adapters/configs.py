@@ -138,6 +138,27 @@ def qwen2_vl_7b_config() -> Any:
     )
 
 
+def _qwen2_5_vl_vision(intermediate_size: int, out_hidden_size: int) -> dict[str, Any]:
+    """Qwen2.5-VL's 32-block ViT with window attention (full attention every 8th block), merged 2x2 into
+    ``out_hidden_size``; the 7B and 72B towers differ only in their MLP width and the merger's output."""
+    return {
+        "model_type": "qwen2_5_vl_vision",
+        "depth": 32,
+        "hidden_size": 1280,
+        "intermediate_size": intermediate_size,
+        "out_hidden_size": out_hidden_size,
+        "num_heads": 16,
+        "in_channels": 3,
+        "patch_size": 14,
+        "spatial_merge_size": 2,
+        "temporal_patch_size": 2,
+        "window_size": 112,
+        "fullatt_block_indexes": [7, 15, 23, 31],
+        "tokens_per_second": 2,
+        "hidden_act": "silu",
+    }
+
+
 def qwen2_5_vl_7b_config() -> Any:
     """Qwen2.5-VL-7B-Instruct's shape, from its ``config.json`` as we know it.
 
@@ -149,22 +170,7 @@ def qwen2_5_vl_7b_config() -> Any:
 
     return Qwen2_5_VLConfig(
         text_config={"model_type": "qwen2_5_vl_text", **_qwen2_7b_text(128000)},
-        vision_config={
-            "model_type": "qwen2_5_vl_vision",
-            "depth": 32,
-            "hidden_size": 1280,
-            "intermediate_size": 3420,
-            "out_hidden_size": 3584,
-            "num_heads": 16,
-            "in_channels": 3,
-            "patch_size": 14,
-            "spatial_merge_size": 2,
-            "temporal_patch_size": 2,
-            "window_size": 112,
-            "fullatt_block_indexes": [7, 15, 23, 31],
-            "tokens_per_second": 2,
-            "hidden_act": "silu",
-        },
+        vision_config=_qwen2_5_vl_vision(intermediate_size=3420, out_hidden_size=3584),
         tie_word_embeddings=False,
         **_QWEN_TOKENS,
     )
@@ -512,22 +518,7 @@ def qwen2_5_vl_72b_config() -> Any:
     }
     return Qwen2_5_VLConfig(
         text_config={"model_type": "qwen2_5_vl_text", **text},
-        vision_config={
-            "model_type": "qwen2_5_vl_vision",
-            "depth": 32,
-            "hidden_size": 1280,
-            "intermediate_size": 3456,
-            "out_hidden_size": 8192,
-            "num_heads": 16,
-            "in_channels": 3,
-            "patch_size": 14,
-            "spatial_merge_size": 2,
-            "temporal_patch_size": 2,
-            "window_size": 112,
-            "fullatt_block_indexes": [7, 15, 23, 31],
-            "tokens_per_second": 2,
-            "hidden_act": "silu",
-        },
+        vision_config=_qwen2_5_vl_vision(intermediate_size=3456, out_hidden_size=8192),
         tie_word_embeddings=False,
         **_QWEN_TOKENS,
     )
