@@ -135,12 +135,37 @@ def test_greedy_dpp(benchmark, monkeypatch, path: str, segments: int, size: int,
     assert out.sum().item() == segments * picks
 
 
+@pytest.mark.skipif(not CUDA, reason="the graph and Triton paths need a CUDA device")
+@pytest.mark.parametrize("path", ["eager", "graph", "triton"])
+@pytest.mark.parametrize("keep", [0.1, 0.3])
+def test_max_min_diversity(benchmark, monkeypatch, path: str, keep: float) -> None:
+    """DivPrune's selection alone (``greedy_max_min_diversity``: the cosine distances, then the picks)
+    on every visual token of the video (6,272 of hidden 3584 at 32 frames; keep 0.3: 1,882 picks), with
+    each max-min implementation (``PRUNE_BENCH_MAXMIN``)."""
+    from prune_bench.strategies.common.diversity import greedy_max_min_diversity
+
+    monkeypatch.setenv("PRUNE_BENCH_MAXMIN", path)
+    state = video_state()
+    features = state.hidden[state.visual_index]
+    k = int(round(keep * features.shape[0]))
+
+    def run() -> torch.Tensor:
+        out = greedy_max_min_diversity(features, k)
+        torch.cuda.synchronize()
+        return out
+
+    benchmark.extra_info.update({"device": str(DEVICE), "tokens": features.shape[0], "picks": k})
+    out = benchmark.pedantic(run, rounds=5, warmup_rounds=1)
+    assert out.unique().numel() == k
+
+
 @pytest.mark.skipif(not CUDA, reason="the Triton Gram kernel needs a CUDA device")
 @pytest.mark.parametrize("impl", ["matmul", "triton"])
-@pytest.mark.parametrize("size", [1500, 3064, 5608])
+@pytest.mark.parametrize("size", [1500, 3064, 5608, 6272])
 def test_gram(benchmark, impl: str, size: int) -> None:
-    """HieraVid's DPP kernel ``x @ x^T`` (one segment of ``size`` tokens, hidden 3584): float32
-    ``torch.matmul`` against the Triton tf32x3 kernel (``kernels/gram.py``)."""
+    """HieraVid's DPP kernel ``x @ x^T`` (one segment of ``size`` tokens, hidden 3584), and DivPrune's
+    cosine products at 32 frames (6,272 tokens): float32 ``torch.matmul`` against the Triton tf32x3
+    kernel (``kernels/gram.py``)."""
     from prune_bench.kernels.gram import gram_triton
 
     g = torch.Generator(device=DEVICE).manual_seed(0)

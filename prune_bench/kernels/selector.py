@@ -11,23 +11,32 @@ Kernels and their paths, fastest first:
   (``persistent`` still takes ``triton`` for a stage whose kernels do not fit it); unset or ``auto``:
   ``persistent``/``triton`` on CUDA when Triton imports, then ``graph`` and ``eager``; ``eager`` off
   CUDA.
-* ``"gram"``, the DPP kernel's Gram product (:func:`gram_matrix`): ``triton`` (``gram.py``) on CUDA
-  GPUs with TF32 when Triton imports, else ``torch`` (``torch.matmul`` in float32).
+* ``"gram"``, the Gram product of the DPP kernel and of DivPrune's cosine distances
+  (:func:`gram_matrix`): ``triton`` (``gram.py``) on CUDA GPUs with TF32 when Triton imports, else
+  ``torch`` (``torch.matmul`` in float32).
+* ``"maxmin"``, DivPrune's greedy max-min picks (:func:`maxmin_paths`): ``triton`` (the whole loop in
+  one Triton program, ``maxmin_triton.py``, up to :data:`MAXMIN_MAX_N` items), ``graph`` (the PyTorch
+  step of ``strategies/common/diversity.py`` replayed as CUDA graphs of 32 picks), ``eager`` (that
+  step, pick by pick). ``PRUNE_BENCH_MAXMIN`` = ``triton|graph|eager`` forces one (``triton`` with more
+  items than the kernel takes runs ``graph`` on CUDA, ``eager`` elsewhere); unset or ``auto``:
+  ``triton`` on CUDA when Triton imports and the items fit, then ``graph`` and ``eager``; ``eager`` off
+  CUDA. Every path picks the same items from the same distance matrix, ties included.
 
 Falling back. :func:`run` tries a kernel's paths in order. A path that fails (its kernel cannot be
 built or launched here, or raises :class:`KernelUnavailable`, as the persistent kernel does when its
 grid barrier times out) gives one ``RuntimeWarning`` per (kernel, path, device), its reason is kept
 (:func:`fallback_reasons`), a Triton path that failed is not tried again on that device
 (:func:`clear_failures` forgets), and the next path runs; the path recorded then says so
-(``"persistent->triton"``). A path forced by ``PRUNE_BENCH_DPP`` that cannot run is a
-:class:`~prune_bench.errors.UserError` (an unknown value, Triton not installed, a CUDA-only path on
-another device, a kernel that fails to build), except a barrier timeout, after which the per-pick
-kernel runs.
+(``"persistent->triton"``). A path forced by ``PRUNE_BENCH_DPP`` or ``PRUNE_BENCH_MAXMIN`` that cannot
+run is a :class:`~prune_bench.errors.UserError` (an unknown value, Triton not installed, a CUDA-only
+path on another device, a kernel that fails to build), except a barrier timeout, after which the
+per-pick kernel runs.
 
 Recording. ``with record_paths() as paths:`` yields a dict that fills with ``{kernel: path}`` for the
 kernels that ran inside the block (this thread's or task's context: a ``ContextVar``; nested blocks
 each see theirs), e.g. ``{"gram": "torch", "dpp": "eager"}`` on the CPU or ``{"gram": "triton",
-"dpp": "persistent"}`` on an H200. A kernel that ran on several paths inside one block (stages of
+"dpp": "persistent"}`` on an H200 (DivPrune: ``{"maxmin": "eager"}`` on the CPU, whose distances are
+``x @ x^T`` directly, ``{"gram": "triton", "maxmin": "triton"}`` on an H200). A kernel that ran on several paths inside one block (stages of
 different shapes) lists them in order of first use, ``"persistent, triton"``; ``"a->b"`` means ``a``
 was the path chosen and ``b`` ran instead.
 
@@ -78,6 +87,11 @@ def first_line(exc: BaseException) -> str:
 #: The variable that forces a greedy-DPP path, and its values.
 DPP_ENV = "PRUNE_BENCH_DPP"
 DPP_PATHS = ("auto", "persistent", "triton", "graph", "eager")
+#: The variable that forces a max-min (DivPrune) path, its values, and the most items the Triton
+#: kernel takes (``maxmin_triton.MAX_N``; here so that choosing a path imports no Triton).
+MAXMIN_ENV = "PRUNE_BENCH_MAXMIN"
+MAXMIN_PATHS = ("auto", "triton", "graph", "eager")
+MAXMIN_MAX_N = 16384
 #: Paths whose failure is remembered per device (a kernel that did not build will not build next time;
 #: a CUDA-graph capture that failed, e.g. inside another capture, may succeed later).
 _REMEMBERED = frozenset({"persistent", "triton"})
@@ -87,6 +101,8 @@ _NAMES = {
     ("dpp", "triton"): "per-pick Triton greedy-DPP kernel",
     ("dpp", "graph"): "CUDA-graph capture of the greedy-DPP step",
     ("gram", "triton"): "Triton Gram kernel",
+    ("maxmin", "triton"): "Triton max-min diversity kernel",
+    ("maxmin", "graph"): "CUDA-graph capture of the max-min diversity step",
 }
 
 _lock = threading.Lock()
@@ -199,6 +215,54 @@ def dpp_path(device: torch.device, g: int = 1, n: int = 1) -> str:
     return next((p for p in paths if not _known_failed("dpp", p, device)), paths[-1])
 
 
+def forced_maxmin_path() -> str | None:
+    """The max-min path ``PRUNE_BENCH_MAXMIN`` forces, or ``None`` (unset or ``auto``)."""
+    choice = os.environ.get(MAXMIN_ENV, "auto").strip().lower() or "auto"
+    if choice not in MAXMIN_PATHS:
+        raise UserError(
+            f"{MAXMIN_ENV}={choice!r} is not one of {', '.join(MAXMIN_PATHS)}; unset it for 'auto'"
+        )
+    return None if choice == "auto" else choice
+
+
+def maxmin_paths(device: torch.device, n: int) -> tuple[str, ...]:
+    """The max-min paths to try, in order, for ``n`` items on ``device`` (see the module docstring); a
+    forced path that cannot run on ``device`` is a ``UserError``."""
+    forced = forced_maxmin_path()
+    cuda = device.type == "cuda"
+    fits = 1 <= n <= MAXMIN_MAX_N
+    if forced == "triton":
+        if not triton_available():
+            raise UserError(
+                f"{MAXMIN_ENV}=triton needs the 'triton' package (pip install triton), or unset it"
+            )
+        if not cuda and not interpreted():
+            raise UserError(
+                f"{MAXMIN_ENV}=triton runs a Triton kernel, which needs a CUDA device (this selection "
+                f"runs on {device.type}) or TRITON_INTERPRET=1; unset it"
+            )
+        if fits:
+            return ("triton",)
+        return ("graph",) if cuda else ("eager",)  # more items than one program holds
+    if forced == "graph" and not cuda:
+        raise UserError(
+            f"{MAXMIN_ENV}=graph replays CUDA graphs and needs a CUDA device (this selection runs on "
+            f"{device.type}); unset it or set it to eager"
+        )
+    if forced == "eager" or not cuda:
+        return ("eager",)
+    if forced == "graph":
+        return ("graph",)
+    return ("triton", "graph", "eager") if fits and triton_available() else ("graph", "eager")
+
+
+def maxmin_path(device: torch.device, n: int) -> str:
+    """The max-min path that runs first for ``n`` items on ``device``: the first of
+    :func:`maxmin_paths` not known to fail here."""
+    paths = maxmin_paths(device, n)
+    return next((p for p in paths if not _known_failed("maxmin", p, device)), paths[-1])
+
+
 def gram_paths(x: torch.Tensor) -> tuple[str, ...]:
     """The Gram-product paths to try for ``x``: the Triton kernel on CUDA GPUs with TF32 (compute
     capability 8.0 and up) when Triton imports, then ``torch.matmul``."""
@@ -239,10 +303,12 @@ def run(
     impls: Mapping[str, Callable[[], T]],
     *,
     forced: bool = False,
+    env: str = DPP_ENV,
 ) -> T:
     """Run the first of ``paths`` that works (``impls[path]()``), falling back and recording as the
-    module docstring says; ``forced``: the paths come from ``PRUNE_BENCH_DPP``, so a failure other than
-    :class:`KernelUnavailable` is a ``UserError``. The last path's own errors propagate."""
+    module docstring says; ``forced``: the paths come from the variable ``env`` (``PRUNE_BENCH_DPP``
+    unless told), so a failure other than :class:`KernelUnavailable` is a ``UserError``. The last
+    path's own errors propagate."""
     chosen = paths[0]
     for k, path in enumerate(paths):
         last = k == len(paths) - 1
@@ -258,9 +324,9 @@ def run(
         except Exception as exc:
             if forced:
                 raise UserError(
-                    f"{DPP_ENV}={os.environ.get(DPP_ENV, '').strip()}: the "
+                    f"{env}={os.environ.get(env, '').strip()}: the "
                     f"{_NAMES.get((kernel, path), path)} cannot run here ({first_line(exc)}); unset "
-                    f"{DPP_ENV} to let prune-bench fall back to a slower path"
+                    f"{env} to let prune-bench fall back to a slower path"
                 ) from exc
             if last:
                 raise
@@ -275,6 +341,13 @@ def run_dpp(device: torch.device, g: int, n: int, impls: Mapping[str, Callable[[
     """Run greedy DPP for ``g`` kernels of ``n`` items on ``device`` with ``impls`` (one callable per
     path name, see :func:`dpp_paths`)."""
     return run("dpp", device, dpp_paths(device, g, n), impls, forced=forced_dpp_path() is not None)
+
+
+def run_maxmin(device: torch.device, n: int, impls: Mapping[str, Callable[[], T]]) -> T:
+    """Run DivPrune's max-min picks for ``n`` items on ``device`` with ``impls`` (one callable per path
+    name, see :func:`maxmin_paths`)."""
+    forced = forced_maxmin_path() is not None
+    return run("maxmin", device, maxmin_paths(device, n), impls, forced=forced, env=MAXMIN_ENV)
 
 
 def gram_matrix(x: torch.Tensor) -> torch.Tensor:

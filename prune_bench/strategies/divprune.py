@@ -26,9 +26,16 @@ Where we differ, and why:
   column minimum, which float error can break for duplicate tokens): the diagonal of the distance
   matrix is set to ``-inf`` once, after the first pick's nearest-neighbour distances are read.
 * Engineering, not selection: distances in float32 (the official code uses the model dtype), one
-  ``N x N`` buffer; each pick is five small kernels (argmax, its write, the picked row, the running
-  minimum, the pick counter, which stays on the device), replayed as CUDA graphs of 32 picks
-  (``prune_bench/kernels/graph_steps.py``, as HieraVid's DPP); the ``k - 1`` picks stay sequential.
+  ``N x N`` buffer. On CUDA the cosine products are the Triton Gram kernel's (three TF32 products a
+  tile, float32-level error; ``torch.matmul`` in float32 on the CPU and as the fallback), and the
+  ``k - 1`` picks, still sequential, run in one Triton program that keeps every token's running
+  minimum in registers (``prune_bench/kernels/maxmin_triton.py``: per pick an argmax and one row read,
+  no kernel launch); where Triton or the token count (over 16,384) rules it out, each pick is five
+  small PyTorch kernels replayed as CUDA graphs of 32 picks (``prune_bench/kernels/graph_steps.py``).
+  ``kernels/selector.py`` chooses (``PRUNE_BENCH_MAXMIN`` forces a path); every path takes the first
+  maximum, so from one distance matrix all pick the same tokens. The Gram kernel and float32
+  ``torch.matmul`` differ by about 1e-6 at most, which can only change a pick whose two best candidates
+  are that close.
 * The visual span comes from the token layout, not ``SYS_TOKEN_LEN = 35``; the newline token of
   LLaVA-OneVision is not visual and always kept.
 """
