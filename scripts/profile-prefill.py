@@ -7,14 +7,23 @@ The summary groups the GPU kernels into attention / matmul / copy-and-index / el
 lists the top kernels, and counts what makes the host wait (device-to-host copies, stream and device
 synchronisations), so a slow row can be told from a fast one with the same token count.
 
+``--gaps`` also exports each profile as a Chrome trace and finds where the GPU sat idle inside the
+prefill (stretches over 20 us between kernels), blaming each on what the host was doing: waiting in a
+synchronising call (``sync:aten::item in stage:...``) or launching late (``launch:aten::mm in prefill``).
+``--hf-profile n1,n2`` profiles the HF language model's own forward at those lengths the same way, so a
+pruned prefill can be set beside an unmodified model at the length it pruned to.
+
 Usage (CUDA machine): python scripts/profile-prefill.py --arch qwen3-vl-8b --frames 32 --keep 0.3 \
-    none random uniform --out reports/gpu/profile-qwen3-vl-8b.md
+    none random uniform --gaps --hf-profile 1139 --out reports/gpu/profile-qwen3-vl-8b.md
 """
 
 from __future__ import annotations
 
 import argparse
+import bisect
+import json
 import re
+import tempfile
 from collections import defaultdict
 from pathlib import Path
 
@@ -38,22 +47,117 @@ def category(name: str) -> str:
     return next((c for c, pattern in CATEGORIES if pattern.search(name)), "other")
 
 
-def profile_one(session: Session, sample, warmup: int) -> dict:  # type: ignore[no-untyped-def]
-    for _ in range(warmup):
-        session.answer(sample, max_new_tokens=1)
+GPU_CATS = ("kernel", "gpu_memcpy", "gpu_memset")
+GAP_US = 20.0  # idle stretches shorter than this are launch spacing, not waits
+
+
+def idle_gaps(trace: dict, window: str = "prefill") -> dict:
+    """Where the GPU sat idle inside the ``window`` range (a ``record_function`` name) of a Chrome trace.
+
+    Every stretch of more than :data:`GAP_US` between the end of the GPU work so far and the next
+    kernel is one gap. It is blamed on what the host did: ``sync:<op>`` when a synchronising runtime
+    call (a stream or device synchronize, a blocking copy) ended inside the gap (the host waited for the
+    GPU, then had to launch again: the name is the ATen op that made the call, e.g. ``aten::item``);
+    otherwise ``launch:<op>``, the ATen op whose launch came late (the host was slower than the GPU),
+    with the record_function range it sat in (a stage name, ``prefill``)."""
+    events = [e for e in trace.get("traceEvents", []) if e.get("ph") == "X"]
+    spans = [e for e in events if e.get("name") == window and e.get("cat") in ("user_annotation", "cpu_op")]
+    if not spans:
+        return {"idle_ms": 0.0, "busy_ms": 0.0, "span_ms": 0.0, "gaps": 0, "by_cause": {}}
+    lo = min(e["ts"] for e in spans)
+    hi = max(e["ts"] + e["dur"] for e in spans)
+    runtime = {
+        e["args"]["correlation"]: e
+        for e in events
+        if e.get("cat") in ("cuda_runtime", "cuda_driver") and "correlation" in e.get("args", {})
+    }
+    host_ops = sorted((e for e in events if e.get("cat") == "cpu_op"), key=lambda e: e["ts"])
+    ranges = [e for e in events if e.get("cat") == "user_annotation"]
+    syncs = sorted(
+        (e for e in events if e.get("cat") == "cuda_runtime" and e.get("name") in SYNCS),
+        key=lambda e: e["ts"],
+    )
+    gpu = sorted((e for e in events if e.get("cat") in GPU_CATS), key=lambda e: e["ts"])
+
+    starts = [e["ts"] for e in host_ops]
+
+    def enclosing_op(ts: float) -> str:
+        # the innermost ATen op running on the host at ``ts``: the latest-started one still running
+        i = bisect.bisect_right(starts, ts) - 1
+        for e in reversed(host_ops[max(0, i - 64) : i + 1]):
+            if e["ts"] + e["dur"] >= ts:
+                return str(e["name"])
+        return "python"
+
+    def enclosing_range(ts: float) -> str:
+        inner = [e for e in ranges if e["ts"] <= ts <= e["ts"] + e["dur"] and e["name"] != window]
+        return min(inner, key=lambda e: e["dur"])["name"] if inner else window
+
+    end = None
+    busy = idle = 0.0
+    count = 0
+    by_cause: dict[str, float] = defaultdict(float)
+    for k in gpu:
+        launch = runtime.get(k.get("args", {}).get("correlation"))
+        host_ts = launch["ts"] if launch else k["ts"]
+        if host_ts < lo or host_ts > hi:
+            continue
+        start, stop = k["ts"], k["ts"] + k["dur"]
+        if end is not None and start - end > GAP_US:
+            gap = start - end
+            waited = [s for s in syncs if end <= s["ts"] + s["dur"] <= start]
+            if waited:
+                cause = "sync:" + enclosing_op(waited[-1]["ts"]) + " in " + enclosing_range(waited[-1]["ts"])
+            else:
+                cause = "launch:" + enclosing_op(host_ts) + " in " + enclosing_range(host_ts)
+            by_cause[cause] += gap / 1000.0
+            idle += gap / 1000.0
+            count += 1
+        busy += max(0.0, stop - max(start, end if end is not None else start)) / 1000.0
+        end = stop if end is None else max(end, stop)
+    return {
+        "idle_ms": idle,
+        "busy_ms": busy,
+        "span_ms": (hi - lo) / 1000.0,
+        "gaps": count,
+        "by_cause": dict(sorted(by_cause.items(), key=lambda kv: -kv[1])),
+    }
+
+
+RANGES = re.compile(r"^(prefill|pruning|stage:.*)$")  # record_function ranges, not kernels
+
+
+def traced(run, gaps: bool, wrap: bool = False):  # type: ignore[no-untyped-def]
+    """``run()`` once under the profiler; the profile, ``run``'s result and, with ``gaps``,
+    :func:`idle_gaps` over the ``prefill`` range (the run's own clock range, or ours with ``wrap``)."""
     cuda = torch.cuda.is_available()
     if cuda:
         torch.cuda.synchronize()
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
     with profile(activities=activities) as prof:
-        result = session.answer(sample, max_new_tokens=1)
+        if wrap:
+            with torch.profiler.record_function("prefill"):
+                out = run()
+        else:
+            out = run()
         if cuda:
             torch.cuda.synchronize()
+    idle = None
+    if gaps:
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "trace.json"
+            prof.export_chrome_trace(str(path))
+            idle = idle_gaps(json.loads(path.read_text()))
+    return prof, out, idle
+
+
+def kernel_summary(prof) -> dict:  # type: ignore[no-untyped-def]
+    """GPU time and launches per kernel name, by category, and the host waits, of one profile."""
     kernels: dict[str, float] = defaultdict(float)
     counts: dict[str, int] = defaultdict(int)
     syncs: dict[str, int] = defaultdict(int)
     for event in prof.events():
-        if event.device_type == torch.autograd.DeviceType.CUDA:
+        if event.device_type == torch.autograd.DeviceType.CUDA and not RANGES.match(event.name):
             kernels[event.name] += event.device_time / 1000.0  # us -> ms
             counts[event.name] += 1
         elif event.name in SYNCS:
@@ -61,14 +165,34 @@ def profile_one(session: Session, sample, warmup: int) -> dict:  # type: ignore[
     by_cat: dict[str, float] = defaultdict(float)
     for name, ms in kernels.items():
         by_cat[category(name)] += ms
+    return {"kernels": kernels, "counts": counts, "by_cat": by_cat, "syncs": syncs}
+
+
+def profile_one(session: Session, sample, warmup: int, gaps: bool = False) -> dict:  # type: ignore[no-untyped-def]
+    for _ in range(warmup):
+        session.answer(sample, max_new_tokens=1)
+    prof, result, idle = traced(lambda: session.answer(sample, max_new_tokens=1), gaps)
     return {
+        "idle": idle,
         "timings": result.timings_ms,
         "tokens": [c.attn_tokens for c in result.counts],
-        "kernels": kernels,
-        "counts": counts,
-        "by_cat": by_cat,
-        "syncs": syncs,
+        **kernel_summary(prof),
     }
+
+
+def hf_forward(adapter, n: int):  # type: ignore[no-untyped-def]
+    """A closure running the HF language model's own forward over ``n`` random embeddings."""
+    lm = adapter.model.model.language_model
+    hidden = adapter.config.text_config.hidden_size
+    embeds = torch.randn(1, n, hidden, device=adapter.device, dtype=adapter.model.dtype) * 0.02
+    pos = torch.arange(n, device=adapter.device)[None]
+    position = pos.expand(3, 1, n) if "qwen" in type(adapter.model).__name__.lower() else pos
+
+    @torch.no_grad()
+    def forward():  # type: ignore[no-untyped-def]
+        return lm(inputs_embeds=embeds, position_ids=position, use_cache=True)
+
+    return forward
 
 
 @torch.no_grad()
@@ -108,6 +232,18 @@ def main() -> None:
     parser.add_argument(
         "--hf-lengths", default="", help="comma-separated sequence lengths to time HF's LM forward at (CUDA)"
     )
+    parser.add_argument(
+        "--gaps",
+        action="store_true",
+        help="also trace where the GPU sat idle in each prefill and what the host was doing then",
+    )
+    parser.add_argument(
+        "--hf-profile",
+        default="",
+        help="comma-separated sequence lengths to profile HF's LM forward at, as the strategies are "
+        "(the same columns and, with --gaps, the idle gaps): what an unmodified model costs at the "
+        "length a strategy pruned to",
+    )
     args = parser.parse_args()
     reg = registry()
     archs = {name: (cls, make) for cls in reg.adapters.values() for name, make in cls.architectures.items()}
@@ -128,10 +264,30 @@ def main() -> None:
         "|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     details = []
+    rows: list[tuple[str, dict]] = []
     for spec in args.strategies:
         keep = 1.0 if spec == "none" else args.keep
         session = Session(adapter, spec, keep=keep, num_frames=args.frames, registry_=reg)
-        p = profile_one(session, sample, args.warmup)
+        p = profile_one(session, sample, args.warmup, args.gaps)
+        rows.append((spec, p))
+    for n in [int(n) for n in args.hf_profile.split(",") if n]:
+        forward = hf_forward(adapter, n)
+        for _ in range(args.warmup):
+            forward()
+        prof, _, idle = traced(forward, args.gaps, wrap=True)
+        times = [max(e.device_time, e.cpu_time) / 1000.0 for e in prof.events() if e.name == "prefill"]
+        rows.append(
+            (
+                f"HF forward, n={n}",
+                {
+                    "idle": idle,
+                    "timings": {"prefill": max(times, default=0.0)},
+                    "tokens": [n],
+                    **kernel_summary(prof),
+                },
+            )
+        )
+    for spec, p in rows:
         cat = p["by_cat"]
         lines.append(
             f"| {spec} | {p['timings'].get('prefill', 0):.1f} | {p['timings'].get('pruning', 0):.1f} | "
@@ -143,6 +299,17 @@ def main() -> None:
         top = sorted(p["kernels"].items(), key=lambda kv: -kv[1])[: args.top]
         details += [f"| `{name[:110]}` | {p['counts'][name]} | {ms:.2f} |" for name, ms in top]
         details += ["", "host waits: " + ", ".join(f"{k} {v}" for k, v in sorted(p["syncs"].items()))]
+        if p["idle"] is not None:
+            g = p["idle"]
+            details += [
+                "",
+                f"GPU idle inside the prefill: {g['idle_ms']:.1f} ms in {g['gaps']} gaps over {GAP_US:g} us "
+                f"(busy {g['busy_ms']:.1f} ms of {g['span_ms']:.1f} ms on the host's clock); by cause:",
+                "",
+                "| cause | idle ms |",
+                "|---|---:|",
+            ]
+            details += [f"| `{c[:100]}` | {ms:.2f} |" for c, ms in list(g["by_cause"].items())[: args.top]]
         print(lines[-1], flush=True)
     if args.hf_lengths and torch.cuda.is_available():
         at = hf_prefill_at(adapter, [int(n) for n in args.hf_lengths.split(",")])
