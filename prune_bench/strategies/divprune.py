@@ -34,8 +34,8 @@ Where we differ, and why:
   small PyTorch kernels replayed as CUDA graphs of 32 picks (``prune_bench/kernels/graph_steps.py``).
   ``kernels/selector.py`` chooses (``PRUNE_BENCH_MAXMIN`` forces a path); every path takes the first
   maximum, so from one distance matrix all pick the same tokens. The Gram kernel and float32
-  ``torch.matmul`` differ by about 1e-6 at most, which can only change a pick whose two best candidates
-  are that close.
+  ``torch.matmul`` differ by a few 1e-6, which can change a pick whose two best candidates are that
+  close (and the picks after it), as any two float32 summation orders can.
 * The visual span comes from the token layout, not ``SYS_TOKEN_LEN = 35``; the newline token of
   LLaVA-OneVision is not visual and always kept.
 """

@@ -137,6 +137,18 @@ def test_kernel_picks_equal_eager_picks_at_the_7b_shape() -> None:
 
 
 @CUDA_ONLY
+def test_cuda_distances_and_nearest_neighbours_at_the_7b_shape() -> None:
+    # 1 - g in one pass rounds as negating and adding 1; two column minima give topk's second value
+    features = _seven_b_features(seed=2)
+    x = torch.nn.functional.normalize(features, dim=-1)
+    gram = kernels.gram_matrix(x[None])[0]
+    dist = diversity.cosine_distance_matrix(features)
+    assert torch.equal(dist, gram.neg().add_(1.0).nan_to_num_(nan=0.0, posinf=0.0, neginf=0.0))
+    nearest = torch.topk(dist, 2, dim=0, largest=False).values[1]
+    assert torch.equal(diversity.second_smallest(dist), nearest)
+
+
+@CUDA_ONLY
 @pytest.mark.filterwarnings("error::RuntimeWarning")
 def test_cuda_takes_the_kernels_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(selector.MAXMIN_ENV, raising=False)

@@ -9,7 +9,7 @@ import torch
 from prune_bench import kernels
 from prune_bench.errors import UserError
 from prune_bench.kernels import selector
-from prune_bench.strategies.common.diversity import greedy_max_min_diversity
+from prune_bench.strategies.common.diversity import greedy_max_min_diversity, second_smallest
 
 CUDA = torch.device("cuda", 0)  # a device object only: nothing here runs on it
 
@@ -121,3 +121,14 @@ def test_a_forced_kernel_that_fails_is_a_user_error_naming_its_variable(
 
     with pytest.raises(UserError, match="PRUNE_BENCH_MAXMIN=triton: the Triton max-min diversity kernel"):
         selector.run_maxmin(CUDA, 6272, {"triton": broken})
+
+
+def test_second_smallest_equals_topk_and_leaves_the_matrix_as_it_was() -> None:
+    # CUDA's nearest-neighbour distances; a column whose minimum occurs twice keeps it as the second
+    g = torch.Generator().manual_seed(3)
+    dist = torch.randint(0, 5, (40, 40), generator=g).float() + 0.5 * torch.rand(40, 40, generator=g)
+    dist[7, 3] = dist[9, 3] = -1.0
+    before = dist.clone()
+    assert torch.equal(second_smallest(dist), torch.topk(dist, 2, dim=0, largest=False).values[1])
+    assert torch.equal(dist, before)
+    assert second_smallest(dist)[3] == -1.0
