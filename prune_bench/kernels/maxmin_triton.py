@@ -14,7 +14,8 @@ does every pick of the selection:
   as the PyTorch step's), then one read of the picked item's row of the distance matrix and
   ``closest = min(closest, row)``;
 * with one program there is no other program to wait for, so a pick needs no grid barrier: its cost
-  is one block-wide reduction and one dependent read of an ``n``-float row.
+  is one block-wide reduction and one dependent read of an ``n``-float row. On an H200 at 6,272 tokens
+  the 1,881 picks take 2.3 ms (about 1.2 us a pick) against 23 ms for the CUDA-graph step.
 
 The arithmetic is the PyTorch step's (an argmax and a minimum, both exact), so given the same
 distance matrix the picks are the same, ties included. The caller prepares what the PyTorch step
@@ -64,7 +65,9 @@ def fits(n: int) -> bool:
 
 def warps(n: int) -> int:
     """Warps of the one program for ``n`` items: fewer warps make the block-wide argmax cheaper (fewer
-    partial results to combine through shared memory), more keep the floats a thread holds few."""
+    partial results to combine through shared memory), more keep the floats a thread holds few. On an
+    H200 at 6,272 tokens (8,192 lanes): 16 warps 2.3 ms, 32 warps 2.4, 4 warps 3.1, 8 warps 5.0 (sic);
+    the smaller counts are not measured."""
     return 4 if n <= 1024 else 8 if n <= 4096 else 16
 
 
