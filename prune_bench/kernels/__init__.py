@@ -9,6 +9,8 @@
 * ``dpp_triton.py``: the same, one Triton kernel per pick replayed as a CUDA graph.
 * ``gram.py``: the DPP kernel's Gram product ``x @ x^T`` as a Triton kernel (three TF32 products per
   tile).
+* ``maxmin_triton.py``: DivPrune's greedy max-min picks, the whole loop in one Triton program (up to
+  16,384 tokens).
 * ``graph_steps.py``: replays a fixed-shape greedy step as a CUDA graph (the DPP's PyTorch and
   per-pick paths, DivPrune's max-min picks).
 
@@ -25,13 +27,13 @@ Which path ran. ``record_paths()`` is a context manager yielding a dict that fil
     paths  # {"gram": "torch", "dpp": "eager"} on the CPU; {"gram": "triton", "dpp": "persistent"} on an H200
 
 Values: ``dpp`` one of ``persistent``, ``triton``, ``graph``, ``eager``; ``gram`` one of ``triton``,
-``torch``. ``"a->b"``: ``a`` was chosen, could not run, and ``b`` ran (``"persistent->triton"`` after a
+``torch``; ``maxmin`` one of ``triton``, ``graph``, ``eager``. ``"a->b"``: ``a`` was chosen, could not run, and ``b`` ran (``"persistent->triton"`` after a
 barrier timeout); several paths inside one block (stages of different shapes) are listed in order of
 first use, ``"persistent, triton"``. Blocks nest, and are per thread or task (a ``ContextVar``).
 :func:`fallback_reasons` says why each failed path failed.
 
 Importing this package, or any strategy, imports no Triton and no kernel module: only
-``dpp_persistent``, ``dpp_triton`` and ``gram`` import Triton, and they, like ``graph_steps``, are
+``dpp_persistent``, ``dpp_triton``, ``gram`` and ``maxmin_triton`` import Triton, and they, like ``graph_steps``, are
 imported when their kernel is about to run.
 """
 

@@ -211,7 +211,8 @@ def test_importing_hieravid_imports_no_triton() -> None:
         "import sys, prune_bench.strategies.hieravid, prune_bench.strategies.divprune, prune_bench.kernels\n"
         "bad = [m for m in sys.modules if m == 'triton' or m.startswith('triton.')\n"
         "       or m in ('prune_bench.kernels.dpp_triton', 'prune_bench.kernels.dpp_persistent',\n"
-        "                'prune_bench.kernels.gram', 'prune_bench.kernels.graph_steps')]\n"
+        "                'prune_bench.kernels.gram', 'prune_bench.kernels.graph_steps',\n"
+        "                'prune_bench.kernels.maxmin_triton')]\n"
         "print(bad)\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
